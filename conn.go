@@ -1,0 +1,360 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/igm/sockjs-go/v3/sockjs"
+	"github.com/nats-io/nats.go"
+	"github.com/pquerna/ffjson/ffjson"
+	"golang.org/x/time/rate"
+)
+
+// Limits of DESIGN §7.
+const (
+	frameLimit     = 64 << 10 // larger frames answer an error
+	hardFrameLimit = 1 << 20  // larger request bodies are cut off
+	ridLimit       = 64
+	floodLimit     = 200 // consecutive rate-limited frames before the session is closed
+	pushBuffer     = 512 // NATS events a session may have pending before it counts as slow
+	commandTimeout = 30 * time.Second
+)
+
+// SockJS close codes we use.
+const (
+	closeShutdown = 1001
+	closeFlood    = 4008
+	closeSlow     = 4009
+	closeRevoked  = 4010
+)
+
+// Session is one SockJS session: before login it answers the handshake commands, after login
+// its Run loop answers everything in functs and forwards the user's events.
+type Session struct {
+	db      *Database
+	sock    sockjs.Session
+	id      string
+	remote  string
+	limiter *rate.Limiter
+	strikes int
+
+	// Set at login.
+	user      string // the username as registered
+	upper     string
+	tokenHash string // the resume token this session logged in with or was issued
+	sub       *nats.Subscription
+	pushes    chan *nats.Msg
+
+	// closeAfterReply, when set by a command, closes the session with this reason once the
+	// command's reply is sent.
+	closeAfterReply string
+
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// sockHandler runs one SockJS session from its first frame to its end.
+func (db *Database) sockHandler(srvCtx context.Context, sock sockjs.Session) {
+	db.sessions.Add(1)
+	defer db.sessions.Done()
+	ctx, cancel := context.WithCancel(srvCtx)
+	defer cancel()
+	s := &Session{
+		db:      db,
+		sock:    sock,
+		id:      randomToken(),
+		remote:  remoteHost(sock),
+		limiter: rate.NewLimiter(rate.Limit(db.cfg.CommandRate), db.cfg.CommandBurst),
+		done:    make(chan struct{}),
+	}
+	frames := make(chan string, 16)
+	go s.readFrames(ctx, frames)
+	defer func() {
+		if ctx.Err() != nil && srvCtx.Err() != nil {
+			s.close(closeShutdown, "server shutting down")
+		}
+		s.close(1000, "bye")
+		s.unsubscribe()
+	}()
+	if !s.handshake(ctx, frames) {
+		return
+	}
+	s.Run(ctx, frames)
+}
+
+func remoteHost(sock sockjs.Session) string {
+	r := sock.Request()
+	if r == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// readFrames feeds the client's frames to the session loop until the client goes away.
+func (s *Session) readFrames(ctx context.Context, frames chan<- string) {
+	defer close(frames)
+	for {
+		msg, err := s.sock.RecvCtx(ctx)
+		if err != nil {
+			return
+		}
+		select {
+		case frames <- msg:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// handshake answers frames until the client has registered or logged in; false means the
+// session ended first.
+func (s *Session) handshake(ctx context.Context, frames <-chan string) bool {
+	for s.user == "" {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.done:
+			return false
+		case frame, ok := <-frames:
+			if !ok {
+				return false
+			}
+			s.handleFrame(ctx, frame)
+		}
+	}
+	return true
+}
+
+// close ends the session once, with a SockJS close code.
+func (s *Session) close(code uint32, reason string) {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		_ = s.sock.Close(code, reason)
+	})
+}
+
+// handshakeFuncts are the commands a session may send before login.
+var handshakeFuncts = map[string]commandFunc{
+	"CreateUser":           createUser,
+	"ValidateUser":         validateUser,
+	"GetPasswordResetUser": getPasswordResetUser,
+	"ResetUserPassword":    resetUserPassword,
+}
+
+// handleFrame answers one frame with exactly one direct reply.
+func (s *Session) handleFrame(ctx context.Context, frame string) {
+	if !s.limiter.Allow() {
+		s.strikes++
+		if s.strikes > floodLimit {
+			slog.Warn("closing flooding session", "user", s.user, "remote", s.remote)
+			s.close(closeFlood, "flooding")
+			return
+		}
+		cmd, rid := peekCmd(frame)
+		s.sendError(cmd, rid, "rate limited")
+		return
+	}
+	s.strikes = 0
+	if len(frame) > frameLimit {
+		s.sendError("", "", fmt.Sprintf("frame too large: the limit is %d bytes", frameLimit))
+		return
+	}
+	req, err := parseRequest(frame)
+	if err != nil {
+		cmd, rid := peekCmd(frame)
+		s.sendError(cmd, rid, err.Error())
+		return
+	}
+	fn, errText := s.lookup(req.Cmd)
+	if fn == nil {
+		s.send(&ErrorReply{RetCmd: retCmdFor(errText), Cmd: req.Cmd, Rid: req.Rid, Error: errText})
+		return
+	}
+	s.execute(ctx, fn, req)
+}
+
+func retCmdFor(errText string) string {
+	if errText == "unknown command" {
+		return "bad_command"
+	}
+	return ""
+}
+
+// lookup finds the handler for a command in the session's phase, or the error to answer.
+func (s *Session) lookup(cmd string) (commandFunc, string) {
+	if s.user == "" {
+		if fn := handshakeFuncts[cmd]; fn != nil {
+			return fn, ""
+		}
+		return nil, "not logged in"
+	}
+	if fn := functs[cmd]; fn != nil {
+		return fn, ""
+	}
+	if handshakeFuncts[cmd] != nil {
+		return nil, "already logged in"
+	}
+	return nil, "unknown command"
+}
+
+// execute runs a handler, recovering a panic into an error reply so the session goes on.
+func (s *Session) execute(ctx context.Context, fn commandFunc, req *Request) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			logPanic("command "+req.Cmd, r)
+			s.sendError(req.Cmd, req.Rid, "internal error")
+		}
+	}()
+	rep, err := fn(ctx, s, req)
+	if err != nil {
+		s.sendError(req.Cmd, req.Rid, s.errorText(req.Cmd, err))
+		return
+	}
+	if rep == nil {
+		rep = &AckReply{OK: true}
+	}
+	rep.setReply(req.Cmd, req.Rid)
+	s.send(rep)
+	if s.closeAfterReply != "" {
+		s.close(1000, s.closeAfterReply)
+	}
+}
+
+// errorText is what the client is told about err: a ClientError's own words, otherwise a
+// generic reason (the details go to the log, not to the client).
+func (s *Session) errorText(cmd string, err error) string {
+	var ce *ClientError
+	if errors.As(err, &ce) {
+		return ce.Msg
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		slog.Error("command timed out", "cmd", cmd, "user", s.user, "err", err)
+		return "timed out, try again"
+	}
+	slog.Error("command failed", "cmd", cmd, "user", s.user, "err", err)
+	return "internal error, try again"
+}
+
+// ClientError is an error whose message the client may see.
+type ClientError struct{ Msg string }
+
+func (e *ClientError) Error() string { return e.Msg }
+
+// clientErr makes a ClientError.
+func clientErr(format string, args ...any) error {
+	return &ClientError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// parseRequest decodes one frame; anything but a JSON object with a cmd is an error.
+func parseRequest(frame string) (*Request, error) {
+	req := new(Request)
+	if err := ffjson.UnmarshalFast([]byte(frame), req); err != nil {
+		if !isJSONObject(frame) {
+			return nil, errors.New("malformed frame: expected a JSON object")
+		}
+		return nil, fmt.Errorf("invalid request: %v", err)
+	}
+	if req.Cmd == "" {
+		return nil, errors.New("missing cmd")
+	}
+	if len(req.Rid) > ridLimit {
+		req.Rid = ""
+		return nil, fmt.Errorf("rid longer than %d characters", ridLimit)
+	}
+	return req, nil
+}
+
+func isJSONObject(frame string) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal([]byte(frame), &m) == nil
+}
+
+// peekCmd reads cmd and rid from a frame that did not decode as a request, for the reply.
+func peekCmd(frame string) (cmd, rid string) {
+	var p struct {
+		Cmd any `json:"cmd"`
+		Rid any `json:"rid"`
+	}
+	if len(frame) > frameLimit || json.Unmarshal([]byte(frame), &p) != nil {
+		return "", ""
+	}
+	cmd, _ = p.Cmd.(string)
+	rid, _ = p.Rid.(string)
+	if len(cmd) > 64 {
+		cmd = ""
+	}
+	if len(rid) > ridLimit {
+		rid = ""
+	}
+	return cmd, rid
+}
+
+// reply is a direct reply; execute stamps it with the request's cmd and rid.
+type reply interface{ setReply(cmd, rid string) }
+
+func (r *ErrorReply) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
+func (r *AckReply) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
+func (r *UserView) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
+func (r *PublicUser) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
+func (r *ConvoData) setReply(cmd, rid string)  { r.Cmd, r.Rid = cmd, rid }
+func (r *ConvoPush) setReply(cmd, rid string)  { r.Cmd, r.Rid = cmd, rid }
+
+func (s *Session) sendError(cmd, rid, msg string) {
+	s.send(&ErrorReply{Cmd: cmd, Rid: rid, Error: msg})
+}
+
+// send marshals v with its ffjson marshaler and sends it to the client.
+func (s *Session) send(v any) {
+	buf, err := ffjson.Marshal(v)
+	if err != nil {
+		slog.Error("marshalling reply", "err", err)
+		return
+	}
+	s.sendRaw(buf)
+	ffjson.Pool(buf)
+}
+
+func (s *Session) sendRaw(b []byte) {
+	if err := s.sock.Send(string(b)); err != nil && !errors.Is(err, sockjs.ErrSessionNotOpen) {
+		slog.Debug("sending to client", "user", s.user, "err", err)
+	}
+}
+
+// login makes the session act as u from now on and subscribes it to u's events.
+func (s *Session) login(u *UserRecord, hash string) error {
+	pushes := make(chan *nats.Msg, pushBuffer)
+	sub, err := s.db.nc.ChanSubscribe(userSubject(upperName(u.Username)), pushes)
+	if err != nil {
+		return fmt.Errorf("subscribing to events: %w", err)
+	}
+	// The server must have the subscription before the client hears it is logged in, so that
+	// no event published after the reply is missed.
+	if err := s.db.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("subscribing to events: %w", err)
+	}
+	s.user, s.upper, s.tokenHash = u.Username, upperName(u.Username), hash
+	s.sub, s.pushes = sub, pushes
+	s.db.subs.Store(sub, s)
+	return nil
+}
+
+func (s *Session) unsubscribe() {
+	if s.sub == nil {
+		return
+	}
+	s.db.subs.Delete(s.sub)
+	_ = s.sub.Unsubscribe()
+}

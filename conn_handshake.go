@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
+)
+
+// The commands of DESIGN §3.1, answered before login.
+
+const defaultQuota = 1 << 30 // bytes of uploads per user
+
+func createUser(ctx context.Context, s *Session, req *Request) (reply, error) {
+	u, err := s.db.newUserRecord(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := putRecord(ctx, s.db.quick, userKey(u.Username), u, PutOptions{Mode: CreateOnly}); err != nil {
+		if errors.Is(err, ErrExists) {
+			return nil, clientErr("Username already taken.")
+		}
+		return nil, err
+	}
+	if err := s.db.claimLookups(ctx, u); err != nil {
+		s.db.releaseLookups(ctx, u)
+		if _, derr := s.db.quick.Delete(ctx, userKey(u.Username), 0); derr != nil {
+			return nil, errors.Join(err, derr)
+		}
+		return nil, err
+	}
+	return s.startSession(ctx, u, "")
+}
+
+// newUserRecord validates a CreateUser request into the record to store.
+func (db *Database) newUserRecord(req *Request) (*UserRecord, error) {
+	if !validUsername(req.Username) {
+		return nil, clientErr("Invalid username: use 3 to 32 letters, digits or underscores.")
+	}
+	if err := checkPassword(req.Password); err != nil {
+		return nil, err
+	}
+	email, err := normalEmail(req.Email)
+	if err != nil {
+		return nil, err
+	}
+	phone, err := normalPhone(req.Phone)
+	if err != nil {
+		return nil, err
+	}
+	quests, err := db.hashSecQuests(req.SecQuests)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(req.Password), db.cfg.bcryptCost)
+	if err != nil {
+		return nil, err
+	}
+	u := &UserRecord{
+		Username: req.Username, PasswordHash: string(hash), Email: email, Phone: phone,
+		SecQuests: quests, Convos: map[string]*UserConvo{}, Quota: defaultQuota,
+		Created: formatTime(time.Now()), Devices: map[string][]string{},
+	}
+	if tok := strings.TrimSpace(req.Token); tok != "" && len(tok) <= 256 {
+		u.Devices["web"] = []string{tok}
+	}
+	return u, nil
+}
+
+// hashSecQuests checks that there are none or two security questions and hashes the answers.
+func (db *Database) hashSecQuests(qs []SecQuest) ([]SecQuest, error) {
+	if len(qs) == 0 {
+		return nil, nil
+	}
+	if len(qs) != 2 {
+		return nil, clientErr("Give two security questions with their answers.")
+	}
+	out := make([]SecQuest, len(qs))
+	for i, q := range qs {
+		question, answer := strings.TrimSpace(q.Question), normalAnswer(q.Answer)
+		if question == "" || answer == "" || len(question) > maxSecQuestion || len(answer) > maxPassword {
+			return nil, clientErr("Each security question needs a question and an answer (at most %d characters).", maxSecQuestion)
+		}
+		h, err := bcrypt.GenerateFromPassword([]byte(answer), db.cfg.bcryptCost)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = SecQuest{Question: question, Answer: string(h)}
+	}
+	return out, nil
+}
+
+// normalAnswer is how security answers compare: trimmed, without regard to case.
+func normalAnswer(a string) string { return strings.ToLower(strings.TrimSpace(a)) }
+
+// claimLookups creates the user's e-mail and phone lookup records, create-only, which is what
+// makes addresses and numbers unique.
+func (db *Database) claimLookups(ctx context.Context, u *UserRecord) error {
+	claims := []struct {
+		key  Key
+		used string
+	}{
+		{emailKey(u.Email), "E-mail address already used."},
+		{phoneKey(u.Phone), "Phone number already used."},
+	}
+	for _, c := range claims {
+		if c.key.Key == "" {
+			continue
+		}
+		err := putRecord(ctx, db.quick, c.key, &LookupRecord{Username: u.Username}, PutOptions{Mode: CreateOnly})
+		if errors.Is(err, ErrExists) {
+			return clientErr("%s", c.used)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseLookups deletes the lookup records that point at u.
+func (db *Database) releaseLookups(ctx context.Context, u *UserRecord) {
+	for _, key := range []Key{emailKey(u.Email), phoneKey(u.Phone)} {
+		if key.Key != "" {
+			db.releaseLookup(ctx, key, u.Username)
+		}
+	}
+}
+
+// releaseLookup deletes a lookup record if it still names user.
+func (db *Database) releaseLookup(ctx context.Context, key Key, user string) {
+	rec, gen, err := getRecord[LookupRecord](ctx, db.quick, key)
+	if err != nil || !strings.EqualFold(rec.Username, user) {
+		return
+	}
+	_, _ = db.quick.Delete(ctx, key, gen)
+}
+
+func validateUser(ctx context.Context, s *Session, req *Request) (reply, error) {
+	const wrong = "Invalid username or password."
+	if !validUsername(req.Username) {
+		return nil, clientErr(wrong)
+	}
+	limitKey := upperName(req.Username)
+	if !s.db.logins.allowed(limitKey, s.remote) {
+		return nil, clientErr("Too many failed logins; try again later.")
+	}
+	if req.Session != "" {
+		u, hash, err := s.db.resumeSession(ctx, req.Username, req.Session)
+		if errors.Is(err, ErrNotFound) {
+			s.db.logins.failed(limitKey, s.remote)
+			return nil, clientErr("Session expired or revoked; log in with your password.")
+		}
+		if err != nil {
+			return nil, err
+		}
+		return s.startSession(ctx, u, hash)
+	}
+	u, err := s.db.getUser(ctx, req.Username)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	hash := dummyHash
+	if u != nil {
+		hash = []byte(u.PasswordHash)
+	}
+	// Compare even for an unknown user, so that timing does not tell which names exist.
+	if bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) != nil || u == nil {
+		s.db.logins.failed(limitKey, s.remote)
+		return nil, clientErr(wrong)
+	}
+	return s.startSession(ctx, u, "")
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password of anyone"), bcrypt.DefaultCost)
+
+// startSession logs the session in as u, issuing a resume token unless it resumed with one.
+func (s *Session) startSession(ctx context.Context, u *UserRecord, resumedHash string) (reply, error) {
+	token, hash := "", resumedHash
+	if hash == "" {
+		var err error
+		if token, hash, err = s.db.newSession(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.login(u, hash); err != nil {
+		return nil, err
+	}
+	view, err := s.db.userView(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	view.Session = token
+	return view, nil
+}
+
+func getPasswordResetUser(ctx context.Context, s *Session, req *Request) (reply, error) {
+	u, err := s.db.resetTarget(ctx, req.Username)
+	if err != nil {
+		return nil, err
+	}
+	rep := &ResetQuestions{Username: u.Username}
+	for _, q := range u.SecQuests {
+		rep.Questions = append(rep.Questions, q.Question)
+	}
+	return rep, nil
+}
+
+// resetTarget is the user whose password is to be reset, if it has security questions.
+func (db *Database) resetTarget(ctx context.Context, name string) (*UserRecord, error) {
+	if !validUsername(name) {
+		return nil, clientErr("No such user.")
+	}
+	u, err := db.getUser(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		return nil, clientErr("No such user.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(u.SecQuests) != 2 {
+		return nil, clientErr("Password reset is not set up for this user.")
+	}
+	return u, nil
+}
+
+func resetUserPassword(ctx context.Context, s *Session, req *Request) (reply, error) {
+	limitKey := upperName(req.Username)
+	if !s.db.logins.allowed(limitKey, s.remote) {
+		return nil, clientErr("Too many failed attempts; try again later.")
+	}
+	u, err := s.db.resetTarget(ctx, req.Username)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPassword(req.Password); err != nil {
+		return nil, err
+	}
+	if !answersMatch(u.SecQuests, req.SecQuests) {
+		s.db.logins.failed(limitKey, s.remote)
+		return &ResetResult{Success: "false"}, nil
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(req.Password), s.db.cfg.bcryptCost)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.db.updateUser(ctx, u.Username, func(u *UserRecord) error {
+		u.PasswordHash = string(hash)
+		u.SessionEpoch++ // every resume token issued before is revoked
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.db.publishClose(u.Username, nil, "password reset", "")
+	return &ResetResult{Success: "true"}, nil
+}
+
+// answersMatch checks both answers, given in the order of the questions.
+func answersMatch(stored, given []SecQuest) bool {
+	if len(given) != len(stored) {
+		return false
+	}
+	ok := true
+	for i := range stored {
+		if bcrypt.CompareHashAndPassword([]byte(stored[i].Answer), []byte(normalAnswer(given[i].Answer))) != nil {
+			ok = false
+		}
+	}
+	return ok
+}
+
+func (r *ResetQuestions) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
+func (r *ResetResult) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
+
+// loginLimiter limits failed logins per username and per client address. Only failures spend
+// tokens; a login is refused while either bucket is empty.
+type loginLimiter struct {
+	mu     sync.Mutex
+	byUser map[string]*rate.Limiter
+	byAddr map[string]*rate.Limiter
+}
+
+const (
+	userFailBurst = 10
+	userFailEvery = 30 * time.Second
+	addrFailBurst = 50
+	addrFailEvery = 2 * time.Second
+	limiterCap    = 100_000 // entries before full buckets are forgotten
+)
+
+func newLoginLimiter() *loginLimiter {
+	return &loginLimiter{byUser: map[string]*rate.Limiter{}, byAddr: map[string]*rate.Limiter{}}
+}
+
+func (l *loginLimiter) allowed(user, addr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	return bucket(l.byUser, user, userFailEvery, userFailBurst).TokensAt(now) >= 1 &&
+		bucket(l.byAddr, addr, addrFailEvery, addrFailBurst).TokensAt(now) >= 1
+}
+
+func (l *loginLimiter) failed(user, addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	bucket(l.byUser, user, userFailEvery, userFailBurst).Allow()
+	bucket(l.byAddr, addr, addrFailEvery, addrFailBurst).Allow()
+}
+
+func bucket(m map[string]*rate.Limiter, key string, every time.Duration, burst int) *rate.Limiter {
+	if lim := m[key]; lim != nil {
+		return lim
+	}
+	if len(m) >= limiterCap {
+		now := time.Now()
+		for k, lim := range m {
+			if lim.TokensAt(now) >= float64(burst) {
+				delete(m, k)
+			}
+		}
+	}
+	lim := rate.NewLimiter(rate.Every(every), burst)
+	m[key] = lim
+	return lim
+}

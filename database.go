@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Database holds the connections every session shares, opened once by Connect.
+type Database struct {
+	cfg    Config
+	pool   *pgxpool.Pool
+	quick  QuickStore
+	nc     *nats.Conn
+	natsd  *natsserver.Server // the embedded NATS server, when -nats is empty
+	logins *loginLimiter
+
+	// sessions counts running sockHandlers, so that shutdown can wait for them.
+	sessions sync.WaitGroup
+	// subs maps a session's NATS subscription to the session, for slow-consumer handling.
+	subs sync.Map // *nats.Subscription → *Session
+}
+
+// Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
+func Connect(ctx context.Context, cfg Config) (*Database, error) {
+	db := &Database{cfg: cfg, logins: newLoginLimiter()}
+	pool, err := openPostgres(ctx, cfg.Postgres)
+	if err != nil {
+		return nil, err
+	}
+	db.pool = pool
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if db.quick, err = openQuickStore(ctx, cfg.QuickStore, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening quick store %q: %w", cfg.QuickStore, err)
+	}
+	if err := db.connectNATS(cfg.NATS); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes the shared connections.
+func (db *Database) Close() {
+	if db.nc != nil {
+		_ = db.nc.Drain()
+		db.nc.Close()
+	}
+	if db.natsd != nil {
+		db.natsd.Shutdown()
+	}
+	if db.quick != nil {
+		db.quick.Close()
+	}
+	if db.pool != nil {
+		db.pool.Close()
+	}
+}
+
+func openPostgres(ctx context.Context, connString string) (*pgxpool.Pool, error) {
+	pcfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("parsing -postgres %q: %w", connString, err)
+	}
+	pcfg.MaxConns = 16
+	pool, err := connectPool(ctx, pcfg)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
+		if err = createDatabase(ctx, pcfg.ConnConfig); err == nil {
+			pool, err = connectPool(ctx, pcfg)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connecting to PostgreSQL (%s@%s/%s): %w; is it running and does the role exist? ./add_deps.sh sets both up, or pass -postgres",
+			pcfg.ConnConfig.User, pcfg.ConnConfig.Host, pcfg.ConnConfig.Database, err)
+	}
+	return pool, nil
+}
+
+func connectPool(ctx context.Context, pcfg *pgxpool.Config) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// createDatabase creates the configured database through the maintenance database.
+func createDatabase(ctx context.Context, cc *pgx.ConnConfig) error {
+	admin := cc.Copy()
+	name := admin.Database
+	admin.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("connecting to database postgres to create %q: %w", name, err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // created meanwhile by another instance
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("creating database %q: %w", name, err)
+	}
+	slog.Info("created database", "name", name)
+	return nil
+}
+
+// migrate creates the shared tables; conversation tables are created with their conversation.
+func (db *Database) migrate(ctx context.Context) error {
+	_, err := db.pool.Exec(ctx, `
+		CREATE TABLE IF NOT EXISTS scheduled_messages (
+			id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			cid        text        NOT NULL,
+			f_username text        NOT NULL,
+			content    text        NOT NULL,
+			send_at    timestamptz NOT NULL,
+			created_at timestamptz NOT NULL DEFAULT now()
+		);
+		CREATE INDEX IF NOT EXISTS scheduled_messages_send_at ON scheduled_messages (send_at);
+		CREATE INDEX IF NOT EXISTS scheduled_messages_user ON scheduled_messages (upper(f_username));`)
+	if err != nil {
+		return fmt.Errorf("creating tables: %w", err)
+	}
+	return nil
+}
+
+// connectNATS connects to the configured NATS, or starts an embedded server in-process.
+func (db *Database) connectNATS(natsURL string) error {
+	opts := []nats.Option{
+		nats.Name("pingedchat"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ErrorHandler(db.natsError),
+	}
+	if natsURL == "" {
+		ns, err := natsserver.NewServer(&natsserver.Options{DontListen: true, NoSigs: true, NoLog: true})
+		if err != nil {
+			return fmt.Errorf("starting embedded NATS: %w", err)
+		}
+		ns.Start()
+		if !ns.ReadyForConnections(10 * time.Second) {
+			ns.Shutdown()
+			return errors.New("embedded NATS server did not start")
+		}
+		db.natsd = ns
+		opts = append(opts, nats.InProcessServer(ns))
+	}
+	nc, err := nats.Connect(natsURL, opts...)
+	if err != nil {
+		return fmt.Errorf("connecting to NATS %s: %w; is it running? leave -nats empty for the embedded server", redactURL(natsURL), err)
+	}
+	db.nc = nc
+	return nil
+}
+
+// natsError handles NATS's asynchronous errors. A slow consumer is a session whose client cannot
+// keep up: its own subscription overflowed (no other session loses anything), so it is closed
+// and its client resyncs by M_time when it reconnects.
+func (db *Database) natsError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
+		if s, ok := db.subs.Load(sub); ok {
+			slog.Warn("closing session that cannot keep up with its events", "user", s.(*Session).user)
+			s.(*Session).close(closeSlow, "too slow: reconnect to resync")
+			return
+		}
+	}
+	slog.Error("NATS error", "err", err)
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// userSubject is the NATS subject every session of a user subscribes to.
+func userSubject(upper string) string { return "pinged.user." + upper }
+
+// Headers on pushes that the sessions act on rather than forward.
+const (
+	hdrSkipSession = "Pinged-Skip" // not to the session with this id (the one that caused it)
+	hdrClose       = "Pinged-Close"
+)
+
+// publish sends one marshalled event to every session of each user, marshalled once.
+func (db *Database) publish(users []string, payload []byte, skipSession string) {
+	for _, u := range users {
+		msg := &nats.Msg{Subject: userSubject(upperName(u)), Data: payload}
+		if skipSession != "" {
+			msg.Header = nats.Header{hdrSkipSession: []string{skipSession}}
+		}
+		if err := db.nc.PublishMsg(msg); err != nil {
+			slog.Error("publishing event", "user", u, "err", err)
+		}
+	}
+}
+
+// publishClose tells every session of a user to close after forwarding payload.
+func (db *Database) publishClose(user string, payload []byte, reason, skipSession string) {
+	msg := &nats.Msg{Subject: userSubject(upperName(user)), Data: payload,
+		Header: nats.Header{hdrClose: []string{reason}}}
+	if skipSession != "" {
+		msg.Header.Set(hdrSkipSession, skipSession)
+	}
+	if err := db.nc.PublishMsg(msg); err != nil {
+		slog.Error("publishing close", "user", user, "err", err)
+	}
+}
+
+// Run is the main loop of a logged-in session: it waits on the client's frames, the user's NATS
+// events and shutdown, and answers each frame through the functs map. It returns when the
+// session ends.
+func (s *Session) Run(ctx context.Context, frames <-chan string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		case frame, ok := <-frames:
+			if !ok {
+				return
+			}
+			s.handleFrame(ctx, frame)
+		case msg := <-s.pushes:
+			s.forward(msg)
+		}
+	}
+}
+
+// forward relays a NATS event to the client, acting on control headers.
+func (s *Session) forward(msg *nats.Msg) {
+	if msg.Header != nil {
+		if msg.Header.Get(hdrSkipSession) == s.id {
+			return
+		}
+		if reason := msg.Header.Get(hdrClose); reason != "" {
+			if len(msg.Data) > 0 {
+				s.sendRaw(msg.Data)
+			}
+			s.close(closeRevoked, reason)
+			return
+		}
+	}
+	s.sendRaw(msg.Data)
+}
+
+// commandFunc handles one command; it returns the direct reply (nil for a plain acknowledgement)
+// or an error whose text the client sees.
+type commandFunc func(ctx context.Context, s *Session, req *Request) (reply, error)
+
+// functs maps every command a logged-in session may send to its handler: the single index of
+// commands. Handlers live in database_functions_*.go by topic.
+var functs map[string]commandFunc
+
+func init() {
+	functs = map[string]commandFunc{
+		// conversations (database_functions_convo.go)
+		"CreateConversation":         createConversation,
+		"AddUsersToConversation":     addUsersToConversation,
+		"RemoveUserFromConversation": removeUserFromConversation,
+		"ChangeConvoName":            changeConvoName,
+		"UpdateConvoFiles":           updateConvoFiles,
+		"UpdateUserStatus":           updateUserStatus,
+		"UpdateUnreadCount":          updateUnreadCount,
+		"UpdateConvoMtime":           updateConvoMtime,
+		// messages (database_functions_messages.go)
+		"SendMessage":          sendMessage,
+		"GetConvoData":         getConvoData,
+		"GetMoreConvoMessages": getMoreConvoMessages,
+		"GetAllConvoData":      getAllConvoData,
+		// account (database_functions_account.go)
+		"Logout": logout,
+	}
+}

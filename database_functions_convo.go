@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pquerna/ffjson/ffjson"
+)
+
+// Conversation commands: creating conversations, their members, name, files and each member's
+// read state.
+
+var errNotMember = clientErr("not a member")
+
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+func (c *ConvoRecord) isMember(name string) bool {
+	return slices.ContainsFunc(c.Members, func(m string) bool { return strings.EqualFold(m, name) })
+}
+
+// memberConvo is the conversation req names, if the session's user belongs to it. Anyone else
+// learns only "not a member", whether or not the conversation exists.
+func (s *Session) memberConvo(ctx context.Context, cid string) (*ConvoRecord, error) {
+	if !validCID(cid) {
+		return nil, clientErr("invalid CID")
+	}
+	c, err := s.db.getConvo(ctx, cid)
+	if isNotFound(err) {
+		return nil, errNotMember
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !c.isMember(s.user) {
+		return nil, errNotMember
+	}
+	return c, nil
+}
+
+// convoPush is a conversation's state as members see it.
+func convoPush(cmd string, c *ConvoRecord, mtime string) *ConvoPush {
+	p := &ConvoPush{Cmd: cmd, CID: c.CID, Name: c.Name, MTime: mtime, Files: nonNil(c.Files),
+		Members: make([]MemberView, len(c.Members))}
+	for i, m := range c.Members {
+		p.Members[i] = MemberView{Username: m, ReadTime: c.ReadTimes[upperName(m)]}
+	}
+	return p
+}
+
+// publishConvo pushes the conversation's state to its members and to extra users.
+func (s *Session) publishConvo(ctx context.Context, cmd string, c *ConvoRecord, extra ...string) error {
+	mtime, err := s.db.convoMtime(ctx, c)
+	if err != nil {
+		return err
+	}
+	payload, err := ffjson.Marshal(convoPush(cmd, c, mtime))
+	if err != nil {
+		return err
+	}
+	s.db.publish(append(slices.Clone(c.Members), extra...), payload, "")
+	ffjson.Pool(payload)
+	return nil
+}
+
+// convoMtime is the time of the conversation's newest message, or its creation time.
+func (db *Database) convoMtime(ctx context.Context, c *ConvoRecord) (string, error) {
+	var mt *time.Time
+	err := db.pool.QueryRow(ctx, "SELECT max(m_time) FROM "+convTable(c.CID)).Scan(&mt)
+	if err != nil {
+		return "", fmt.Errorf("reading M_time of %s: %w", c.CID, err)
+	}
+	if mt == nil {
+		return c.Created, nil
+	}
+	return formatTime(*mt), nil
+}
+
+func checkConvoName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if utf8.RuneCountInString(name) > maxConvoName || strings.ContainsRune(name, 0) {
+		return "", clientErr("Conversation name must be at most %d characters.", maxConvoName)
+	}
+	return name, nil
+}
+
+// resolveUsers checks that every name is a user and returns them as registered, without
+// duplicates (compared without regard to case) and without the names in skip.
+func (db *Database) resolveUsers(ctx context.Context, names []string, skip []string) ([]string, error) {
+	seen := map[string]bool{}
+	for _, n := range skip {
+		seen[upperName(n)] = true
+	}
+	var out []string
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if seen[upperName(n)] {
+			continue
+		}
+		if !validUsername(n) {
+			return nil, clientErr("Invalid username %q.", truncate(n, 40))
+		}
+		u, err := db.getUser(ctx, n)
+		if isNotFound(err) {
+			return nil, clientErr("No such user: %s.", n)
+		}
+		if err != nil {
+			return nil, err
+		}
+		seen[upperName(n)] = true
+		out = append(out, u.Username)
+	}
+	return out, nil
+}
+
+func createConversation(ctx context.Context, s *Session, req *Request) (reply, error) {
+	name, err := checkConvoName(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Members) >= maxMembers {
+		return nil, clientErr("A conversation has at most %d members.", maxMembers)
+	}
+	others, err := s.db.resolveUsers(ctx, req.Members, []string{s.user})
+	if err != nil {
+		return nil, err
+	}
+	c := &ConvoRecord{CID: newCID(), Name: name, Members: append([]string{s.user}, others...),
+		ReadTimes: map[string]string{}, Files: []string{}, Created: formatTime(time.Now())}
+	if err := s.db.createConvoTable(ctx, c.CID); err != nil {
+		return nil, err
+	}
+	if err := putRecord(ctx, s.db.quick, convoKey(c.CID), c, PutOptions{Mode: CreateOnly}); err != nil {
+		s.db.dropConvoTable(ctx, c.CID)
+		return nil, fmt.Errorf("storing conversation: %w", err)
+	}
+	if err := s.db.joinConvo(ctx, c.CID, c.Members); err != nil {
+		return nil, err
+	}
+	if err := s.publishConvo(ctx, "CreateConversation", c); err != nil {
+		return nil, err
+	}
+	return &AckReply{OK: true, CID: c.CID}, nil
+}
+
+// joinConvo lists the conversation in each user's record.
+func (db *Database) joinConvo(ctx context.Context, cid string, users []string) error {
+	for _, u := range users {
+		_, err := db.updateUser(ctx, u, func(r *UserRecord) error {
+			if r.Convos == nil {
+				r.Convos = map[string]*UserConvo{}
+			}
+			if r.Convos[cid] != nil {
+				return errNoChange
+			}
+			r.Convos[cid] = &UserConvo{}
+			return nil
+		})
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("adding %s to %s: %w", u, cid, err)
+		}
+	}
+	return nil
+}
+
+// leaveConvo removes the conversation from a user's record.
+func (db *Database) leaveConvo(ctx context.Context, cid, user string) error {
+	_, err := db.updateUser(ctx, user, func(r *UserRecord) error {
+		if r.Convos[cid] == nil {
+			return errNoChange
+		}
+		delete(r.Convos, cid)
+		return nil
+	})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("removing %s from %s: %w", user, cid, err)
+	}
+	return nil
+}
+
+func addUsersToConversation(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	added, err := s.db.resolveUsers(ctx, req.Members, c.Members)
+	if err != nil {
+		return nil, err
+	}
+	if len(added) == 0 {
+		return nil, clientErr("Everyone named is a member already.")
+	}
+	c, err = s.db.updateConvo(ctx, c.CID, func(c *ConvoRecord) error {
+		if !c.isMember(s.user) {
+			return errNotMember
+		}
+		for _, a := range added {
+			if !c.isMember(a) {
+				c.Members = append(c.Members, a)
+			}
+		}
+		if len(c.Members) > maxMembers {
+			return clientErr("A conversation has at most %d members.", maxMembers)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.joinConvo(ctx, c.CID, added); err != nil {
+		return nil, err
+	}
+	return nil, s.publishConvo(ctx, "AddUsersToConversation", c)
+}
+
+func removeUserFromConversation(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	target := req.Username
+	if target == "" {
+		target = s.user
+	}
+	if !c.isMember(target) {
+		return nil, clientErr("%s is not a member.", truncate(target, 40))
+	}
+	c, err = s.db.updateConvo(ctx, c.CID, func(c *ConvoRecord) error {
+		if !c.isMember(s.user) {
+			return errNotMember
+		}
+		i := slices.IndexFunc(c.Members, func(m string) bool { return strings.EqualFold(m, target) })
+		if i < 0 {
+			return errNoChange
+		}
+		target = c.Members[i]
+		c.Members = slices.Delete(c.Members, i, i+1)
+		delete(c.ReadTimes, upperName(target))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.leaveConvo(ctx, c.CID, target); err != nil {
+		return nil, err
+	}
+	push := convoPush("RemoveUserFromConversation", c, "")
+	push.Removed = []string{target}
+	if push.MTime, err = s.db.convoMtime(ctx, c); err != nil {
+		return nil, err
+	}
+	payload, err := ffjson.Marshal(push)
+	if err != nil {
+		return nil, err
+	}
+	s.db.publish(append(slices.Clone(c.Members), target), payload, "")
+	ffjson.Pool(payload)
+	return nil, nil
+}
+
+func changeConvoName(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if _, err := s.memberConvo(ctx, req.CID); err != nil {
+		return nil, err
+	}
+	name, err := checkConvoName(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.db.updateConvo(ctx, req.CID, func(c *ConvoRecord) error {
+		if !c.isMember(s.user) {
+			return errNotMember
+		}
+		c.Name = name
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.publishConvo(ctx, "ChangeConvoName", c)
+}
+
+func updateConvoFiles(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if _, err := s.memberConvo(ctx, req.CID); err != nil {
+		return nil, err
+	}
+	if err := checkFileURL(req.FileURL); err != nil {
+		return nil, err
+	}
+	c, err := s.db.updateConvo(ctx, req.CID, func(c *ConvoRecord) error {
+		if !c.isMember(s.user) {
+			return errNotMember
+		}
+		c.Files = append(c.Files, req.FileURL)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.publishConvo(ctx, "UpdateConvoFiles", c)
+}
+
+// checkFileURL accepts an http(s) URL or a path on this server.
+func checkFileURL(s string) error {
+	u, err := url.Parse(s)
+	ok := err == nil && len(s) <= maxFileURL && s != "" &&
+		((u.Scheme == "https" || u.Scheme == "http") && u.Host != "" || u.Scheme == "" && u.Host == "" && strings.HasPrefix(s, "/"))
+	if !ok {
+		return clientErr("fileURL must be an http(s) URL or a path on this server, at most %d characters.", maxFileURL)
+	}
+	return nil
+}
+
+func updateUserStatus(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	if req.NewReadTime == "" && req.Typing == nil {
+		return nil, clientErr("give NewReadTime or Typing")
+	}
+	push := &StatusPush{Cmd: "UpdateUserStatus", CID: c.CID, Username: s.user}
+	if req.Typing != nil {
+		push.Typing = *req.Typing
+	}
+	if req.NewReadTime != "" {
+		if push.NewReadTime, err = s.advanceReadTime(ctx, c.CID, req.NewReadTime); err != nil {
+			return nil, err
+		}
+	}
+	payload, err := ffjson.Marshal(push)
+	if err != nil {
+		return nil, err
+	}
+	s.db.publish(c.Members, payload, "")
+	ffjson.Pool(payload)
+	return nil, nil
+}
+
+// advanceReadTime moves the user's read time forward (never back, never past now) and returns
+// the read time in effect.
+func (s *Session) advanceReadTime(ctx context.Context, cid, given string) (string, error) {
+	t, err := parseTime(given)
+	if err != nil {
+		return "", err
+	}
+	if now := time.Now(); t.After(now) {
+		t = now
+	}
+	rt := formatTime(t)
+	key := upperName(s.user)
+	c, err := s.db.updateConvo(ctx, cid, func(c *ConvoRecord) error {
+		if !c.isMember(s.user) {
+			return errNotMember
+		}
+		if c.ReadTimes[key] >= rt {
+			return errNoChange
+		}
+		if c.ReadTimes == nil {
+			c.ReadTimes = map[string]string{}
+		}
+		c.ReadTimes[key] = rt
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return c.ReadTimes[key], nil
+}
+
+func updateUnreadCount(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	if req.UnreadCount == nil || *req.UnreadCount < 0 {
+		return nil, clientErr("unread_count must be a number ≥ 0")
+	}
+	at, err := s.db.convoMtime(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	n := min(*req.UnreadCount, maxUnreadCount)
+	return nil, s.updateUserConvo(ctx, c.CID, func(uc *UserConvo) { uc.Unread, uc.UnreadAt = n, at })
+}
+
+func updateConvoMtime(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	t, err := parseTime(req.MTime)
+	if err != nil {
+		return nil, err
+	}
+	return nil, s.updateUserConvo(ctx, c.CID, func(uc *UserConvo) { uc.SyncedMtime = formatTime(t) })
+}
+
+// updateUserConvo changes the user's own state in a conversation.
+func (s *Session) updateUserConvo(ctx context.Context, cid string, fn func(*UserConvo)) error {
+	_, err := s.db.updateUser(ctx, s.user, func(u *UserRecord) error {
+		if u.Convos == nil {
+			u.Convos = map[string]*UserConvo{}
+		}
+		uc := u.Convos[cid]
+		if uc == nil {
+			uc = &UserConvo{}
+			u.Convos[cid] = uc
+		}
+		fn(uc)
+		return nil
+	})
+	return err
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pquerna/ffjson/ffjson"
+)
+
+// Message commands: sending, and reading history. Each conversation's messages live in their
+// own table, conv_<32 hex digits of the CID>.
+
+const pageSize = 50
+
+// createConvoTable creates a conversation's message table.
+func (db *Database) createConvoTable(ctx context.Context, cid string) error {
+	t := convTable(cid)
+	_, err := db.pool.Exec(ctx, fmt.Sprintf(`
+		CREATE TABLE %[1]s (
+			id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			f_username text        NOT NULL,
+			m_time     timestamptz NOT NULL,
+			content    text        NOT NULL,
+			kind       text        NOT NULL DEFAULT 'text',
+			client_id  text        UNIQUE
+		);
+		CREATE INDEX %[1]s_m_time ON %[1]s (m_time);`, t))
+	if err != nil {
+		return fmt.Errorf("creating table %s: %w", t, err)
+	}
+	return nil
+}
+
+func (db *Database) dropConvoTable(ctx context.Context, cid string) {
+	_, _ = db.pool.Exec(ctx, "DROP TABLE IF EXISTS "+convTable(cid))
+}
+
+// lockKey is the advisory lock that serialises inserts into one conversation, so that m_times
+// are strictly increasing in commit order.
+func lockKey(cid string) int64 {
+	b, _ := hex.DecodeString(strings.ReplaceAll(cid, "-", "")[:16])
+	return int64(binary.BigEndian.Uint64(b))
+}
+
+// insertMessage stores a message and returns it with its id and m_time. A message whose
+// client_id is already stored is not stored again: the stored one is returned with dup set.
+//
+// The lock and the insert go in one batch, which PostgreSQL runs as one implicit transaction:
+// the lock is held until the commit, and the insert's own snapshot (taken after the lock) sees
+// the newest m_time, so m_time = max(now, newest + 1µs) is strictly increasing.
+func (db *Database) insertMessage(ctx context.Context, m *Message) (dup bool, err error) {
+	t := convTable(m.CID)
+	var clientID *string
+	if m.ClientID != "" {
+		clientID = &m.ClientID
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", lockKey(m.CID))
+	b.Queue(fmt.Sprintf(`INSERT INTO %[1]s (f_username, m_time, content, kind, client_id)
+		SELECT $1, GREATEST(clock_timestamp(), COALESCE(max(m_time), '-infinity') + interval '1 microsecond'), $2, $3, $4
+		FROM %[1]s ON CONFLICT (client_id) DO NOTHING RETURNING id, m_time`, t),
+		m.FUsername, m.Content, m.Kind, clientID)
+	res := db.pool.SendBatch(ctx, b)
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return false, fmt.Errorf("locking %s: %w", t, err)
+	}
+	var mt time.Time
+	err = res.QueryRow().Scan(&m.ID, &mt)
+	if cerr := res.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if errors.Is(err, pgx.ErrNoRows) && clientID != nil {
+		return true, db.storedByClientID(ctx, m)
+	}
+	if err != nil {
+		return false, fmt.Errorf("inserting into %s: %w", t, err)
+	}
+	m.MTime = formatTime(mt)
+	return false, nil
+}
+
+// storedByClientID fills m from the stored message with m's client_id.
+func (db *Database) storedByClientID(ctx context.Context, m *Message) error {
+	var mt time.Time
+	var from string
+	err := db.pool.QueryRow(ctx, fmt.Sprintf(
+		"SELECT id, m_time, f_username, content, kind FROM %s WHERE client_id = $1", convTable(m.CID)),
+		m.ClientID).Scan(&m.ID, &mt, &from, &m.Content, &m.Kind)
+	if err != nil {
+		return fmt.Errorf("reading message by client_id: %w", err)
+	}
+	if !strings.EqualFold(from, m.FUsername) {
+		return clientErr("client_id already used by another message")
+	}
+	m.MTime = formatTime(mt)
+	return nil
+}
+
+func checkContent(content string) error {
+	switch {
+	case strings.TrimSpace(content) == "":
+		return clientErr("empty message")
+	case utf8.RuneCountInString(content) > maxContent:
+		return clientErr("message too long: at most %d characters", maxContent)
+	case strings.ContainsRune(content, 0):
+		return clientErr("message contains a NUL character")
+	}
+	return nil
+}
+
+func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkContent(req.Content); err != nil {
+		return nil, err
+	}
+	if len(req.ClientID) > maxClientID {
+		return nil, clientErr("client_id longer than %d characters", maxClientID)
+	}
+	m := &Message{Cmd: "SendMessage", CID: c.CID, FUsername: s.user, Content: req.Content,
+		Kind: "text", ClientID: req.ClientID}
+	dup, err := s.db.insertMessage(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if !dup {
+		if err := s.db.deliver(c, m); err != nil {
+			return nil, err
+		}
+	}
+	return &AckReply{OK: true, CID: m.CID, ID: m.ID, MTime: m.MTime, ClientID: m.ClientID}, nil
+}
+
+// deliver pushes a stored message to every session of every member, marshalled once.
+func (db *Database) deliver(c *ConvoRecord, m *Message) error {
+	m.TUIDs = make([]string, 0, len(c.Members))
+	for _, u := range c.Members {
+		if !strings.EqualFold(u, m.FUsername) {
+			m.TUIDs = append(m.TUIDs, u)
+		}
+	}
+	payload, err := ffjson.Marshal(m)
+	if err != nil {
+		return err
+	}
+	db.publish(c.Members, payload, "")
+	ffjson.Pool(payload)
+	return nil
+}
+
+const messageColumns = "id, f_username, m_time, content, kind, COALESCE(client_id, '')"
+
+// queryMessages runs a query over a conversation table that selects messageColumns.
+func (db *Database) queryMessages(ctx context.Context, cid, sql string, args ...any) ([]Message, error) {
+	rows, err := db.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading messages of %s: %w", cid, err)
+	}
+	out := []Message{}
+	var mt time.Time
+	defer rows.Close()
+	for rows.Next() {
+		m := Message{CID: cid}
+		if err := rows.Scan(&m.ID, &m.FUsername, &mt, &m.Content, &m.Kind, &m.ClientID); err != nil {
+			return nil, fmt.Errorf("reading messages of %s: %w", cid, err)
+		}
+		m.MTime = formatTime(mt)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading messages of %s: %w", cid, err)
+	}
+	return out, nil
+}
+
+// convoData is a conversation's state with the given messages.
+func (s *Session) convoData(ctx context.Context, c *ConvoRecord, msgs []Message) (*ConvoData, error) {
+	mtime, err := s.db.convoMtime(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	p := convoPush("", c, mtime)
+	return &ConvoData{CID: c.CID, Name: c.Name, MTime: mtime, Members: p.Members, Files: p.Files, Messages: msgs}, nil
+}
+
+func getConvoData(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	t := convTable(c.CID)
+	var msgs []Message
+	if req.MTime != "" {
+		since, err := parseTime(req.MTime)
+		if err != nil {
+			return nil, err
+		}
+		msgs, err = s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
+			"SELECT %s FROM %s WHERE m_time > $1 ORDER BY m_time", messageColumns, t), since)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		msgs, err = s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
+			"SELECT %s FROM %s ORDER BY m_time DESC LIMIT %d", messageColumns, t, pageSize))
+		if err != nil {
+			return nil, err
+		}
+		slices.Reverse(msgs)
+	}
+	return s.convoData(ctx, c, msgs)
+}
+
+func getMoreConvoMessages(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	before, err := parseTime(req.MTime)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
+		"SELECT %s FROM %s WHERE m_time < $1 ORDER BY m_time DESC LIMIT %d", messageColumns, convTable(c.CID), pageSize), before)
+	if err != nil {
+		return nil, err
+	}
+	return s.convoData(ctx, c, msgs)
+}
+
+func getAllConvoData(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
+		"SELECT %s FROM %s ORDER BY m_time", messageColumns, convTable(c.CID)))
+	if err != nil {
+		return nil, err
+	}
+	return s.convoData(ctx, c, msgs)
+}

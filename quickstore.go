@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The quick store is a small record interface with Aerospike's semantics: a record lives under
+// namespace, set and key, holds named bins, and carries a generation that every write bumps, so
+// that read-modify-write can be a compare-and-set. Two backends implement it: PostgreSQL (the
+// default, quickstore_postgres.go) and Aerospike (quickstore_aerospike.go).
+//
+// Bin values are restricted to what both backends store without loss: string, int64 (int is
+// accepted and read back as int64), []byte, []any and map[string]any of those. A nil bin value in
+// a merging write removes that bin, as in Aerospike.
+
+// Key names one record.
+type Key struct {
+	Namespace string
+	Set       string
+	Key       string
+}
+
+func (k Key) String() string { return k.Namespace + "/" + k.Set + "/" + k.Key }
+
+// Bins are a record's named values.
+type Bins map[string]any
+
+// Record is what Get returns.
+type Record struct {
+	Bins       Bins
+	Generation uint32
+}
+
+// PutMode says what a write does with an existing record (Aerospike's RecordExistsAction).
+type PutMode int
+
+const (
+	// Upsert creates the record or merges the bins into the existing one.
+	Upsert PutMode = iota
+	// CreateOnly creates the record; an existing one fails with ErrExists.
+	CreateOnly
+	// UpdateOnly merges the bins into an existing record; a missing one fails with ErrNotFound.
+	UpdateOnly
+	// Replace creates the record or replaces all its bins.
+	Replace
+	// ReplaceOnly replaces all bins of an existing record; a missing one fails with ErrNotFound.
+	ReplaceOnly
+)
+
+// PutOptions qualify a write.
+type PutOptions struct {
+	Mode PutMode
+	// Generation, when not zero, is the generation the record must have for the write to
+	// happen; otherwise it fails with ErrGeneration (also when the record is missing).
+	Generation uint32
+	// TTL, when positive, is how long the record lives after this write; zero means forever.
+	TTL time.Duration
+}
+
+// Errors every backend returns (wrapped) so that callers can test them with errors.Is.
+var (
+	ErrNotFound   = errors.New("record not found")
+	ErrExists     = errors.New("record already exists")
+	ErrGeneration = errors.New("record generation mismatch")
+	ErrBadBin     = errors.New("unsupported bin value")
+)
+
+// QuickStore is the record interface both backends implement.
+type QuickStore interface {
+	// Get reads a record; a missing or expired one is ErrNotFound.
+	Get(ctx context.Context, key Key) (*Record, error)
+	// Put writes bins as opts say and returns the record's new generation.
+	Put(ctx context.Context, key Key, bins Bins, opts PutOptions) (uint32, error)
+	// Delete removes a record and reports whether it existed. With generation not zero the
+	// record is deleted only if it has that generation (ErrGeneration otherwise).
+	Delete(ctx context.Context, key Key, generation uint32) (bool, error)
+	// Close releases the backend's connections.
+	Close()
+}
+
+// openQuickStore opens the backend that the -quickstore flag names.
+func openQuickStore(ctx context.Context, spec string, db *Database) (QuickStore, error) {
+	switch {
+	case spec == "" || spec == "postgres":
+		return newPostgresQuickStore(ctx, db.pool)
+	case strings.HasPrefix(spec, "aerospike://"):
+		return openAerospikeQuickStore(ctx, spec)
+	}
+	return nil, fmt.Errorf("unknown -quickstore %q: use postgres or aerospike://host:3000", spec)
+}
+
+// checkBins validates bin values before they reach a backend, so both backends refuse the same
+// input in the same way.
+func checkBins(bins Bins) error {
+	for name, v := range bins {
+		if name == "" || len(name) > 15 {
+			return fmt.Errorf("%w: bin name %q must be 1 to 15 bytes", ErrBadBin, name)
+		}
+		if err := checkBinValue(v, true); err != nil {
+			return fmt.Errorf("bin %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func checkBinValue(v any, top bool) error {
+	switch x := v.(type) {
+	case nil:
+		if top {
+			return nil // removes the bin
+		}
+		return fmt.Errorf("%w: nil inside a list or map", ErrBadBin)
+	case string, int64, int, []byte:
+		return nil
+	case []any:
+		for _, e := range x {
+			if err := checkBinValue(e, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	case map[string]any:
+		for _, e := range x {
+			if err := checkBinValue(e, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %T", ErrBadBin, v)
+}

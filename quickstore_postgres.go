@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// postgresQuickStore keeps quick-store records in one table, so that a single machine needs no
+// Aerospike. Every operation is one statement: merging bins is jsonb's ||, the generation check
+// is part of the WHERE clause, and an expired record is treated as missing (and overwritten).
+type postgresQuickStore struct {
+	pool *pgxpool.Pool
+}
+
+const quickstoreSchema = `
+CREATE TABLE IF NOT EXISTS quickstore (
+	ns         text   NOT NULL,
+	set_name   text   NOT NULL,
+	key        text   NOT NULL,
+	bins       jsonb  NOT NULL,
+	generation bigint NOT NULL,
+	expires_at timestamptz,
+	PRIMARY KEY (ns, set_name, key)
+);
+CREATE INDEX IF NOT EXISTS quickstore_expires ON quickstore (expires_at) WHERE expires_at IS NOT NULL;`
+
+func newPostgresQuickStore(ctx context.Context, pool *pgxpool.Pool) (QuickStore, error) {
+	if _, err := pool.Exec(ctx, quickstoreSchema); err != nil {
+		return nil, fmt.Errorf("creating quickstore table: %w", err)
+	}
+	return &postgresQuickStore{pool: pool}, nil
+}
+
+// Close does nothing: the pool belongs to the Database.
+func (s *postgresQuickStore) Close() {}
+
+const qsLive = `(quickstore.expires_at IS NULL OR quickstore.expires_at > now())`
+
+func (s *postgresQuickStore) Get(ctx context.Context, key Key) (*Record, error) {
+	var raw []byte
+	var gen int64
+	err := s.pool.QueryRow(ctx, `SELECT bins::text, generation FROM quickstore
+		WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive,
+		key.Namespace, key.Set, key.Key).Scan(&raw, &gen)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	bins, err := decodeBins(raw)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return &Record{Bins: bins, Generation: uint32(gen)}, nil
+}
+
+func (s *postgresQuickStore) Put(ctx context.Context, key Key, bins Bins, opts PutOptions) (uint32, error) {
+	if err := checkBins(bins); err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	set, removed, err := encodeBins(bins)
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	var expires *time.Time
+	if opts.TTL > 0 {
+		t := time.Now().Add(opts.TTL)
+		expires = &t
+	}
+	merge := opts.Mode == Upsert || opts.Mode == UpdateOnly
+	newBins := `$4::jsonb`
+	if merge {
+		newBins = `(quickstore.bins || $4::jsonb) - $6::text[]`
+	}
+	args := []any{key.Namespace, key.Set, key.Key, set, expires}
+	if merge {
+		args = append(args, removed)
+	}
+	var gen int64
+	var q string
+	switch {
+	case opts.Generation != 0 || opts.Mode == UpdateOnly || opts.Mode == ReplaceOnly:
+		// The record must exist (and, with a generation, have that generation).
+		args = append(args, int64(opts.Generation))
+		q = `UPDATE quickstore SET bins = ` + newBins + `, generation = generation + 1, expires_at = $5
+			WHERE ns = $1 AND set_name = $2 AND key = $3 AND ` + qsLive + `
+			AND ($` + fmt.Sprint(len(args)) + `::bigint IN (0, generation)) RETURNING generation`
+	case opts.Mode == CreateOnly:
+		// An expired record counts as missing, so it may be overwritten.
+		q = `INSERT INTO quickstore AS quickstore VALUES ($1, $2, $3, $4, 1, $5)
+			ON CONFLICT (ns, set_name, key) DO UPDATE SET bins = EXCLUDED.bins, generation = 1,
+			expires_at = EXCLUDED.expires_at WHERE NOT ` + qsLive + ` RETURNING generation`
+	default: // Upsert, Replace
+		q = `INSERT INTO quickstore AS quickstore VALUES ($1, $2, $3, $4, 1, $5)
+			ON CONFLICT (ns, set_name, key) DO UPDATE SET
+			bins = CASE WHEN ` + qsLive + ` THEN ` + newBins + ` ELSE EXCLUDED.bins END,
+			generation = CASE WHEN ` + qsLive + ` THEN quickstore.generation + 1 ELSE 1 END,
+			expires_at = EXCLUDED.expires_at RETURNING generation`
+	}
+	err = s.pool.QueryRow(ctx, q, args...).Scan(&gen)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("put %s: %w", key, putFailure(opts))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	return uint32(gen), nil
+}
+
+// putFailure is the error of a write whose statement matched no row.
+func putFailure(opts PutOptions) error {
+	switch {
+	case opts.Generation != 0:
+		return ErrGeneration
+	case opts.Mode == CreateOnly:
+		return ErrExists
+	}
+	return ErrNotFound
+}
+
+func (s *postgresQuickStore) Delete(ctx context.Context, key Key, generation uint32) (bool, error) {
+	var live bool
+	err := s.pool.QueryRow(ctx, `DELETE FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3
+		AND ($4 = 0 OR (generation = $4 AND `+qsLive+`)) RETURNING `+qsLive,
+		key.Namespace, key.Set, key.Key, int64(generation)).Scan(&live)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if generation != 0 {
+			return false, fmt.Errorf("delete %s: %w", key, ErrGeneration)
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("delete %s: %w", key, err)
+	}
+	return live, nil
+}
+
+// Bins are stored as JSON. JSON has no byte strings, so []byte is tagged {"$b": base64}, and a
+// map that itself looks like a tag is wrapped as {"$m": map}; numbers are integers.
+
+func encodeBins(bins Bins) (set []byte, removed []string, err error) {
+	out := make(map[string]any, len(bins))
+	removed = []string{}
+	for name, v := range bins {
+		if v == nil {
+			removed = append(removed, name)
+			continue
+		}
+		out[name] = tagValue(v)
+	}
+	set, err = json.Marshal(out)
+	return set, removed, err
+}
+
+func tagValue(v any) any {
+	switch x := v.(type) {
+	case []byte:
+		return map[string]any{"$b": base64.StdEncoding.EncodeToString(x)}
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = tagValue(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = tagValue(e)
+		}
+		if isTag(x) {
+			return map[string]any{"$m": out}
+		}
+		return out
+	}
+	return v
+}
+
+func isTag(m map[string]any) bool {
+	if len(m) != 1 {
+		return false
+	}
+	_, b := m["$b"]
+	_, mm := m["$m"]
+	return b || mm
+}
+
+func decodeBins(raw []byte) (Bins, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("decoding bins: %w", err)
+	}
+	bins := make(Bins, len(m))
+	for k, v := range m {
+		x, err := untagValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("decoding bin %q: %w", k, err)
+		}
+		bins[k] = x
+	}
+	return bins, nil
+}
+
+func untagValue(v any) (any, error) {
+	switch x := v.(type) {
+	case json.Number:
+		return x.Int64()
+	case []any:
+		for i, e := range x {
+			d, err := untagValue(e)
+			if err != nil {
+				return nil, err
+			}
+			x[i] = d
+		}
+		return x, nil
+	case map[string]any:
+		if s, ok := x["$b"].(string); ok && len(x) == 1 {
+			return base64.StdEncoding.DecodeString(s)
+		}
+		if inner, ok := x["$m"].(map[string]any); ok && len(x) == 1 {
+			x = inner
+		}
+		for k, e := range x {
+			d, err := untagValue(e)
+			if err != nil {
+				return nil, err
+			}
+			x[k] = d
+		}
+		return x, nil
+	}
+	return v, nil
+}

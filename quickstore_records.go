@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pquerna/ffjson/ffjson"
+)
+
+// Typed records above the QuickStore interface. Each record keeps its struct, marshalled with
+// ffjson, in one bin; read-modify-write goes through updateRecord, a generation compare-and-set
+// with retries, so concurrent changes to one record never lose an update.
+
+const (
+	nsUsers  = "users"
+	nsConvos = "convos"
+	dataBin  = "data"
+	// casAttempts bounds read-modify-write retries; only heavy contention on one record uses
+	// more than a few.
+	casAttempts = 50
+)
+
+func userKey(name string) Key      { return Key{nsUsers, "username", upperName(name)} }
+func emailKey(email string) Key    { return Key{nsUsers, "email", email} }
+func phoneKey(phone string) Key    { return Key{nsUsers, "phone", phone} }
+func sessionKey(hash string) Key   { return Key{nsUsers, "session", hash} }
+func convoKey(cid string) Key      { return Key{nsConvos, "convos", cid} }
+func upperName(name string) string { return strings.ToUpper(name) }
+
+// errNoChange, returned by an update function, skips the write.
+var errNoChange = errors.New("no change")
+
+// getRecord reads and decodes a typed record.
+func getRecord[T any](ctx context.Context, q QuickStore, key Key) (*T, uint32, error) {
+	rec, err := q.Get(ctx, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	data, ok := rec.Bins[dataBin].(string)
+	if !ok {
+		return nil, 0, fmt.Errorf("record %s has no data bin", key)
+	}
+	v := new(T)
+	if err := ffjson.Unmarshal([]byte(data), v); err != nil {
+		return nil, 0, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	return v, rec.Generation, nil
+}
+
+// putRecord encodes and writes a typed record.
+func putRecord(ctx context.Context, q QuickStore, key Key, v any, opts PutOptions) error {
+	data, err := ffjson.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", key, err)
+	}
+	_, err = q.Put(ctx, key, Bins{dataBin: string(data)}, opts)
+	ffjson.Pool(data)
+	return err
+}
+
+// updateRecord applies fn to the current record and writes it back if the record has not
+// changed meanwhile, retrying otherwise. fn may return errNoChange to skip the write.
+func updateRecord[T any](ctx context.Context, q QuickStore, key Key, fn func(*T) error) (*T, error) {
+	for range casAttempts {
+		v, gen, err := getRecord[T](ctx, q, key)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(v); errors.Is(err, errNoChange) {
+			return v, nil
+		} else if err != nil {
+			return nil, err
+		}
+		err = putRecord(ctx, q, key, v, PutOptions{Mode: ReplaceOnly, Generation: gen})
+		if errors.Is(err, ErrGeneration) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	return nil, fmt.Errorf("updating %s: too much contention", key)
+}
+
+func (db *Database) getUser(ctx context.Context, name string) (*UserRecord, error) {
+	u, _, err := getRecord[UserRecord](ctx, db.quick, userKey(name))
+	return u, err
+}
+
+func (db *Database) updateUser(ctx context.Context, name string, fn func(*UserRecord) error) (*UserRecord, error) {
+	return updateRecord(ctx, db.quick, userKey(name), fn)
+}
+
+func (db *Database) getConvo(ctx context.Context, cid string) (*ConvoRecord, error) {
+	c, _, err := getRecord[ConvoRecord](ctx, db.quick, convoKey(cid))
+	return c, err
+}
+
+func (db *Database) updateConvo(ctx context.Context, cid string, fn func(*ConvoRecord) error) (*ConvoRecord, error) {
+	return updateRecord(ctx, db.quick, convoKey(cid), fn)
+}
+
+// tokenHash is how a session token is stored: only its SHA-256.
+func tokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// newSession stores a resume token for the user and returns it.
+func (db *Database) newSession(ctx context.Context, u *UserRecord) (token, hash string, err error) {
+	token = randomToken()
+	hash = tokenHash(token)
+	rec := SessionRecord{Username: u.Username, Epoch: u.SessionEpoch,
+		Expires: formatTime(time.Now().Add(db.cfg.SessionTTL))}
+	if err := putRecord(ctx, db.quick, sessionKey(hash), &rec, PutOptions{Mode: CreateOnly, TTL: db.cfg.SessionTTL}); err != nil {
+		return "", "", fmt.Errorf("storing session: %w", err)
+	}
+	return token, hash, nil
+}
+
+// resumeSession finds the user of a live, unrevoked resume token.
+func (db *Database) resumeSession(ctx context.Context, username, token string) (*UserRecord, string, error) {
+	hash := tokenHash(token)
+	rec, _, err := getRecord[SessionRecord](ctx, db.quick, sessionKey(hash))
+	if err != nil {
+		return nil, "", err
+	}
+	exp, err := parseTime(rec.Expires)
+	if err != nil || time.Now().After(exp) || !strings.EqualFold(rec.Username, username) {
+		return nil, "", ErrNotFound
+	}
+	u, err := db.getUser(ctx, rec.Username)
+	if err != nil {
+		return nil, "", err
+	}
+	if u.SessionEpoch != rec.Epoch {
+		return nil, "", ErrNotFound // revoked by a password change
+	}
+	return u, hash, nil
+}

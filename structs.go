@@ -1,0 +1,253 @@
+package main
+
+// Wire and storage structs. structs_ffjson.go is generated from this file by `go generate`
+// (internal/ffjsongen); this file holds only types, as the generator needs.
+
+//go:generate go run ./internal/ffjsongen structs.go
+
+// Request is every command a client sends; each command reads the fields it needs. JSON keys
+// match without regard to case, so "username" and "Username" are the same field.
+type Request struct {
+	Cmd      string `json:"cmd"`
+	Rid      string `json:"rid,omitempty"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	Session  string `json:"session,omitempty"`
+	Token    string `json:"token,omitempty"`
+	Email    string `json:"email,omitempty"`
+	Phone    string `json:"phone,omitempty"`
+
+	SecQuests []SecQuest `json:"secQuests,omitempty"`
+
+	CID         string       `json:"CID,omitempty"`
+	Name        string       `json:"Name,omitempty"`
+	Members     []string     `json:"Members,omitempty"`
+	FileURL     string       `json:"fileURL,omitempty"`
+	Content     string       `json:"content,omitempty"`
+	ClientID    string       `json:"client_id,omitempty"`
+	MTime       string       `json:"M_time,omitempty"`
+	NewReadTime string       `json:"NewReadTime,omitempty"`
+	Typing      *bool        `json:"Typing,omitempty"`
+	UnreadCount *int64       `json:"unread_count,omitempty"`
+	Time        string       `json:"Time,omitempty"`
+	ID          int64        `json:"ID,omitempty"`
+	OldPassword string       `json:"OldPassword,omitempty"`
+	NewPassword string       `json:"NewPassword,omitempty"`
+	ProfilePic  string       `json:"ProfilePic,omitempty"`
+	Message     string       `json:"Message,omitempty"`
+	FriendUID   string       `json:"friend_UID,omitempty"`
+	Device      string       `json:"device,omitempty"`
+	OldDevice   string       `json:"old_device,omitempty"`
+	Phones      []NamedPhone `json:"Phones,omitempty"`
+	Emails      []NamedEmail `json:"Emails,omitempty"`
+}
+
+// SecQuest is a security question with its answer (plain on the wire, hashed in storage).
+type SecQuest struct {
+	Question string `json:"Question"`
+	Answer   string `json:"Answer"`
+}
+
+// NamedPhone and NamedEmail are MatchUsers' contact entries.
+type NamedPhone struct {
+	Name     string `json:"Name"`
+	PhoneNum string `json:"PhoneNum"`
+}
+
+type NamedEmail struct {
+	Name  string `json:"Name"`
+	Email string `json:"Email"`
+}
+
+// ErrorReply answers a request that failed.
+type ErrorReply struct {
+	RetCmd string `json:"retcmd,omitempty"`
+	Cmd    string `json:"cmd"`
+	Rid    string `json:"rid,omitempty"`
+	Error  string `json:"error"`
+}
+
+// AckReply acknowledges a command whose effect arrives as pushes.
+type AckReply struct {
+	Cmd      string `json:"cmd"`
+	Rid      string `json:"rid,omitempty"`
+	OK       bool   `json:"ok"`
+	CID      string `json:"CID,omitempty"`
+	ID       int64  `json:"id,omitempty"`
+	MTime    string `json:"m_time,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+}
+
+// FriendView is one entry of a user's friend lists.
+type FriendView struct {
+	Username   string `json:"Username"`
+	ProfilePic string `json:"ProfilePic"`
+	Message    string `json:"Message"`
+}
+
+// ConvoSummary is one conversation in the user view.
+type ConvoSummary struct {
+	CID         string `json:"CID"`
+	Name        string `json:"Name"`
+	MTime       string `json:"M_time"`
+	UnreadCount int64  `json:"UnreadCount"`
+}
+
+// ScheduledView is one scheduled message in the user view.
+type ScheduledView struct {
+	ID      int64  `json:"ID"`
+	CID     string `json:"CID"`
+	Time    string `json:"Time"`
+	Content string `json:"Content"`
+}
+
+// UserView is what a user sees of itself (DESIGN §3.3); never anything secret.
+type UserView struct {
+	Cmd                    string          `json:"cmd"`
+	Rid                    string          `json:"rid,omitempty"`
+	Username               string          `json:"Username"`
+	Email                  string          `json:"Email"`
+	Phone                  string          `json:"Phone"`
+	AutoreplyMessage       string          `json:"AutoreplyMessage"`
+	Friends                []FriendView    `json:"Friends"`
+	IncomingPendingFriends []FriendView    `json:"IncomingPendingFriends"`
+	OutgoingPendingFriends []FriendView    `json:"OutgoingPendingFriends"`
+	CIDs                   []ConvoSummary  `json:"CIDs"`
+	ScheduledMessages      []ScheduledView `json:"ScheduledMessages"`
+	ProfilePic             string          `json:"ProfilePic"`
+	Quota                  int64           `json:"Quota"`
+	QuotaUsed              int64           `json:"QuotaUsed"`
+	Session                string          `json:"session,omitempty"`
+}
+
+// PublicUser is what anyone may see of a user.
+type PublicUser struct {
+	Cmd        string `json:"cmd,omitempty"`
+	Rid        string `json:"rid,omitempty"`
+	Username   string `json:"Username"`
+	ProfilePic string `json:"ProfilePic"`
+	Phone      string `json:"Phone,omitempty"`
+	Email      string `json:"Email,omitempty"`
+	Name       string `json:"Name,omitempty"`
+}
+
+// MemberView is one member of a conversation as pushed to the members.
+type MemberView struct {
+	Username string `json:"username"`
+	ReadTime string `json:"read_time"`
+	Typing   bool   `json:"typing"`
+}
+
+// ConvoPush tells members about a conversation's (new) state.
+type ConvoPush struct {
+	Cmd     string       `json:"cmd"`
+	Rid     string       `json:"rid,omitempty"`
+	CID     string       `json:"CID"`
+	Name    string       `json:"Name"`
+	MTime   string       `json:"M_time"`
+	Members []MemberView `json:"Members"`
+	Files   []string     `json:"Files"`
+	Removed []string     `json:"Removed,omitempty"`
+}
+
+// Message is one stored message, as sent to clients.
+type Message struct {
+	Cmd       string   `json:"cmd,omitempty"`
+	CID       string   `json:"CID"`
+	ID        int64    `json:"id"`
+	FUsername string   `json:"f_username"`
+	TUIDs     []string `json:"t_UIDs,omitempty"`
+	MTime     string   `json:"m_time"`
+	Content   string   `json:"content"`
+	Kind      string   `json:"kind,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+}
+
+// ConvoData answers GetConvoData, GetMoreConvoMessages and GetAllConvoData.
+type ConvoData struct {
+	Cmd      string       `json:"cmd"`
+	Rid      string       `json:"rid,omitempty"`
+	CID      string       `json:"CID"`
+	Name     string       `json:"Name"`
+	MTime    string       `json:"M_time"`
+	Members  []MemberView `json:"Members"`
+	Files    []string     `json:"Files"`
+	Messages []Message    `json:"Messages"`
+}
+
+// StatusPush is UpdateUserStatus as pushed to the members.
+type StatusPush struct {
+	Cmd         string `json:"cmd"`
+	CID         string `json:"CID"`
+	Username    string `json:"Username"`
+	NewReadTime string `json:"NewReadTime,omitempty"`
+	Typing      bool   `json:"Typing"`
+}
+
+// UserRecord is a user as stored in the quick store (namespace users, set username).
+type UserRecord struct {
+	Username         string                `json:"Username"`
+	PasswordHash     string                `json:"PasswordHash"`
+	Email            string                `json:"Email"`
+	Phone            string                `json:"Phone"`
+	ProfilePic       string                `json:"ProfilePic"`
+	AutoreplyMessage string                `json:"AutoreplyMessage"`
+	SecQuests        []SecQuest            `json:"SecQuests"`
+	Friends          []FriendView          `json:"Friends"`
+	Incoming         []FriendView          `json:"Incoming"`
+	Outgoing         []FriendView          `json:"Outgoing"`
+	Convos           map[string]*UserConvo `json:"Convos"`
+	Devices          map[string][]string   `json:"Devices"`
+	Quota            int64                 `json:"Quota"`
+	QuotaUsed        int64                 `json:"QuotaUsed"`
+	Created          string                `json:"Created"`
+	// SessionEpoch invalidates every resume token issued before it changed.
+	SessionEpoch int64 `json:"SessionEpoch"`
+}
+
+// UserConvo is a user's own state in one conversation.
+type UserConvo struct {
+	// SyncedMtime is the M_time the user's client reported having synced to.
+	SyncedMtime string `json:"SyncedMtime,omitempty"`
+	// Unread and UnreadAt are an explicitly set unread count and the conversation's M_time when
+	// it was set; messages from others after UnreadAt are added to it.
+	Unread   int64  `json:"Unread,omitempty"`
+	UnreadAt string `json:"UnreadAt,omitempty"`
+}
+
+// ConvoRecord is a conversation's metadata (namespace convos, set convos, key CID).
+type ConvoRecord struct {
+	CID       string            `json:"CID"`
+	Name      string            `json:"Name"`
+	Members   []string          `json:"Members"`
+	ReadTimes map[string]string `json:"ReadTimes"`
+	Files     []string          `json:"Files"`
+	Created   string            `json:"Created"`
+}
+
+// SessionRecord is a resumable login (namespace users, set session, key SHA-256 of the token).
+type SessionRecord struct {
+	Username string `json:"Username"`
+	Expires  string `json:"Expires"`
+	Epoch    int64  `json:"Epoch"`
+}
+
+// LookupRecord maps an e-mail address or phone number to its user (sets email and phone).
+type LookupRecord struct {
+	Username string `json:"Username"`
+}
+
+// ResetQuestions answers GetPasswordResetUser.
+type ResetQuestions struct {
+	Cmd       string   `json:"cmd"`
+	Rid       string   `json:"rid,omitempty"`
+	Username  string   `json:"Username"`
+	Questions []string `json:"Questions"`
+}
+
+// ResetResult answers ResetUserPassword.
+type ResetResult struct {
+	Cmd     string `json:"cmd"`
+	Rid     string `json:"rid,omitempty"`
+	Success string `json:"success"`
+}
