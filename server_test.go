@@ -409,3 +409,15 @@ func newConvo(t testing.TB, owner *client, name string, others ...*client) strin
 	}
 	return cid
 }
+
+// waitUntil polls cond (for state that no client event signals) until it holds or the deadline.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
