@@ -123,15 +123,19 @@ func TestSlowSessionIsClosedWithoutHurtingOthers(t *testing.T) {
 	}
 	defer nc.Close()
 	payload := []byte(`{"cmd":"Noise","pad":"` + strings.Repeat("x", 16<<10) + `"}`)
-	const events = 2000
+	// The slow user gets far more than its pending limit; the fast one gets fewer events than
+	// the limit, so it cannot overflow even if the machine is too busy to drain it meanwhile.
+	const events, ticks = 2000, pushBuffer / 2
 	for i := range events {
 		_ = nc.Publish(userSubject(upperName(slowName)), payload)
-		_ = nc.Publish(userSubject(upperName(fast.name)), []byte(fmt.Sprintf(`{"cmd":"Tick","n":%d}`, i)))
+		if i < ticks {
+			_ = nc.Publish(userSubject(upperName(fast.name)), []byte(fmt.Sprintf(`{"cmd":"Tick","n":%d}`, i)))
+		}
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for i := range events {
+	for i := range ticks {
 		fast.waitPush(fmt.Sprintf("tick %d", i), func(p map[string]any) bool { return p["cmd"] == "Tick" && p["n"] == float64(i) })
 	}
 	waitUntil(t, "the slow session to be closed", func() bool {
