@@ -304,12 +304,13 @@ func peekCmd(frame string) (cmd, rid string) {
 // reply is a direct reply; execute stamps it with the request's cmd and rid.
 type reply interface{ setReply(cmd, rid string) }
 
-func (r *ErrorReply) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
-func (r *AckReply) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
-func (r *UserView) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
-func (r *PublicUser) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
-func (r *ConvoData) setReply(cmd, rid string)  { r.Cmd, r.Rid = cmd, rid }
-func (r *ConvoPush) setReply(cmd, rid string)  { r.Cmd, r.Rid = cmd, rid }
+func (r *ErrorReply) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
+func (r *AckReply) setReply(cmd, rid string)     { r.Cmd, r.Rid = cmd, rid }
+func (r *UserView) setReply(cmd, rid string)     { r.Cmd, r.Rid = cmd, rid }
+func (r *PublicUser) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
+func (r *ConvoData) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
+func (r *ConvoPush) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
+func (r *MatchedUsers) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
 
 func (s *Session) sendError(cmd, rid, msg string) {
 	s.send(&ErrorReply{Cmd: cmd, Rid: rid, Error: msg})

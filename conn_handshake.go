@@ -63,7 +63,7 @@ func (db *Database) newUserRecord(req *Request) (*UserRecord, error) {
 	u := &UserRecord{
 		Username: req.Username, PasswordHash: string(hash), Email: email, Phone: phone,
 		SecQuests: quests, Convos: map[string]*UserConvo{}, Quota: defaultQuota,
-		Created: formatTime(time.Now()), Devices: map[string][]string{},
+		Created: formatTime(time.Now()), Devices: map[string][]string{}, UserID: randomToken(),
 	}
 	if tok := strings.TrimSpace(req.Token); tok != "" && len(tok) <= 256 {
 		u.Devices["web"] = []string{tok}

@@ -3,12 +3,16 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pquerna/ffjson/ffjson"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Account commands: the user view, logout.
@@ -32,6 +36,7 @@ func (db *Database) userView(ctx context.Context, u *UserRecord) (*UserView, err
 	if v.ScheduledMessages, err = db.scheduledOf(ctx, u.Username); err != nil {
 		return nil, err
 	}
+	v.ScheduledMessages = nonNil(v.ScheduledMessages)
 	return v, nil
 }
 
@@ -113,26 +118,16 @@ func (db *Database) fillActivity(ctx context.Context, user string, out []ConvoSu
 // getConvos reads several conversation records concurrently; a missing one is nil.
 func (db *Database) getConvos(ctx context.Context, cids []string) ([]*ConvoRecord, error) {
 	out := make([]*ConvoRecord, len(cids))
-	errs := make([]error, len(cids))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i, cid := range cids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			c, err := db.getConvo(ctx, cid)
-			if err != nil && !isNotFound(err) {
-				errs[i] = err
-			}
-			out[i] = c
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
+	err := forEachConcurrently(ctx, len(cids), func(i int) error {
+		c, err := db.getConvo(ctx, cids[i])
+		if err != nil && !isNotFound(err) {
+			return err
 		}
+		out[i] = c
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -152,4 +147,367 @@ func logout(ctx context.Context, s *Session, _ *Request) (reply, error) {
 	}
 	s.closeAfterReply = "logged out"
 	return nil, nil
+}
+
+// publishUserView pushes UpdateUser (the user's own view) to the user's sessions, except the
+// session with id skip.
+func (db *Database) publishUserView(ctx context.Context, u *UserRecord, skip string) error {
+	v, err := db.userView(ctx, u)
+	if err != nil {
+		return err
+	}
+	v.Cmd = "UpdateUser"
+	payload, err := ffjson.Marshal(v)
+	if err != nil {
+		return err
+	}
+	db.publish([]string{u.Username}, payload, skip)
+	ffjson.Pool(payload)
+	return nil
+}
+
+// changeSelf updates the session's user with fn, tells its other sessions, and answers with
+// the new user view.
+func (s *Session) changeSelf(ctx context.Context, fn func(*UserRecord) error) (reply, error) {
+	u, err := s.db.updateUser(ctx, s.user, fn)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.publishUserView(ctx, u, s.id); err != nil {
+		return nil, err
+	}
+	return s.db.userView(ctx, u)
+}
+
+// checkPasswordOf verifies the session user's password.
+func (s *Session) checkPasswordOf(ctx context.Context, password string) (*UserRecord, error) {
+	if !s.db.logins.allowed(s.upper, s.remote) {
+		return nil, clientErr("Too many failed attempts; try again later.")
+	}
+	u, err := s.db.getUser(ctx, s.user)
+	if err != nil {
+		return nil, err
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
+		s.db.logins.failed(s.upper, s.remote)
+		return nil, clientErr("Wrong password.")
+	}
+	return u, nil
+}
+
+func changeUserPassword(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if _, err := s.checkPasswordOf(ctx, req.OldPassword); err != nil {
+		return nil, err
+	}
+	if err := checkPassword(req.NewPassword); err != nil {
+		return nil, err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(req.NewPassword), s.db.cfg.bcryptCost)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.db.updateUser(ctx, s.user, func(u *UserRecord) error {
+		u.PasswordHash = string(hash)
+		u.SessionEpoch++ // revokes every resume token, this session's too …
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.db.publishClose(u.Username, nil, "password changed", s.id)
+	token, hashed, err := s.db.newSession(ctx, u) // … so this session gets a new one
+	if err != nil {
+		return nil, err
+	}
+	s.tokenHash = hashed
+	v, err := s.db.userView(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	v.Session = token
+	return v, nil
+}
+
+// changeLookup moves the user's e-mail or phone lookup record from old to new: the new one is
+// claimed create-only first (which is what keeps addresses unique), the old one released last.
+func (s *Session) changeLookup(ctx context.Context, key func(string) Key, value string, used string,
+	get func(*UserRecord) *string) (reply, error) {
+	u, err := s.db.getUser(ctx, s.user)
+	if err != nil {
+		return nil, err
+	}
+	old := *get(u)
+	if value == old {
+		return s.db.userView(ctx, u)
+	}
+	if value != "" {
+		err := putRecord(ctx, s.db.quick, key(value), &LookupRecord{Username: s.user}, PutOptions{Mode: CreateOnly})
+		if errors.Is(err, ErrExists) {
+			return nil, clientErr("%s", used)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	rep, err := s.changeSelf(ctx, func(u *UserRecord) error { *get(u) = value; return nil })
+	if err != nil {
+		if value != "" {
+			s.db.releaseLookup(ctx, key(value), s.user)
+		}
+		return nil, err
+	}
+	if old != "" {
+		s.db.releaseLookup(ctx, key(old), s.user)
+	}
+	return rep, nil
+}
+
+func changeUserEmail(ctx context.Context, s *Session, req *Request) (reply, error) {
+	email, err := normalEmail(req.Email)
+	if err != nil {
+		return nil, err
+	}
+	return s.changeLookup(ctx, emailKey, email, "E-mail address already used.", func(u *UserRecord) *string { return &u.Email })
+}
+
+func changeUserPhone(ctx context.Context, s *Session, req *Request) (reply, error) {
+	phone, err := normalPhone(req.Phone)
+	if err != nil {
+		return nil, err
+	}
+	return s.changeLookup(ctx, phoneKey, phone, "Phone number already used.", func(u *UserRecord) *string { return &u.Phone })
+}
+
+func changeProfilePic(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if req.ProfilePic != "" {
+		if err := checkFileURL(req.ProfilePic); err != nil {
+			return nil, clientErr("ProfilePic must be an http(s) URL or a path on this server.")
+		}
+	}
+	return s.changeSelf(ctx, func(u *UserRecord) error { u.ProfilePic = req.ProfilePic; return nil })
+}
+
+func saveAutoreplyMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
+	msg := strings.TrimSpace(req.Message)
+	if err := checkContent(msg); msg != "" && err != nil {
+		return nil, err
+	}
+	rep, err := s.changeSelf(ctx, func(u *UserRecord) error { u.AutoreplyMessage = msg; return nil })
+	if err != nil {
+		return nil, err
+	}
+	v := rep.(*UserView)
+	// Copy it into each conversation, so that senders find it without reading this record;
+	// changing it re-arms it everywhere.
+	for _, c := range v.CIDs {
+		if _, err := s.db.updateConvo(ctx, c.CID, func(c *ConvoRecord) error {
+			setAutoreply(c, s.user, msg)
+			return nil
+		}); err != nil && !isNotFound(err) {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// setAutoreply records a member's autoreply in a conversation record and re-arms it.
+func setAutoreply(c *ConvoRecord, user, msg string) {
+	key := upperName(user)
+	delete(c.AutoreplySent, key)
+	if msg == "" {
+		delete(c.Autoreplies, key)
+		return
+	}
+	if c.Autoreplies == nil {
+		c.Autoreplies = map[string]string{}
+	}
+	c.Autoreplies[key] = msg
+}
+
+func getUserByUsername(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if !validUsername(req.Username) {
+		return nil, clientErr("No such user.")
+	}
+	u, err := s.db.getUser(ctx, req.Username)
+	if isNotFound(err) {
+		return nil, clientErr("No such user.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &PublicUser{Username: u.Username, ProfilePic: u.ProfilePic}, nil
+}
+
+func getUserByEmail(ctx context.Context, s *Session, req *Request) (reply, error) {
+	email, err := normalEmail(req.Email)
+	if err != nil || email == "" {
+		return nil, clientErr("No such user.")
+	}
+	u, err := s.db.userByLookup(ctx, emailKey(email))
+	if err != nil {
+		return nil, err
+	}
+	return &PublicUser{Username: u.Username, ProfilePic: u.ProfilePic}, nil
+}
+
+// userByLookup follows an e-mail or phone lookup record to its user.
+func (db *Database) userByLookup(ctx context.Context, key Key) (*UserRecord, error) {
+	l, _, err := getRecord[LookupRecord](ctx, db.quick, key)
+	if err == nil {
+		var u *UserRecord
+		if u, err = db.getUser(ctx, l.Username); err == nil {
+			return u, nil
+		}
+	}
+	if isNotFound(err) {
+		return nil, clientErr("No such user.")
+	}
+	return nil, err
+}
+
+const maxMatch = 500
+
+func matchUsers(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if len(req.Phones)+len(req.Emails) > maxMatch {
+		return nil, clientErr("At most %d phones and e-mails a call.", maxMatch)
+	}
+	type probe struct {
+		key  Key
+		view PublicUser
+	}
+	var probes []probe
+	for _, p := range req.Phones {
+		if phone, err := normalPhone(p.PhoneNum); err == nil && phone != "" {
+			probes = append(probes, probe{phoneKey(phone), PublicUser{Phone: phone, Name: p.Name}})
+		}
+	}
+	for _, e := range req.Emails {
+		if email, err := normalEmail(e.Email); err == nil && email != "" {
+			probes = append(probes, probe{emailKey(email), PublicUser{Email: email, Name: e.Name}})
+		}
+	}
+	found := make([]*PublicUser, len(probes))
+	err := forEachConcurrently(ctx, len(probes), func(i int) error {
+		u, err := s.db.userByLookup(ctx, probes[i].key)
+		var ce *ClientError
+		if errors.As(err, &ce) {
+			return nil // not a user
+		}
+		if err != nil {
+			return err
+		}
+		v := probes[i].view
+		v.Username, v.ProfilePic = u.Username, u.ProfilePic
+		found[i] = &v
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep := &MatchedUsers{Users: []PublicUser{}}
+	for _, f := range found {
+		if f != nil {
+			rep.Users = append(rep.Users, *f)
+		}
+	}
+	return rep, nil
+}
+
+// forEachConcurrently runs fn(0…n-1) with at most 8 at a time and returns the first error.
+func forEachConcurrently(ctx context.Context, n int, fn func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range n {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = fn(i)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func deleteUser(ctx context.Context, s *Session, req *Request) (reply, error) {
+	u, err := s.checkPasswordOf(ctx, req.Password)
+	if err != nil {
+		return nil, err
+	}
+	// The user record goes first: from then on nobody can log in, befriend or add this user.
+	if _, err := s.db.quick.Delete(ctx, userKey(u.Username), 0); err != nil {
+		return nil, fmt.Errorf("deleting user record: %w", err)
+	}
+	s.db.releaseLookups(ctx, u)
+	for _, cid := range mapKeys(u.Convos) {
+		if err := s.db.removeMember(ctx, cid, u.Username, u.Username); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range slices.Concat(u.Friends, u.Incoming, u.Outgoing) {
+		if err := s.db.forgetFriend(ctx, f.Username, u.Username); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := s.db.pool.Exec(ctx, "DELETE FROM scheduled_messages WHERE upper(f_username) = $1", u.upper()); err != nil {
+		return nil, fmt.Errorf("deleting scheduled messages: %w", err)
+	}
+	payload, err := ffjson.Marshal(&AckReply{Cmd: "DeleteUser", OK: true})
+	if err != nil {
+		return nil, err
+	}
+	s.db.publishClose(u.Username, payload, "user deleted", "")
+	ffjson.Pool(payload)
+	return nil, nil
+}
+
+func (u *UserRecord) upper() string { return upperName(u.Username) }
+
+// Push-target devices: one list per platform.
+
+const maxDevices = 20
+
+// deviceCommand makes the Add/Change/Remove handler for one platform's push targets.
+func deviceCommand(platform string, op string) commandFunc {
+	return func(ctx context.Context, s *Session, req *Request) (reply, error) {
+		dev := strings.TrimSpace(req.Device)
+		if dev == "" || len(dev) > 512 {
+			return nil, clientErr("device must be 1 to 512 characters")
+		}
+		_, err := s.db.updateUser(ctx, s.user, func(u *UserRecord) error {
+			if u.Devices == nil {
+				u.Devices = map[string][]string{}
+			}
+			list := u.Devices[platform]
+			switch op {
+			case "add":
+				if slices.Contains(list, dev) {
+					return errNoChange
+				}
+				if len(list) >= maxDevices {
+					return clientErr("at most %d %s devices", maxDevices, platform)
+				}
+				list = append(list, dev)
+			case "change":
+				i := slices.Index(list, req.OldDevice)
+				if i < 0 {
+					return clientErr("old_device is not registered")
+				}
+				list[i] = dev
+			case "remove":
+				i := slices.Index(list, dev)
+				if i < 0 {
+					return errNoChange
+				}
+				list = slices.Delete(list, i, i+1)
+			}
+			u.Devices[platform] = list
+			return nil
+		})
+		return nil, err
+	}
 }

@@ -89,14 +89,14 @@ func checkConvoName(name string) (string, error) {
 	return name, nil
 }
 
-// resolveUsers checks that every name is a user and returns them as registered, without
-// duplicates (compared without regard to case) and without the names in skip.
-func (db *Database) resolveUsers(ctx context.Context, names []string, skip []string) ([]string, error) {
+// resolveUsers checks that every name is a user and returns their records, without duplicates
+// (names compared without regard to case) and without the names in skip.
+func (db *Database) resolveUsers(ctx context.Context, names []string, skip []string) ([]*UserRecord, error) {
 	seen := map[string]bool{}
 	for _, n := range skip {
 		seen[upperName(n)] = true
 	}
-	var out []string
+	var out []*UserRecord
 	for _, n := range names {
 		n = strings.TrimSpace(n)
 		if seen[upperName(n)] {
@@ -113,9 +113,27 @@ func (db *Database) resolveUsers(ctx context.Context, names []string, skip []str
 			return nil, err
 		}
 		seen[upperName(n)] = true
-		out = append(out, u.Username)
+		out = append(out, u)
 	}
 	return out, nil
+}
+
+// addMembers adds users to a conversation record, with their autoreplies.
+func addMembers(c *ConvoRecord, users []*UserRecord) {
+	for _, u := range users {
+		if !c.isMember(u.Username) {
+			c.Members = append(c.Members, u.Username)
+			setAutoreply(c, u.Username, u.AutoreplyMessage)
+		}
+	}
+}
+
+func usernames(users []*UserRecord) []string {
+	out := make([]string, len(users))
+	for i, u := range users {
+		out[i] = u.Username
+	}
+	return out
 }
 
 func createConversation(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -126,12 +144,17 @@ func createConversation(ctx context.Context, s *Session, req *Request) (reply, e
 	if len(req.Members) >= maxMembers {
 		return nil, clientErr("A conversation has at most %d members.", maxMembers)
 	}
+	me, err := s.db.getUser(ctx, s.user)
+	if err != nil {
+		return nil, err
+	}
 	others, err := s.db.resolveUsers(ctx, req.Members, []string{s.user})
 	if err != nil {
 		return nil, err
 	}
-	c := &ConvoRecord{CID: newCID(), Name: name, Members: append([]string{s.user}, others...),
-		ReadTimes: map[string]string{}, Files: []string{}, Created: formatTime(time.Now())}
+	c := &ConvoRecord{CID: newCID(), Name: name, ReadTimes: map[string]string{}, Files: []string{},
+		Created: formatTime(time.Now())}
+	addMembers(c, append([]*UserRecord{me}, others...))
 	if err := s.db.createConvoTable(ctx, c.CID); err != nil {
 		return nil, err
 	}
@@ -199,11 +222,7 @@ func addUsersToConversation(ctx context.Context, s *Session, req *Request) (repl
 		if !c.isMember(s.user) {
 			return errNotMember
 		}
-		for _, a := range added {
-			if !c.isMember(a) {
-				c.Members = append(c.Members, a)
-			}
-		}
+		addMembers(c, added)
 		if len(c.Members) > maxMembers {
 			return clientErr("A conversation has at most %d members.", maxMembers)
 		}
@@ -212,7 +231,7 @@ func addUsersToConversation(ctx context.Context, s *Session, req *Request) (repl
 	if err != nil {
 		return nil, err
 	}
-	if err := s.db.joinConvo(ctx, c.CID, added); err != nil {
+	if err := s.db.joinConvo(ctx, c.CID, usernames(added)); err != nil {
 		return nil, err
 	}
 	return nil, s.publishConvo(ctx, "AddUsersToConversation", c)
@@ -230,8 +249,14 @@ func removeUserFromConversation(ctx context.Context, s *Session, req *Request) (
 	if !c.isMember(target) {
 		return nil, clientErr("%s is not a member.", truncate(target, 40))
 	}
-	c, err = s.db.updateConvo(ctx, c.CID, func(c *ConvoRecord) error {
-		if !c.isMember(s.user) {
+	return nil, s.db.removeMember(ctx, c.CID, s.user, target)
+}
+
+// removeMember takes target out of a conversation on actor's behalf and tells the remaining
+// and the removed member. A conversation whose last member leaves is deleted.
+func (db *Database) removeMember(ctx context.Context, cid, actor, target string) error {
+	c, err := db.updateConvo(ctx, cid, func(c *ConvoRecord) error {
+		if !c.isMember(actor) {
 			return errNotMember
 		}
 		i := slices.IndexFunc(c.Members, func(m string) bool { return strings.EqualFold(m, target) })
@@ -241,26 +266,45 @@ func removeUserFromConversation(ctx context.Context, s *Session, req *Request) (
 		target = c.Members[i]
 		c.Members = slices.Delete(c.Members, i, i+1)
 		delete(c.ReadTimes, upperName(target))
+		setAutoreply(c, target, "")
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	if isNotFound(err) {
+		return db.leaveConvo(ctx, cid, target)
 	}
-	if err := s.db.leaveConvo(ctx, c.CID, target); err != nil {
-		return nil, err
+	if err != nil {
+		return err
+	}
+	if err := db.leaveConvo(ctx, c.CID, target); err != nil {
+		return err
 	}
 	push := convoPush("RemoveUserFromConversation", c, "")
 	push.Removed = []string{target}
-	if push.MTime, err = s.db.convoMtime(ctx, c); err != nil {
-		return nil, err
+	if push.MTime, err = db.convoMtime(ctx, c); err != nil {
+		return err
 	}
 	payload, err := ffjson.Marshal(push)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s.db.publish(append(slices.Clone(c.Members), target), payload, "")
+	db.publish(append(slices.Clone(c.Members), target), payload, "")
 	ffjson.Pool(payload)
-	return nil, nil
+	if len(c.Members) == 0 {
+		return db.deleteConvo(ctx, c.CID)
+	}
+	return nil
+}
+
+// deleteConvo removes a conversation nobody belongs to any more, with its messages.
+func (db *Database) deleteConvo(ctx context.Context, cid string) error {
+	if _, err := db.quick.Delete(ctx, convoKey(cid), 0); err != nil {
+		return fmt.Errorf("deleting conversation %s: %w", cid, err)
+	}
+	if _, err := db.pool.Exec(ctx, "DELETE FROM scheduled_messages WHERE cid = $1", cid); err != nil {
+		return fmt.Errorf("deleting scheduled messages of %s: %w", cid, err)
+	}
+	db.dropConvoTable(ctx, cid)
+	return nil
 }
 
 func changeConvoName(ctx context.Context, s *Session, req *Request) (reply, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -50,13 +51,19 @@ func lockKey(cid string) int64 {
 	return int64(binary.BigEndian.Uint64(b))
 }
 
+// querier is a pool or a transaction.
+type querier interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // insertMessage stores a message and returns it with its id and m_time. A message whose
 // client_id is already stored is not stored again: the stored one is returned with dup set.
 //
 // The lock and the insert go in one batch, which PostgreSQL runs as one implicit transaction:
 // the lock is held until the commit, and the insert's own snapshot (taken after the lock) sees
 // the newest m_time, so m_time = max(now, newest + 1µs) is strictly increasing.
-func (db *Database) insertMessage(ctx context.Context, m *Message) (dup bool, err error) {
+func (db *Database) insertMessage(ctx context.Context, q querier, m *Message) (dup bool, err error) {
 	t := convTable(m.CID)
 	var clientID *string
 	if m.ClientID != "" {
@@ -68,7 +75,7 @@ func (db *Database) insertMessage(ctx context.Context, m *Message) (dup bool, er
 		SELECT $1, GREATEST(clock_timestamp(), COALESCE(max(m_time), '-infinity') + interval '1 microsecond'), $2, $3, $4
 		FROM %[1]s ON CONFLICT (client_id) DO NOTHING RETURNING id, m_time`, t),
 		m.FUsername, m.Content, m.Kind, clientID)
-	res := db.pool.SendBatch(ctx, b)
+	res := q.SendBatch(ctx, b)
 	if _, err := res.Exec(); err != nil {
 		res.Close()
 		return false, fmt.Errorf("locking %s: %w", t, err)
@@ -79,7 +86,7 @@ func (db *Database) insertMessage(ctx context.Context, m *Message) (dup bool, er
 		err = cerr
 	}
 	if errors.Is(err, pgx.ErrNoRows) && clientID != nil {
-		return true, db.storedByClientID(ctx, m)
+		return true, storedByClientID(ctx, q, m)
 	}
 	if err != nil {
 		return false, fmt.Errorf("inserting into %s: %w", t, err)
@@ -89,10 +96,10 @@ func (db *Database) insertMessage(ctx context.Context, m *Message) (dup bool, er
 }
 
 // storedByClientID fills m from the stored message with m's client_id.
-func (db *Database) storedByClientID(ctx context.Context, m *Message) error {
+func storedByClientID(ctx context.Context, q querier, m *Message) error {
 	var mt time.Time
 	var from string
-	err := db.pool.QueryRow(ctx, fmt.Sprintf(
+	err := q.QueryRow(ctx, fmt.Sprintf(
 		"SELECT id, m_time, f_username, content, kind FROM %s WHERE client_id = $1", convTable(m.CID)),
 		m.ClientID).Scan(&m.ID, &mt, &from, &m.Content, &m.Kind)
 	if err != nil {
@@ -130,16 +137,68 @@ func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 	}
 	m := &Message{Cmd: "SendMessage", CID: c.CID, FUsername: s.user, Content: req.Content,
 		Kind: "text", ClientID: req.ClientID}
-	dup, err := s.db.insertMessage(ctx, m)
+	dup, err := s.db.insertMessage(ctx, s.db.pool, m)
 	if err != nil {
 		return nil, err
 	}
 	if !dup {
-		if err := s.db.deliver(c, m); err != nil {
-			return nil, err
-		}
+		s.db.afterSend(ctx, c, m)
 	}
 	return &AckReply{OK: true, CID: m.CID, ID: m.ID, MTime: m.MTime, ClientID: m.ClientID}, nil
+}
+
+// afterSend delivers a stored message and sends the autoreplies it triggers. The message is
+// committed already, so failures here are logged: the clients resync by M_time.
+func (db *Database) afterSend(ctx context.Context, c *ConvoRecord, m *Message) {
+	if err := db.deliver(c, m); err != nil {
+		slog.Error("delivering message", "cid", c.CID, "id", m.ID, "err", err)
+	}
+	if len(c.Autoreplies) == 0 && len(c.AutoreplySent) == 0 {
+		return // the common case: no record to touch
+	}
+	if err := db.sendAutoreplies(ctx, c.CID, m.FUsername); err != nil {
+		slog.Error("sending autoreplies", "cid", c.CID, "err", err)
+	}
+}
+
+// sendAutoreplies re-arms the sender's autoreply in this conversation (the sender wrote here)
+// and sends, once, the autoreply of every other member who has one.
+func (db *Database) sendAutoreplies(ctx context.Context, cid, sender string) error {
+	var due []*Message
+	c, err := db.updateConvo(ctx, cid, func(c *ConvoRecord) error {
+		due = due[:0]
+		changed := c.AutoreplySent[upperName(sender)]
+		delete(c.AutoreplySent, upperName(sender))
+		for _, member := range c.Members {
+			key := upperName(member)
+			text := c.Autoreplies[key]
+			if text == "" || strings.EqualFold(member, sender) || c.AutoreplySent[key] {
+				continue
+			}
+			if c.AutoreplySent == nil {
+				c.AutoreplySent = map[string]bool{}
+			}
+			c.AutoreplySent[key] = true
+			changed = true
+			due = append(due, &Message{Cmd: "SendMessage", CID: cid, FUsername: member, Content: text, Kind: "autoreply"})
+		}
+		if !changed {
+			return errNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range due {
+		if _, err := db.insertMessage(ctx, db.pool, m); err != nil {
+			return err
+		}
+		if err := db.deliver(c, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // deliver pushes a stored message to every session of every member, marshalled once.

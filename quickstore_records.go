@@ -116,7 +116,7 @@ func tokenHash(token string) string {
 func (db *Database) newSession(ctx context.Context, u *UserRecord) (token, hash string, err error) {
 	token = randomToken()
 	hash = tokenHash(token)
-	rec := SessionRecord{Username: u.Username, Epoch: u.SessionEpoch,
+	rec := SessionRecord{Username: u.Username, Epoch: u.SessionEpoch, UserID: u.UserID,
 		Expires: formatTime(time.Now().Add(db.cfg.SessionTTL))}
 	if err := putRecord(ctx, db.quick, sessionKey(hash), &rec, PutOptions{Mode: CreateOnly, TTL: db.cfg.SessionTTL}); err != nil {
 		return "", "", fmt.Errorf("storing session: %w", err)
@@ -139,7 +139,7 @@ func (db *Database) resumeSession(ctx context.Context, username, token string) (
 	if err != nil {
 		return nil, "", err
 	}
-	if u.SessionEpoch != rec.Epoch {
+	if u.SessionEpoch != rec.Epoch || u.UserID != rec.UserID {
 		return nil, "", ErrNotFound // revoked by a password change
 	}
 	return u, hash, nil

@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // runScheduler delivers due scheduled messages every -schedule-interval (DESIGN §6).
@@ -14,27 +19,67 @@ func (db *Database) runScheduler(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			db.deliverDue(ctx)
 		}
 	}
 }
 
-// scheduledOf lists a user's scheduled messages, soonest first.
-func (db *Database) scheduledOf(ctx context.Context, user string) ([]ScheduledView, error) {
-	rows, err := db.pool.Query(ctx, `SELECT id, cid, send_at, content FROM scheduled_messages
-		WHERE upper(f_username) = upper($1) ORDER BY send_at, id`, user)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []ScheduledView{}
-	for rows.Next() {
-		var v ScheduledView
-		var at time.Time
-		if err := rows.Scan(&v.ID, &v.CID, &at, &v.Content); err != nil {
-			return nil, err
+// deliverDue delivers every scheduled message that is due, one transaction each.
+func (db *Database) deliverDue(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := db.deliverOneDue(ctx)
+		if errors.Is(err, errNothingDue) {
+			return
 		}
-		v.Time = formatTime(at)
-		out = append(out, v)
+		if err != nil {
+			slog.Error("delivering scheduled message", "err", err)
+			return
+		}
 	}
-	return out, rows.Err()
+}
+
+// deliverOneDue takes the oldest due row (skipping rows another instance holds), stores it in
+// its conversation and deletes it in one transaction, and publishes after the commit: a crash
+// before the commit leaves it scheduled, after it the message is stored exactly once.
+func (db *Database) deliverOneDue(ctx context.Context) error {
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("beginning: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var id int64
+	m := &Message{Cmd: "SendMessage", Kind: "text"}
+	err = tx.QueryRow(ctx, `SELECT id, cid, f_username, content FROM scheduled_messages
+		WHERE send_at <= now() ORDER BY send_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`).
+		Scan(&id, &m.CID, &m.FUsername, &m.Content)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errNothingDue
+	}
+	if err != nil {
+		return fmt.Errorf("taking due row: %w", err)
+	}
+	c, err := db.getConvo(ctx, m.CID)
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	member := c != nil && c.isMember(m.FUsername)
+	dup := false
+	if member {
+		m.ClientID = fmt.Sprintf("scheduled-%d", id)
+		if dup, err = db.insertMessage(ctx, tx, m); err != nil {
+			return err
+		}
+	} else {
+		slog.Warn("dropping scheduled message: its sender left the conversation", "id", id, "cid", m.CID, "user", m.FUsername)
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM scheduled_messages WHERE id = $1", id); err != nil {
+		return fmt.Errorf("deleting delivered row %d: %w", id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("committing scheduled message %d: %w", id, err)
+	}
+	if member && !dup {
+		db.afterSend(ctx, c, m)
+	}
+	return nil
 }

@@ -203,6 +203,8 @@ type UserRecord struct {
 	Created          string                `json:"Created"`
 	// SessionEpoch invalidates every resume token issued before it changed.
 	SessionEpoch int64 `json:"SessionEpoch"`
+	// UserID tells this user from a later one registered under the same name.
+	UserID string `json:"UserID"`
 }
 
 // UserConvo is a user's own state in one conversation.
@@ -223,6 +225,11 @@ type ConvoRecord struct {
 	ReadTimes map[string]string `json:"ReadTimes"`
 	Files     []string          `json:"Files"`
 	Created   string            `json:"Created"`
+	// Autoreplies holds the members' autoreply messages (by upper-case name), copied here so
+	// that sending a message needs no read of the recipients' records; AutoreplySent marks
+	// the members whose autoreply was sent since they last wrote here.
+	Autoreplies   map[string]string `json:"Autoreplies,omitempty"`
+	AutoreplySent map[string]bool   `json:"AutoreplySent,omitempty"`
 }
 
 // SessionRecord is a resumable login (namespace users, set session, key SHA-256 of the token).
@@ -230,6 +237,7 @@ type SessionRecord struct {
 	Username string `json:"Username"`
 	Expires  string `json:"Expires"`
 	Epoch    int64  `json:"Epoch"`
+	UserID   string `json:"UserID"`
 }
 
 // LookupRecord maps an e-mail address or phone number to its user (sets email and phone).
@@ -250,4 +258,11 @@ type ResetResult struct {
 	Cmd     string `json:"cmd"`
 	Rid     string `json:"rid,omitempty"`
 	Success string `json:"success"`
+}
+
+// MatchedUsers answers MatchUsers.
+type MatchedUsers struct {
+	Cmd   string       `json:"cmd"`
+	Rid   string       `json:"rid,omitempty"`
+	Users []PublicUser `json:"Users"`
 }

@@ -1991,7 +1991,7 @@ func (j *ConvoRecord) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	var obj []byte
 	_ = obj
 	_ = err
-	buf.WriteString(`{"CID":`)
+	buf.WriteString(`{ "CID":`)
 	fflib.WriteJsonString(buf, string(j.CID))
 	buf.WriteString(`,"Name":`)
 	fflib.WriteJsonString(buf, string(j.Name))
@@ -2036,6 +2036,44 @@ func (j *ConvoRecord) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	}
 	buf.WriteString(`,"Created":`)
 	fflib.WriteJsonString(buf, string(j.Created))
+	buf.WriteByte(',')
+	if len(j.Autoreplies) != 0 {
+		if j.Autoreplies == nil {
+			buf.WriteString(`"Autoreplies":null`)
+		} else {
+			buf.WriteString(`"Autoreplies":{ `)
+			for key, value := range j.Autoreplies {
+				fflib.WriteJsonString(buf, key)
+				buf.WriteString(`:`)
+				fflib.WriteJsonString(buf, string(value))
+				buf.WriteByte(',')
+			}
+			buf.Rewind(1)
+			buf.WriteByte('}')
+		}
+		buf.WriteByte(',')
+	}
+	if len(j.AutoreplySent) != 0 {
+		if j.AutoreplySent == nil {
+			buf.WriteString(`"AutoreplySent":null`)
+		} else {
+			buf.WriteString(`"AutoreplySent":{ `)
+			for key, value := range j.AutoreplySent {
+				fflib.WriteJsonString(buf, key)
+				buf.WriteString(`:`)
+				if value {
+					buf.WriteString(`true`)
+				} else {
+					buf.WriteString(`false`)
+				}
+				buf.WriteByte(',')
+			}
+			buf.Rewind(1)
+			buf.WriteByte('}')
+		}
+		buf.WriteByte(',')
+	}
+	buf.Rewind(1)
 	buf.WriteByte('}')
 	return nil
 }
@@ -2055,6 +2093,10 @@ const (
 	ffjtConvoRecordFiles
 
 	ffjtConvoRecordCreated
+
+	ffjtConvoRecordAutoreplies
+
+	ffjtConvoRecordAutoreplySent
 )
 
 var ffjKeyConvoRecordCID = []byte("CID")
@@ -2068,6 +2110,10 @@ var ffjKeyConvoRecordReadTimes = []byte("ReadTimes")
 var ffjKeyConvoRecordFiles = []byte("Files")
 
 var ffjKeyConvoRecordCreated = []byte("Created")
+
+var ffjKeyConvoRecordAutoreplies = []byte("Autoreplies")
+
+var ffjKeyConvoRecordAutoreplySent = []byte("AutoreplySent")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *ConvoRecord) UnmarshalJSON(input []byte) error {
@@ -2130,6 +2176,19 @@ mainparse:
 			} else {
 				switch kn[0] {
 
+				case 'A':
+
+					if bytes.Equal(ffjKeyConvoRecordAutoreplies, kn) {
+						currentKey = ffjtConvoRecordAutoreplies
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyConvoRecordAutoreplySent, kn) {
+						currentKey = ffjtConvoRecordAutoreplySent
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
 				case 'C':
 
 					if bytes.Equal(ffjKeyConvoRecordCID, kn) {
@@ -2175,6 +2234,18 @@ mainparse:
 						goto mainparse
 					}
 
+				}
+
+				if fflib.EqualFoldRight(ffjKeyConvoRecordAutoreplySent, kn) {
+					currentKey = ffjtConvoRecordAutoreplySent
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyConvoRecordAutoreplies, kn) {
+					currentKey = ffjtConvoRecordAutoreplies
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.SimpleLetterEqualFold(ffjKeyConvoRecordCreated, kn) {
@@ -2247,6 +2318,12 @@ mainparse:
 
 				case ffjtConvoRecordCreated:
 					goto handle_Created
+
+				case ffjtConvoRecordAutoreplies:
+					goto handle_Autoreplies
+
+				case ffjtConvoRecordAutoreplySent:
+					goto handle_AutoreplySent
 
 				case ffjtConvoRecordnosuchkey:
 					err = fs.SkipField(tok)
@@ -2586,6 +2663,225 @@ handle_Created:
 			outBuf := fs.Output.Bytes()
 
 			j.Created = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Autoreplies:
+
+	/* handler: j.Autoreplies type=map[string]string kind=map quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_left_bracket && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for ", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+			j.Autoreplies = nil
+		} else {
+
+			j.Autoreplies = make(map[string]string, 0)
+
+			wantVal := true
+
+			for {
+
+				var k string
+
+				var tmpJAutoreplies string
+
+				tok = fs.Scan()
+				if tok == fflib.FFTok_error {
+					goto tokerror
+				}
+				if tok == fflib.FFTok_right_bracket {
+					break
+				}
+
+				if tok == fflib.FFTok_comma {
+					if wantVal == true {
+						// TODO(pquerna): this isn't an ideal error message, this handles
+						// things like [,,,] as an array value.
+						return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+					}
+					continue
+				} else {
+					wantVal = true
+				}
+
+				/* handler: k type=string kind=string quoted=false*/
+
+				{
+
+					{
+						if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+							return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+						}
+					}
+
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						outBuf := fs.Output.Bytes()
+
+						k = string(string(outBuf))
+
+					}
+				}
+
+				// Expect ':' after key
+				tok = fs.Scan()
+				if tok != fflib.FFTok_colon {
+					return fs.WrapErr(fmt.Errorf("wanted colon token, but got token: %v", tok))
+				}
+
+				tok = fs.Scan()
+				/* handler: tmpJAutoreplies type=string kind=string quoted=false*/
+
+				{
+
+					{
+						if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+							return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+						}
+					}
+
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						outBuf := fs.Output.Bytes()
+
+						tmpJAutoreplies = string(string(outBuf))
+
+					}
+				}
+
+				j.Autoreplies[k] = tmpJAutoreplies
+
+				wantVal = false
+			}
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_AutoreplySent:
+
+	/* handler: j.AutoreplySent type=map[string]bool kind=map quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_left_bracket && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for ", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+			j.AutoreplySent = nil
+		} else {
+
+			j.AutoreplySent = make(map[string]bool, 0)
+
+			wantVal := true
+
+			for {
+
+				var k string
+
+				var tmpJAutoreplySent bool
+
+				tok = fs.Scan()
+				if tok == fflib.FFTok_error {
+					goto tokerror
+				}
+				if tok == fflib.FFTok_right_bracket {
+					break
+				}
+
+				if tok == fflib.FFTok_comma {
+					if wantVal == true {
+						// TODO(pquerna): this isn't an ideal error message, this handles
+						// things like [,,,] as an array value.
+						return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+					}
+					continue
+				} else {
+					wantVal = true
+				}
+
+				/* handler: k type=string kind=string quoted=false*/
+
+				{
+
+					{
+						if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+							return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+						}
+					}
+
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						outBuf := fs.Output.Bytes()
+
+						k = string(string(outBuf))
+
+					}
+				}
+
+				// Expect ':' after key
+				tok = fs.Scan()
+				if tok != fflib.FFTok_colon {
+					return fs.WrapErr(fmt.Errorf("wanted colon token, but got token: %v", tok))
+				}
+
+				tok = fs.Scan()
+				/* handler: tmpJAutoreplySent type=bool kind=bool quoted=false*/
+
+				{
+					if tok != fflib.FFTok_bool && tok != fflib.FFTok_null {
+						return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for bool", tok))
+					}
+				}
+
+				{
+					if tok == fflib.FFTok_null {
+
+					} else {
+						tmpb := fs.Output.Bytes()
+
+						if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
+
+							tmpJAutoreplySent = true
+
+						} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
+
+							tmpJAutoreplySent = false
+
+						} else {
+							err = errors.New("unexpected bytes for true/false value")
+							return fs.WrapErr(err)
+						}
+
+					}
+				}
+
+				j.AutoreplySent[k] = tmpJAutoreplySent
+
+				wantVal = false
+			}
 
 		}
 	}
@@ -3764,6 +4060,363 @@ handle_Username:
 
 			j.Username = string(string(outBuf))
 
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+wantedvalue:
+	return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+wrongtokenerror:
+	return fs.WrapErr(fmt.Errorf("ffjson: wanted token: %v, but got token: %v output=%s", wantedTok, tok, fs.Output.String()))
+tokerror:
+	if fs.BigError != nil {
+		return fs.WrapErr(fs.BigError)
+	}
+	err = fs.Error.ToError()
+	if err != nil {
+		return fs.WrapErr(err)
+	}
+	panic("ffjson-generated: unreachable, please report bug.")
+done:
+
+	return nil
+}
+
+// MarshalJSON marshal bytes to json - template
+func (j *MatchedUsers) MarshalJSON() ([]byte, error) {
+	var buf fflib.Buffer
+	if j == nil {
+		buf.WriteString("null")
+		return buf.Bytes(), nil
+	}
+	err := j.MarshalJSONBuf(&buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// MarshalJSONBuf marshal buff to json - template
+func (j *MatchedUsers) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
+	if j == nil {
+		buf.WriteString("null")
+		return nil
+	}
+	var err error
+	var obj []byte
+	_ = obj
+	_ = err
+	buf.WriteString(`{"cmd":`)
+	fflib.WriteJsonString(buf, string(j.Cmd))
+	buf.WriteByte(',')
+	if len(j.Rid) != 0 {
+		buf.WriteString(`"rid":`)
+		fflib.WriteJsonString(buf, string(j.Rid))
+		buf.WriteByte(',')
+	}
+	buf.WriteString(`"Users":`)
+	if j.Users != nil {
+		buf.WriteString(`[`)
+		for i, v := range j.Users {
+			if i != 0 {
+				buf.WriteString(`,`)
+			}
+
+			{
+
+				err = v.MarshalJSONBuf(buf)
+				if err != nil {
+					return err
+				}
+
+			}
+		}
+		buf.WriteString(`]`)
+	} else {
+		buf.WriteString(`null`)
+	}
+	buf.WriteByte('}')
+	return nil
+}
+
+const (
+	ffjtMatchedUsersbase = iota
+	ffjtMatchedUsersnosuchkey
+
+	ffjtMatchedUsersCmd
+
+	ffjtMatchedUsersRid
+
+	ffjtMatchedUsersUsers
+)
+
+var ffjKeyMatchedUsersCmd = []byte("cmd")
+
+var ffjKeyMatchedUsersRid = []byte("rid")
+
+var ffjKeyMatchedUsersUsers = []byte("Users")
+
+// UnmarshalJSON umarshall json - template of ffjson
+func (j *MatchedUsers) UnmarshalJSON(input []byte) error {
+	fs := fflib.NewFFLexer(input)
+	return j.UnmarshalJSONFFLexer(fs, fflib.FFParse_map_start)
+}
+
+// UnmarshalJSONFFLexer fast json unmarshall - template ffjson
+func (j *MatchedUsers) UnmarshalJSONFFLexer(fs *fflib.FFLexer, state fflib.FFParseState) error {
+	var err error
+	currentKey := ffjtMatchedUsersbase
+	_ = currentKey
+	tok := fflib.FFTok_init
+	wantedTok := fflib.FFTok_init
+
+mainparse:
+	for {
+		tok = fs.Scan()
+		//	println(fmt.Sprintf("debug: tok: %v  state: %v", tok, state))
+		if tok == fflib.FFTok_error {
+			goto tokerror
+		}
+
+		switch state {
+
+		case fflib.FFParse_map_start:
+			if tok != fflib.FFTok_left_bracket {
+				wantedTok = fflib.FFTok_left_bracket
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_key
+			continue
+
+		case fflib.FFParse_after_value:
+			if tok == fflib.FFTok_comma {
+				state = fflib.FFParse_want_key
+			} else if tok == fflib.FFTok_right_bracket {
+				goto done
+			} else {
+				wantedTok = fflib.FFTok_comma
+				goto wrongtokenerror
+			}
+
+		case fflib.FFParse_want_key:
+			// json {} ended. goto exit. woo.
+			if tok == fflib.FFTok_right_bracket {
+				goto done
+			}
+			if tok != fflib.FFTok_string {
+				wantedTok = fflib.FFTok_string
+				goto wrongtokenerror
+			}
+
+			kn := fs.Output.Bytes()
+			if len(kn) <= 0 {
+				// "" case. hrm.
+				currentKey = ffjtMatchedUsersnosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			} else {
+				switch kn[0] {
+
+				case 'U':
+
+					if bytes.Equal(ffjKeyMatchedUsersUsers, kn) {
+						currentKey = ffjtMatchedUsersUsers
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'c':
+
+					if bytes.Equal(ffjKeyMatchedUsersCmd, kn) {
+						currentKey = ffjtMatchedUsersCmd
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'r':
+
+					if bytes.Equal(ffjKeyMatchedUsersRid, kn) {
+						currentKey = ffjtMatchedUsersRid
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				}
+
+				if fflib.EqualFoldRight(ffjKeyMatchedUsersUsers, kn) {
+					currentKey = ffjtMatchedUsersUsers
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyMatchedUsersRid, kn) {
+					currentKey = ffjtMatchedUsersRid
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyMatchedUsersCmd, kn) {
+					currentKey = ffjtMatchedUsersCmd
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				currentKey = ffjtMatchedUsersnosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			}
+
+		case fflib.FFParse_want_colon:
+			if tok != fflib.FFTok_colon {
+				wantedTok = fflib.FFTok_colon
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_value
+			continue
+		case fflib.FFParse_want_value:
+
+			if tok == fflib.FFTok_left_brace || tok == fflib.FFTok_left_bracket || tok == fflib.FFTok_integer || tok == fflib.FFTok_double || tok == fflib.FFTok_string || tok == fflib.FFTok_bool || tok == fflib.FFTok_null {
+				switch currentKey {
+
+				case ffjtMatchedUsersCmd:
+					goto handle_Cmd
+
+				case ffjtMatchedUsersRid:
+					goto handle_Rid
+
+				case ffjtMatchedUsersUsers:
+					goto handle_Users
+
+				case ffjtMatchedUsersnosuchkey:
+					err = fs.SkipField(tok)
+					if err != nil {
+						return fs.WrapErr(err)
+					}
+					state = fflib.FFParse_after_value
+					goto mainparse
+				}
+			} else {
+				goto wantedvalue
+			}
+		}
+	}
+
+handle_Cmd:
+
+	/* handler: j.Cmd type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Cmd = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Rid:
+
+	/* handler: j.Rid type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Rid = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Users:
+
+	/* handler: j.Users type=[]ffjsongentmp.PublicUser kind=slice quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_left_brace && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for ", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+			j.Users = nil
+		} else {
+
+			j.Users = []PublicUser{}
+
+			wantVal := true
+
+			for {
+
+				var tmpJUsers PublicUser
+
+				tok = fs.Scan()
+				if tok == fflib.FFTok_error {
+					goto tokerror
+				}
+				if tok == fflib.FFTok_right_brace {
+					break
+				}
+
+				if tok == fflib.FFTok_comma {
+					if wantVal == true {
+						// TODO(pquerna): this isn't an ideal error message, this handles
+						// things like [,,,] as an array value.
+						return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+					}
+					continue
+				} else {
+					wantVal = true
+				}
+
+				/* handler: tmpJUsers type=ffjsongentmp.PublicUser kind=struct quoted=false*/
+
+				{
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						err = tmpJUsers.UnmarshalJSONFFLexer(fs, fflib.FFParse_want_key)
+						if err != nil {
+							return err
+						}
+					}
+					state = fflib.FFParse_after_value
+				}
+
+				j.Users = append(j.Users, tmpJUsers)
+
+				wantVal = false
+			}
 		}
 	}
 
@@ -8998,6 +9651,8 @@ func (j *SessionRecord) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	fflib.WriteJsonString(buf, string(j.Expires))
 	buf.WriteString(`,"Epoch":`)
 	fflib.FormatBits2(buf, uint64(j.Epoch), 10, j.Epoch < 0)
+	buf.WriteString(`,"UserID":`)
+	fflib.WriteJsonString(buf, string(j.UserID))
 	buf.WriteByte('}')
 	return nil
 }
@@ -9011,6 +9666,8 @@ const (
 	ffjtSessionRecordExpires
 
 	ffjtSessionRecordEpoch
+
+	ffjtSessionRecordUserID
 )
 
 var ffjKeySessionRecordUsername = []byte("Username")
@@ -9018,6 +9675,8 @@ var ffjKeySessionRecordUsername = []byte("Username")
 var ffjKeySessionRecordExpires = []byte("Expires")
 
 var ffjKeySessionRecordEpoch = []byte("Epoch")
+
+var ffjKeySessionRecordUserID = []byte("UserID")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *SessionRecord) UnmarshalJSON(input []byte) error {
@@ -9099,8 +9758,19 @@ mainparse:
 						currentKey = ffjtSessionRecordUsername
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeySessionRecordUserID, kn) {
+						currentKey = ffjtSessionRecordUserID
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
+				}
+
+				if fflib.EqualFoldRight(ffjKeySessionRecordUserID, kn) {
+					currentKey = ffjtSessionRecordUserID
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.SimpleLetterEqualFold(ffjKeySessionRecordEpoch, kn) {
@@ -9146,6 +9816,9 @@ mainparse:
 
 				case ffjtSessionRecordEpoch:
 					goto handle_Epoch
+
+				case ffjtSessionRecordUserID:
+					goto handle_UserID
 
 				case ffjtSessionRecordnosuchkey:
 					err = fs.SkipField(tok)
@@ -9236,6 +9909,32 @@ handle_Epoch:
 			}
 
 			j.Epoch = int64(tval)
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_UserID:
+
+	/* handler: j.UserID type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.UserID = string(string(outBuf))
 
 		}
 	}
@@ -10111,6 +10810,8 @@ func (j *UserRecord) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	fflib.WriteJsonString(buf, string(j.Created))
 	buf.WriteString(`,"SessionEpoch":`)
 	fflib.FormatBits2(buf, uint64(j.SessionEpoch), 10, j.SessionEpoch < 0)
+	buf.WriteString(`,"UserID":`)
+	fflib.WriteJsonString(buf, string(j.UserID))
 	buf.WriteByte('}')
 	return nil
 }
@@ -10150,6 +10851,8 @@ const (
 	ffjtUserRecordCreated
 
 	ffjtUserRecordSessionEpoch
+
+	ffjtUserRecordUserID
 )
 
 var ffjKeyUserRecordUsername = []byte("Username")
@@ -10183,6 +10886,8 @@ var ffjKeyUserRecordQuotaUsed = []byte("QuotaUsed")
 var ffjKeyUserRecordCreated = []byte("Created")
 
 var ffjKeyUserRecordSessionEpoch = []byte("SessionEpoch")
+
+var ffjKeyUserRecordUserID = []byte("UserID")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *UserRecord) UnmarshalJSON(input []byte) error {
@@ -10356,8 +11061,19 @@ mainparse:
 						currentKey = ffjtUserRecordUsername
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserRecordUserID, kn) {
+						currentKey = ffjtUserRecordUserID
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
+				}
+
+				if fflib.EqualFoldRight(ffjKeyUserRecordUserID, kn) {
+					currentKey = ffjtUserRecordUserID
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.EqualFoldRight(ffjKeyUserRecordSessionEpoch, kn) {
@@ -10520,6 +11236,9 @@ mainparse:
 
 				case ffjtUserRecordSessionEpoch:
 					goto handle_SessionEpoch
+
+				case ffjtUserRecordUserID:
+					goto handle_UserID
 
 				case ffjtUserRecordnosuchkey:
 					err = fs.SkipField(tok)
@@ -11330,6 +12049,32 @@ handle_SessionEpoch:
 			}
 
 			j.SessionEpoch = int64(tval)
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_UserID:
+
+	/* handler: j.UserID type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.UserID = string(string(outBuf))
 
 		}
 	}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Scheduled-message commands; scheduler.go delivers them.
+
+const maxScheduleAhead = 366 * 24 * time.Hour
+
+func addScheduledMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	at, err := parseTime(req.Time)
+	if err != nil {
+		return nil, err
+	}
+	if now := time.Now(); !at.After(now) || at.After(now.Add(maxScheduleAhead)) {
+		return nil, clientErr("Time must be in the future and at most a year ahead.")
+	}
+	if err := checkContent(req.Content); err != nil {
+		return nil, err
+	}
+	var id int64
+	err = s.db.pool.QueryRow(ctx, `INSERT INTO scheduled_messages (cid, f_username, content, send_at)
+		VALUES ($1, $2, $3, $4) RETURNING id`, c.CID, s.user, req.Content, at).Scan(&id)
+	if err != nil {
+		return nil, fmt.Errorf("storing scheduled message: %w", err)
+	}
+	return &AckReply{OK: true, CID: c.CID, ID: id, MTime: formatTime(at)}, nil
+}
+
+func removeScheduledMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
+	var sql string
+	var args []any
+	if req.ID != 0 {
+		sql, args = "DELETE FROM scheduled_messages WHERE id = $1 AND upper(f_username) = $2", []any{req.ID, s.upper}
+	} else {
+		at, err := parseTime(req.Time)
+		if err != nil {
+			return nil, err
+		}
+		sql = `DELETE FROM scheduled_messages WHERE id = (SELECT id FROM scheduled_messages
+			WHERE cid = $1 AND send_at = $2 AND content = $3 AND upper(f_username) = $4 LIMIT 1)`
+		args = []any{req.CID, at, req.Content, s.upper}
+	}
+	tag, err := s.db.pool.Exec(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("removing scheduled message: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil, clientErr("No such scheduled message (or it was sent already).")
+	}
+	return nil, nil
+}
+
+func removeAllScheduledMessages(ctx context.Context, s *Session, _ *Request) (reply, error) {
+	if _, err := s.db.pool.Exec(ctx, "DELETE FROM scheduled_messages WHERE upper(f_username) = $1", s.upper); err != nil {
+		return nil, fmt.Errorf("removing scheduled messages: %w", err)
+	}
+	return nil, nil
+}
+
+// scheduledOf lists a user's scheduled messages, soonest first.
+func (db *Database) scheduledOf(ctx context.Context, user string) ([]ScheduledView, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id, cid, send_at, content FROM scheduled_messages
+		WHERE upper(f_username) = $1 ORDER BY send_at, id`, upperName(user))
+	if err != nil {
+		return nil, fmt.Errorf("listing scheduled messages: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ScheduledView, error) {
+		var v ScheduledView
+		var at time.Time
+		err := row.Scan(&v.ID, &v.CID, &at, &v.Content)
+		v.Time = formatTime(at)
+		return v, err
+	})
+}
+
+var errNothingDue = errors.New("nothing due")
