@@ -166,3 +166,20 @@ func TestSockJSFramedTransport(t *testing.T) {
 	a.ok("SendMessage", map[string]any{"CID": cid, "content": "back over sockjs"})
 	b.waitPush("reply from the SockJS client", func(p map[string]any) bool { return p["content"] == "back over sockjs" })
 }
+
+func TestHugeWebsocketFrameClosesTheConnection(t *testing.T) {
+	srv := startServer(t, testConfig(t))
+	c := register(t, srv, "huge")
+	// Just under the hard limit: answered with an error, the connection stays.
+	before := len(c.raw)
+	c.sendRaw(`{"cmd":"SendMessage","content":"` + strings.Repeat("a", hardFrameLimit-100) + `"}`)
+	c.waitFor("the error reply", func() bool { return len(c.raw) > before })
+	if got := c.raw[before]; !strings.Contains(got, "frame too large") {
+		t.Fatalf("reply to a 1 MiB frame: %s", got)
+	}
+	// Over it: the connection is closed before the payload is read.
+	_ = c.conn.write(`{"cmd":"SendMessage","content":"` + strings.Repeat("b", 2*hardFrameLimit) + `"}`)
+	c.waitFor("the connection to close", func() bool { return c.closed != nil })
+	// The server is fine.
+	register(t, srv, "after")
+}

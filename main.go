@@ -204,7 +204,7 @@ func (s *Server) routes() http.Handler {
 	opts.CheckOrigin = s.checkOrigin
 	opts.Origin = ""
 	sock := sockjs.NewHandler("/ws", opts, func(sess sockjs.Session) { s.db.sockHandler(s.ctx, sess) })
-	mux.Handle("/ws/", limitBody(sock))
+	mux.Handle("/ws/", guardWebsockets(limitBody(sock), hardFrameLimit))
 	mux.Handle("/", http.FileServerFS(s.webFS()))
 	return mux
 }
