@@ -3,9 +3,477 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	as "github.com/aerospike/aerospike-client-go/v7"
+	"github.com/aerospike/aerospike-client-go/v7/types"
 )
 
-// Placeholder until the Aerospike backend lands (helper-1 replaces this file).
+// aerospikeQuickStore keeps quick-store records in Aerospike (client v7). Every Put is one
+// Operate command, because the server answers a write with the record's new generation and
+// Operate is the call that hands it back (Put discards it).
+//
+// Policies, and why each is set as it is:
+//
+//   - Timeouts. Each attempt may wait aerospikeSocketTimeout (1 s) on its socket, and a whole
+//     command, retries included, aerospikeTotalTimeout (2 s), or less when the caller's context
+//     has an earlier deadline. A healthy server answers in a millisecond; without these bounds
+//     a chat request would hang on a dead server instead of answering an error. The client
+//     policy's Timeout (5 s) bounds connecting, seeding and the tend's info requests.
+//   - Retries. The client retries a command after a network error or timeout, and such an
+//     error may come after the server applied it. So a command is retried only if running it
+//     twice cannot change the data or the answer: reads (Get) and writes without an expected
+//     generation other than create-only (Upsert, Replace, UpdateOnly, ReplaceOnly, which write
+//     the same bins again) get up to aerospikeAttempts attempts. A create-only write, a write
+//     with an expected generation and every Delete get exactly one: retrying a create that did
+//     happen would answer ErrExists to its own creator, retrying an applied compare-and-set
+//     would answer ErrGeneration and make the caller's read-modify-write loop apply its change
+//     twice, and retrying an applied delete would answer "did not exist". Such a failure is
+//     reported as "outcome unknown" so the caller re-reads instead of guessing. (The v7 client
+//     counts MaxRetries as attempts: MaxRetries 0 and 1 both mean one attempt.)
+//   - CommitLevel COMMIT_ALL: a write is acknowledged only once every replica has it, so a
+//     write we answered as done survives the loss of the node that took it.
+//   - SendKey: the user key is stored with the record, so records can be inspected with aql or
+//     asinfo by key (Aerospike otherwise keeps only the key's digest).
+//   - Expiration: TTL 0 in our interface means "never", which is TTLDontExpire, not 0 (0 would
+//     mean the namespace's default-ttl). A positive TTL becomes whole seconds, rounded up so a
+//     record never lives shorter than asked. A TTL needs nsup-period set on the namespace in
+//     aerospike.conf; otherwise the server refuses it with FAIL_FORBIDDEN, reported as such.
+//   - RecordExistsAction follows PutMode one to one (UPDATE, CREATE_ONLY, UPDATE_ONLY, REPLACE,
+//     REPLACE_ONLY), and GenerationPolicy is EXPECT_GEN_EQUAL when an expected generation is
+//     given, so the check and the write are one atomic server-side step.
+//   - DurableDelete stays off: it is an Enterprise feature, and Community Edition refuses it.
+//   - Reconnection is the client's: its tend goroutine (every TendInterval, 1 s) notices when a
+//     node stops and comes back, so the same store works again after an outage without a
+//     restart; meanwhile commands fail within the timeouts above.
+type aerospikeQuickStore struct {
+	client *as.Client
+	hosts  string            // for error messages
+	nsMap  map[string]string // logical namespace ("users", "convos") → server namespace
+}
+
+const (
+	aerospikeDefaultPort    = 3000
+	aerospikeConnectTimeout = 5 * time.Second
+	aerospikeSocketTimeout  = time.Second
+	aerospikeTotalTimeout   = 2 * time.Second
+	aerospikeAttempts       = 3
+	aerospikeRetrySleep     = 20 * time.Millisecond
+	aerospikeMaxTTL         = 10 * 365 * 24 * time.Hour // the server refuses longer TTLs
+)
+
+// aerospikeSpec is a parsed aerospike://host:port[,host:port][?users=NS&convos=NS].
+type aerospikeSpec struct {
+	hosts []*as.Host
+	nsMap map[string]string
+}
+
+func parseAerospikeSpec(spec string) (aerospikeSpec, error) {
+	rest, ok := strings.CutPrefix(spec, "aerospike://")
+	if !ok {
+		return aerospikeSpec{}, fmt.Errorf("quick store %q: must start with aerospike://", spec)
+	}
+	hostPart, query, _ := strings.Cut(rest, "?")
+	out := aerospikeSpec{nsMap: map[string]string{nsUsers: nsUsers, nsConvos: nsConvos}}
+	for _, h := range strings.Split(hostPart, ",") {
+		host, err := parseAerospikeHost(h)
+		if err != nil {
+			return aerospikeSpec{}, fmt.Errorf("quick store %q: %w", spec, err)
+		}
+		out.hosts = append(out.hosts, host)
+	}
+	values, err := url.ParseQuery(query)
+	if err != nil {
+		return aerospikeSpec{}, fmt.Errorf("quick store %q: %w", spec, err)
+	}
+	for name, v := range values {
+		if _, known := out.nsMap[name]; !known || len(v) != 1 || v[0] == "" || len(v[0]) > 31 {
+			return aerospikeSpec{}, fmt.Errorf("quick store %q: options are users=NAMESPACE and convos=NAMESPACE, once each", spec)
+		}
+		out.nsMap[name] = v[0]
+	}
+	return out, nil
+}
+
+// parseAerospikeHost reads host[:port], port 3000 by default; IPv6 hosts go in brackets.
+func parseAerospikeHost(s string) (*as.Host, error) {
+	if s == "" {
+		return nil, errors.New("empty host")
+	}
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		host, portStr = strings.Trim(s, "[]"), strconv.Itoa(aerospikeDefaultPort)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 || host == "" {
+		return nil, fmt.Errorf("bad host %q: want host or host:port", s)
+	}
+	return as.NewHost(host, port), nil
+}
+
+// openAerospikeQuickStore connects to the cluster that spec names and checks that it has the
+// namespaces the store uses.
 func openAerospikeQuickStore(ctx context.Context, spec string) (QuickStore, error) {
-	return nil, errors.New("aerospike quick store not built yet")
+	cfg, err := parseAerospikeSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	hosts := hostList(cfg.hosts)
+	policy := as.NewClientPolicy()
+	policy.Timeout = boundedTimeout(ctx, aerospikeConnectTimeout)
+	policy.FailIfNotConnected = true
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("connecting to Aerospike at %s: %w", hosts, err)
+	}
+	client, aerr := as.NewClientWithPolicyAndHost(policy, cfg.hosts...)
+	if aerr != nil {
+		return nil, fmt.Errorf("connecting to Aerospike at %s: %w (is the server running and reachable "+
+			"there? start it, fix the -quickstore address, or use -quickstore postgres)", hosts, aerr)
+	}
+	s := &aerospikeQuickStore{client: client, hosts: hosts, nsMap: cfg.nsMap}
+	if err := s.checkNamespaces(); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func hostList(hosts []*as.Host) string {
+	names := make([]string, len(hosts))
+	for i, h := range hosts {
+		names[i] = net.JoinHostPort(h.Name, strconv.Itoa(h.Port))
+	}
+	return strings.Join(names, ",")
+}
+
+// checkNamespaces fails start-up clearly when the server lacks a namespace, instead of every
+// later command failing with INVALID_NAMESPACE.
+func (s *aerospikeQuickStore) checkNamespaces() error {
+	nodes := s.client.GetNodes()
+	if len(nodes) == 0 {
+		return fmt.Errorf("aerospike at %s: no cluster node is reachable", s.hosts)
+	}
+	info, err := nodes[0].RequestInfo(as.NewInfoPolicy(), "namespaces")
+	if err != nil {
+		return fmt.Errorf("asking Aerospike at %s for its namespaces: %w", s.hosts, err)
+	}
+	have := strings.Split(info["namespaces"], ";")
+	for _, logical := range []string{nsUsers, nsConvos} {
+		name := s.nsMap[logical]
+		if !contains(have, name) {
+			return fmt.Errorf("aerospike at %s has no namespace %q for %s records (it has %q): "+
+				"add it to aerospike.conf, or name another with ?%s=NAMESPACE", s.hosts, name, logical, info["namespaces"], logical)
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Close stops the client's tend goroutine and closes its connections.
+func (s *aerospikeQuickStore) Close() { s.client.Close() }
+
+func (s *aerospikeQuickStore) key(key Key) (*as.Key, error) {
+	ns, ok := s.nsMap[key.Namespace]
+	if !ok {
+		return nil, fmt.Errorf("unknown quick-store namespace %q (want %s or %s)", key.Namespace, nsUsers, nsConvos)
+	}
+	k, err := as.NewKey(ns, key.Set, key.Key)
+	if err != nil {
+		return nil, fmt.Errorf("building Aerospike key: %w", err)
+	}
+	return k, nil
+}
+
+// boundedTimeout is d, or less if ctx ends sooner (but at least a millisecond, so that a
+// context about to end still gets a clear timeout error rather than no bound at all).
+func boundedTimeout(ctx context.Context, d time.Duration) time.Duration {
+	if deadline, ok := ctx.Deadline(); ok {
+		if left := time.Until(deadline); left < d {
+			return max(left, time.Millisecond)
+		}
+	}
+	return d
+}
+
+// basePolicy is the policy every command starts from; see the type's comment for why.
+func basePolicy(ctx context.Context, attempts int) as.BasePolicy {
+	p := *as.NewPolicy()
+	p.SocketTimeout = aerospikeSocketTimeout
+	p.TotalTimeout = boundedTimeout(ctx, aerospikeTotalTimeout)
+	p.MaxRetries = attempts
+	p.SleepBetweenRetries = aerospikeRetrySleep
+	return p
+}
+
+func (s *aerospikeQuickStore) Get(ctx context.Context, key Key) (*Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	k, err := s.key(key)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	policy := basePolicy(ctx, aerospikeAttempts)
+	rec, aerr := s.client.Get(&policy, k)
+	if aerr != nil {
+		return nil, fmt.Errorf("get %s: %w", key, s.translate(aerr, false, false))
+	}
+	bins, err := binsFromAerospike(rec.Bins)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return &Record{Bins: bins, Generation: rec.Generation}, nil
+}
+
+func (s *aerospikeQuickStore) Put(ctx context.Context, key Key, bins Bins, opts PutOptions) (uint32, error) {
+	if err := checkBins(bins); err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	k, err := s.key(key)
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	policy, err := writePolicy(ctx, opts)
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	ops := putOps(bins, opts.Mode == Replace || opts.Mode == ReplaceOnly)
+	if len(ops) == 0 {
+		return 0, fmt.Errorf("put %s: %w: no bin to write (Aerospike keeps no record without bins)", key, ErrBadBin)
+	}
+	rec, aerr := s.client.Operate(policy, k, ops...)
+	if aerr != nil {
+		return 0, fmt.Errorf("put %s: %w", key, s.translate(aerr, true, opts.Generation != 0))
+	}
+	return rec.Generation, nil
+}
+
+// writePolicy turns PutOptions into the client's write policy.
+func writePolicy(ctx context.Context, opts PutOptions) (*as.WritePolicy, error) {
+	exp, err := expiration(opts.TTL)
+	if err != nil {
+		return nil, err
+	}
+	p := as.NewWritePolicy(0, exp)
+	attempts := aerospikeAttempts
+	if opts.Mode == CreateOnly || opts.Generation != 0 {
+		attempts = 0 // not idempotent: see the type's comment
+	}
+	p.BasePolicy = basePolicy(ctx, attempts)
+	p.CommitLevel = as.COMMIT_ALL
+	p.SendKey = true
+	p.RecordExistsAction = recordExistsAction(opts.Mode)
+	if opts.Generation != 0 {
+		p.GenerationPolicy = as.EXPECT_GEN_EQUAL
+		p.Generation = opts.Generation
+	}
+	return p, nil
+}
+
+// expiration converts our TTL (0 = forever) into Aerospike's, in whole seconds rounded up.
+func expiration(ttl time.Duration) (uint32, error) {
+	if ttl <= 0 {
+		return as.TTLDontExpire, nil
+	}
+	if ttl > aerospikeMaxTTL {
+		return 0, fmt.Errorf("TTL %v is longer than Aerospike's maximum of ten years", ttl)
+	}
+	return uint32((ttl + time.Second - 1) / time.Second), nil
+}
+
+func recordExistsAction(mode PutMode) as.RecordExistsAction {
+	switch mode {
+	case CreateOnly:
+		return as.CREATE_ONLY
+	case UpdateOnly:
+		return as.UPDATE_ONLY
+	case Replace:
+		return as.REPLACE
+	case ReplaceOnly:
+		return as.REPLACE_ONLY
+	}
+	return as.UPDATE
+}
+
+// putOps writes each bin; a nil bin removes it. A replace drops the nil bins: it removes every
+// bin it does not write anyway, and the server refuses a bin removal inside a replace.
+func putOps(bins Bins, replace bool) []*as.Operation {
+	ops := make([]*as.Operation, 0, len(bins))
+	for name, v := range bins {
+		if v == nil && replace {
+			continue
+		}
+		ops = append(ops, as.PutOp(as.NewBin(name, v)))
+	}
+	return ops
+}
+
+func (s *aerospikeQuickStore) Delete(ctx context.Context, key Key, generation uint32) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("delete %s: %w", key, err)
+	}
+	k, err := s.key(key)
+	if err != nil {
+		return false, fmt.Errorf("delete %s: %w", key, err)
+	}
+	policy := as.NewWritePolicy(0, 0)
+	policy.BasePolicy = basePolicy(ctx, 0) // one attempt: see the type's comment
+	policy.CommitLevel = as.COMMIT_ALL
+	if generation != 0 {
+		policy.GenerationPolicy = as.EXPECT_GEN_EQUAL
+		policy.Generation = generation
+	}
+	existed, aerr := s.client.Delete(policy, k)
+	if aerr != nil {
+		return false, fmt.Errorf("delete %s: %w", key, s.translate(aerr, true, generation != 0))
+	}
+	if !existed && generation != 0 {
+		// Our interface: an expected generation on a missing record is a mismatch.
+		return false, fmt.Errorf("delete %s: %w", key, ErrGeneration)
+	}
+	return existed, nil
+}
+
+// translate maps a client error onto the store's errors. A missing record under an expected
+// generation is a generation mismatch, as the interface says. Other errors keep the client's
+// error underneath (for errors.As) but read as one short line: the client chains an error for
+// every retry, which can make its own message hundreds of lines long.
+func (s *aerospikeQuickStore) translate(err as.Error, write, withGeneration bool) error {
+	var ae *as.AerospikeError
+	if !errors.As(err, &ae) {
+		return fmt.Errorf("aerospike at %s: %w", s.hosts, err)
+	}
+	switch ae.ResultCode {
+	case types.KEY_NOT_FOUND_ERROR:
+		if withGeneration {
+			return ErrGeneration
+		}
+		return ErrNotFound
+	case types.GENERATION_ERROR:
+		return ErrGeneration
+	case types.KEY_EXISTS_ERROR:
+		return ErrExists
+	case types.BIN_NAME_TOO_LONG, types.BIN_TYPE_ERROR:
+		return fmt.Errorf("%w: %w", ErrBadBin, &aerospikeError{msg: "aerospike answered " + ae.ResultCode.String(), err: err})
+	}
+	return &aerospikeError{msg: s.describe(ae, err, write), err: err}
+}
+
+// describe says in one line what went wrong and what to do about it.
+func (s *aerospikeQuickStore) describe(ae *as.AerospikeError, err error, write bool) string {
+	code := ae.ResultCode.String()
+	switch {
+	case ae.ResultCode == types.FAIL_FORBIDDEN:
+		return fmt.Sprintf("aerospike at %s refused the write (%s): a TTL needs nsup-period set on the namespace in aerospike.conf", s.hosts, code)
+	case ae.ResultCode == types.RECORD_TOO_BIG:
+		return fmt.Sprintf("aerospike at %s refused the write (%s): the record is larger than the namespace allows (max-record-size in aerospike.conf)", s.hosts, code)
+	case ae.ResultCode != types.TIMEOUT && ae.ResultCode > 0:
+		return fmt.Sprintf("aerospike at %s answered %s", s.hosts, code)
+	}
+	cause := code
+	if root := rootCause(err); root != nil {
+		cause += "; last cause: " + root.Error()
+	}
+	if write && ae.InDoubt {
+		return fmt.Sprintf("aerospike at %s did not confirm the write (%s), so it may or may not have been applied: re-read before retrying", s.hosts, cause)
+	}
+	return fmt.Sprintf("aerospike at %s is unavailable (%s)", s.hosts, cause)
+}
+
+// rootCause is the innermost error below the client's chain of errors, such as EOF or a
+// refused connection, or nil if there is none.
+func rootCause(err error) error {
+	for e := errors.Unwrap(err); e != nil; e = errors.Unwrap(e) {
+		if _, ok := e.(*as.AerospikeError); !ok {
+			return e
+		}
+	}
+	return nil
+}
+
+// aerospikeError reads as msg and unwraps to the client's error.
+type aerospikeError struct {
+	msg string
+	err error
+}
+
+func (e *aerospikeError) Error() string { return e.msg }
+func (e *aerospikeError) Unwrap() error { return e.err }
+
+// binsFromAerospike converts what the client decodes (int, []interface{},
+// map[interface{}]interface{}) into the types the interface promises (int64, []any,
+// map[string]any), which is also what the PostgreSQL store returns.
+func binsFromAerospike(in as.BinMap) (Bins, error) {
+	out := make(Bins, len(in))
+	for name, v := range in {
+		x, err := valueFromAerospike(v)
+		if err != nil {
+			return nil, fmt.Errorf("bin %q: %w", name, err)
+		}
+		out[name] = x
+	}
+	return out, nil
+}
+
+func valueFromAerospike(v any) (any, error) {
+	switch x := v.(type) {
+	case string, int64:
+		return x, nil
+	case int:
+		return int64(x), nil
+	case []byte:
+		if x == nil {
+			return []byte{}, nil
+		}
+		return x, nil
+	case []any:
+		return listFromAerospike(x)
+	case map[any]any:
+		return mapFromAerospike(x)
+	}
+	return nil, fmt.Errorf("%w: %T, written by something other than this store", ErrBadBin, v)
+}
+
+func listFromAerospike(in []any) ([]any, error) {
+	out := make([]any, len(in))
+	for i, e := range in {
+		x, err := valueFromAerospike(e)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = x
+	}
+	return out, nil
+}
+
+func mapFromAerospike(in map[any]any) (map[string]any, error) {
+	out := make(map[string]any, len(in))
+	for k, e := range in {
+		name, ok := k.(string)
+		if !ok {
+			return nil, fmt.Errorf("%w: map key of type %T", ErrBadBin, k)
+		}
+		x, err := valueFromAerospike(e)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = x
+	}
+	return out, nil
 }
