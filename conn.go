@@ -239,6 +239,10 @@ func (s *Session) errorText(cmd string, err error) string {
 	if errors.As(err, &ce) {
 		return ce.Msg
 	}
+	if errors.Is(err, ErrUnavailable) {
+		slog.Error("quick store unavailable", "cmd", cmd, "user", s.user, "err", err)
+		return "storage unavailable, try again shortly"
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		slog.Error("command timed out", "cmd", cmd, "user", s.user, "err", err)
 		return "timed out, try again"

@@ -67,6 +67,8 @@ var (
 	ErrExists     = errors.New("record already exists")
 	ErrGeneration = errors.New("record generation mismatch")
 	ErrBadBin     = errors.New("unsupported bin value")
+	// ErrUnavailable means the store could not be reached; the operation may be retried.
+	ErrUnavailable = errors.New("quick store unavailable")
 )
 
 // QuickStore is the record interface both backends implement.
@@ -93,8 +95,29 @@ func openQuickStore(ctx context.Context, spec string, db *Database) (QuickStore,
 	return nil, fmt.Errorf("unknown -quickstore %q: use postgres or aerospike://host:3000", spec)
 }
 
-// checkBins validates bin values before they reach a backend, so both backends refuse the same
-// input in the same way.
+// checkPut validates a write before it reaches a backend, so both backends refuse the same
+// input in the same way: a record without bins does not exist in Aerospike, so a write that
+// would leave none is refused; create-only with an expected generation is contradictory.
+func checkPut(bins Bins, opts PutOptions) error {
+	if err := checkBins(bins); err != nil {
+		return err
+	}
+	if opts.Mode == CreateOnly && opts.Generation != 0 {
+		return fmt.Errorf("%w: create-only with an expected generation", ErrBadBin)
+	}
+	if opts.Mode == CreateOnly || opts.Mode == Replace || opts.Mode == ReplaceOnly {
+		for _, v := range bins {
+			if v != nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: a write that leaves no bins", ErrBadBin)
+	}
+	return nil
+}
+
+// checkBins validates bin values: the types both backends store, bin names Aerospike accepts,
+// and no NUL in strings (PostgreSQL's jsonb cannot hold one).
 func checkBins(bins Bins) error {
 	for name, v := range bins {
 		if name == "" || len(name) > 15 {
@@ -114,7 +137,12 @@ func checkBinValue(v any, top bool) error {
 			return nil // removes the bin
 		}
 		return fmt.Errorf("%w: nil inside a list or map", ErrBadBin)
-	case string, int64, int, []byte:
+	case string:
+		if strings.ContainsRune(x, 0) {
+			return fmt.Errorf("%w: NUL in a string", ErrBadBin)
+		}
+		return nil
+	case int64, int, []byte:
 		return nil
 	case []any:
 		for _, e := range x {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,20 +22,26 @@ import (
 // Policies, and why each is set as it is:
 //
 //   - Timeouts. Each attempt may wait aerospikeSocketTimeout (1 s) on its socket, and a whole
-//     command, retries included, aerospikeTotalTimeout (2 s), or less when the caller's context
-//     has an earlier deadline. A healthy server answers in a millisecond; without these bounds
-//     a chat request would hang on a dead server instead of answering an error. The client
-//     policy's Timeout (5 s) bounds connecting, seeding and the tend's info requests.
-//   - Retries. The client retries a command after a network error or timeout, and such an
-//     error may come after the server applied it. So a command is retried only if running it
-//     twice cannot change the data or the answer: reads (Get) and writes without an expected
-//     generation other than create-only (Upsert, Replace, UpdateOnly, ReplaceOnly, which write
-//     the same bins again) get up to aerospikeAttempts attempts. A create-only write, a write
-//     with an expected generation and every Delete get exactly one: retrying a create that did
-//     happen would answer ErrExists to its own creator, retrying an applied compare-and-set
-//     would answer ErrGeneration and make the caller's read-modify-write loop apply its change
-//     twice, and retrying an applied delete would answer "did not exist". Such a failure is
-//     reported as "outcome unknown" so the caller re-reads instead of guessing. (The v7 client
+//     store call, retries and checks included, aerospikeTotalTimeout (2 s), or less when the
+//     caller's context has an earlier deadline. A healthy server answers in a millisecond;
+//     without these bounds a chat request would hang on a dead server instead of answering an
+//     error. The client policy's Timeout (5 s) bounds connecting, seeding and the tend's info
+//     requests.
+//   - Retries. The client retries a command after a network error or timeout (not after a
+//     server's answer), and such an error may come after the server applied the command. So
+//     a command is retried blindly only if running it twice cannot change the data or the
+//     answer: reads (Get) and the writes that just write the same bins again (Upsert, Replace,
+//     UpdateOnly, ReplaceOnly without an expected generation) get up to aerospikeAttempts
+//     attempts within the total timeout. A create-only write, a write with an expected
+//     generation, and every Delete get one attempt: retrying a create that did happen would
+//     answer ErrExists to its own creator, retrying an applied compare-and-set would answer
+//     ErrGeneration and make the caller's read-modify-write loop apply its change twice, and
+//     retrying an applied delete would answer "did not exist". When such a command fails in
+//     doubt, the store reads the record, and sends the command again only if the read proves
+//     it did not happen (the expected generation is still there, or the record to create is
+//     still missing). That is what the first commands after a server restart need: they go
+//     out on pooled connections the server closed, and never reach it. Otherwise the error
+//     says the outcome is unknown, so the caller re-reads instead of guessing. (The v7 client
 //     counts MaxRetries as attempts: MaxRetries 0 and 1 both mean one attempt.)
 //   - CommitLevel COMMIT_ALL: a write is acknowledged only once every replica has it, so a
 //     write we answered as done survives the loss of the node that took it.
@@ -62,7 +69,7 @@ const (
 	aerospikeConnectTimeout = 5 * time.Second
 	aerospikeSocketTimeout  = time.Second
 	aerospikeTotalTimeout   = 2 * time.Second
-	aerospikeAttempts       = 3
+	aerospikeAttempts       = 10 // within the total timeout; only network errors use them
 	aerospikeRetrySleep     = 20 * time.Millisecond
 	aerospikeMaxTTL         = 10 * 365 * 24 * time.Hour // the server refuses longer TTLs
 )
@@ -123,17 +130,18 @@ func openAerospikeQuickStore(ctx context.Context, spec string) (QuickStore, erro
 	if err != nil {
 		return nil, err
 	}
-	hosts := hostList(cfg.hosts)
+	hosts := aerospikeHostList(cfg.hosts)
 	policy := as.NewClientPolicy()
-	policy.Timeout = boundedTimeout(ctx, aerospikeConnectTimeout)
+	policy.Timeout = aerospikeTimeout(ctx, aerospikeConnectTimeout)
 	policy.FailIfNotConnected = true
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("connecting to Aerospike at %s: %w", hosts, err)
 	}
 	client, aerr := as.NewClientWithPolicyAndHost(policy, cfg.hosts...)
 	if aerr != nil {
-		return nil, fmt.Errorf("connecting to Aerospike at %s: %w (is the server running and reachable "+
-			"there? start it, fix the -quickstore address, or use -quickstore postgres)", hosts, aerr)
+		return nil, &aerospikeError{err: aerr, msg: fmt.Sprintf("connecting to Aerospike at %s: %s; "+
+			"is the server running and reachable there? Start it, fix the -quickstore address, "+
+			"or use -quickstore postgres", hosts, briefAerospikeError(aerr))}
 	}
 	s := &aerospikeQuickStore{client: client, hosts: hosts, nsMap: cfg.nsMap}
 	if err := s.checkNamespaces(); err != nil {
@@ -143,7 +151,7 @@ func openAerospikeQuickStore(ctx context.Context, spec string) (QuickStore, erro
 	return s, nil
 }
 
-func hostList(hosts []*as.Host) string {
+func aerospikeHostList(hosts []*as.Host) string {
 	names := make([]string, len(hosts))
 	for i, h := range hosts {
 		names[i] = net.JoinHostPort(h.Name, strconv.Itoa(h.Port))
@@ -165,21 +173,12 @@ func (s *aerospikeQuickStore) checkNamespaces() error {
 	have := strings.Split(info["namespaces"], ";")
 	for _, logical := range []string{nsUsers, nsConvos} {
 		name := s.nsMap[logical]
-		if !contains(have, name) {
+		if !slices.Contains(have, name) {
 			return fmt.Errorf("aerospike at %s has no namespace %q for %s records (it has %q): "+
 				"add it to aerospike.conf, or name another with ?%s=NAMESPACE", s.hosts, name, logical, info["namespaces"], logical)
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Close stops the client's tend goroutine and closes its connections.
@@ -197,9 +196,9 @@ func (s *aerospikeQuickStore) key(key Key) (*as.Key, error) {
 	return k, nil
 }
 
-// boundedTimeout is d, or less if ctx ends sooner (but at least a millisecond, so that a
+// aerospikeTimeout is d, or less if ctx ends sooner (but at least a millisecond, so that a
 // context about to end still gets a clear timeout error rather than no bound at all).
-func boundedTimeout(ctx context.Context, d time.Duration) time.Duration {
+func aerospikeTimeout(ctx context.Context, d time.Duration) time.Duration {
 	if deadline, ok := ctx.Deadline(); ok {
 		if left := time.Until(deadline); left < d {
 			return max(left, time.Millisecond)
@@ -208,11 +207,17 @@ func boundedTimeout(ctx context.Context, d time.Duration) time.Duration {
 	return d
 }
 
-// basePolicy is the policy every command starts from; see the type's comment for why.
-func basePolicy(ctx context.Context, attempts int) as.BasePolicy {
+// aerospikeDeadline is when a whole store call must be done, retries and checks included.
+func aerospikeDeadline(ctx context.Context) time.Time {
+	return time.Now().Add(aerospikeTimeout(ctx, aerospikeTotalTimeout))
+}
+
+// aerospikeBasePolicy is the policy every command starts from (see the type's comment for why): its
+// total timeout is what is left until the call's deadline.
+func aerospikeBasePolicy(deadline time.Time, attempts int) as.BasePolicy {
 	p := *as.NewPolicy()
 	p.SocketTimeout = aerospikeSocketTimeout
-	p.TotalTimeout = boundedTimeout(ctx, aerospikeTotalTimeout)
+	p.TotalTimeout = max(time.Until(deadline), time.Millisecond)
 	p.MaxRetries = attempts
 	p.SleepBetweenRetries = aerospikeRetrySleep
 	return p
@@ -226,7 +231,7 @@ func (s *aerospikeQuickStore) Get(ctx context.Context, key Key) (*Record, error)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	policy := basePolicy(ctx, aerospikeAttempts)
+	policy := aerospikeBasePolicy(aerospikeDeadline(ctx), aerospikeAttempts)
 	rec, aerr := s.client.Get(&policy, k)
 	if aerr != nil {
 		return nil, fmt.Errorf("get %s: %w", key, s.translate(aerr, false, false))
@@ -239,7 +244,7 @@ func (s *aerospikeQuickStore) Get(ctx context.Context, key Key) (*Record, error)
 }
 
 func (s *aerospikeQuickStore) Put(ctx context.Context, key Key, bins Bins, opts PutOptions) (uint32, error) {
-	if err := checkBins(bins); err != nil {
+	if err := checkPut(bins, opts); err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -249,24 +254,61 @@ func (s *aerospikeQuickStore) Put(ctx context.Context, key Key, bins Bins, opts 
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
 	}
-	policy, err := writePolicy(ctx, opts)
+	deadline := aerospikeDeadline(ctx)
+	policy, err := aerospikeWritePolicy(deadline, opts)
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
 	}
-	ops := putOps(bins, opts.Mode == Replace || opts.Mode == ReplaceOnly)
+	ops := aerospikePutOps(bins, opts.Mode == Replace || opts.Mode == ReplaceOnly)
 	if len(ops) == 0 {
 		return 0, fmt.Errorf("put %s: %w: no bin to write (Aerospike keeps no record without bins)", key, ErrBadBin)
 	}
+	once := policy.MaxRetries == 0
 	rec, aerr := s.client.Operate(policy, k, ops...)
+	for once && s.shouldResend(aerr, deadline, k, opts.Generation, opts.Mode == CreateOnly) {
+		policy.BasePolicy = aerospikeBasePolicy(deadline, 0)
+		rec, aerr = s.client.Operate(policy, k, ops...)
+	}
 	if aerr != nil {
 		return 0, fmt.Errorf("put %s: %w", key, s.translate(aerr, true, opts.Generation != 0))
 	}
 	return rec.Generation, nil
 }
 
-// writePolicy turns PutOptions into the client's write policy.
-func writePolicy(ctx context.Context, opts PutOptions) (*as.WritePolicy, error) {
-	exp, err := expiration(opts.TTL)
+// shouldResend decides whether to send again a write that may not be retried blindly: only if
+// it failed in doubt and a read proves that it did not happen, because the record still has
+// the generation the write expected (every write bumps it) or the record it was to create is
+// still missing. The read is repeated, within the deadline, while it too fails on the network:
+// after a server restart several pooled connections may be dead in a row.
+func (s *aerospikeQuickStore) shouldResend(aerr as.Error, deadline time.Time, k *as.Key, expectGen uint32, create bool) bool {
+	if aerr == nil || !aerr.IsInDoubt() {
+		return false
+	}
+	for time.Now().Before(deadline) {
+		policy := aerospikeBasePolicy(deadline, aerospikeAttempts)
+		rec, err := s.client.GetHeader(&policy, k)
+		switch {
+		case err == nil:
+			return expectGen != 0 && rec.Generation == expectGen
+		case aerospikeResultCode(err) == types.KEY_NOT_FOUND_ERROR:
+			return create && expectGen == 0
+		}
+	}
+	return false
+}
+
+// aerospikeResultCode is the result code of the client's latest error.
+func aerospikeResultCode(err error) types.ResultCode {
+	var ae *as.AerospikeError
+	if errors.As(err, &ae) {
+		return ae.ResultCode
+	}
+	return types.COMMON_ERROR
+}
+
+// aerospikeWritePolicy turns PutOptions into the client's write policy.
+func aerospikeWritePolicy(deadline time.Time, opts PutOptions) (*as.WritePolicy, error) {
+	exp, err := aerospikeExpiration(opts.TTL)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +317,7 @@ func writePolicy(ctx context.Context, opts PutOptions) (*as.WritePolicy, error) 
 	if opts.Mode == CreateOnly || opts.Generation != 0 {
 		attempts = 0 // not idempotent: see the type's comment
 	}
-	p.BasePolicy = basePolicy(ctx, attempts)
+	p.BasePolicy = aerospikeBasePolicy(deadline, attempts)
 	p.CommitLevel = as.COMMIT_ALL
 	p.SendKey = true
 	p.RecordExistsAction = recordExistsAction(opts.Mode)
@@ -286,8 +328,8 @@ func writePolicy(ctx context.Context, opts PutOptions) (*as.WritePolicy, error) 
 	return p, nil
 }
 
-// expiration converts our TTL (0 = forever) into Aerospike's, in whole seconds rounded up.
-func expiration(ttl time.Duration) (uint32, error) {
+// aerospikeExpiration converts our TTL (0 = forever) into Aerospike's, in whole seconds rounded up.
+func aerospikeExpiration(ttl time.Duration) (uint32, error) {
 	if ttl <= 0 {
 		return as.TTLDontExpire, nil
 	}
@@ -311,9 +353,9 @@ func recordExistsAction(mode PutMode) as.RecordExistsAction {
 	return as.UPDATE
 }
 
-// putOps writes each bin; a nil bin removes it. A replace drops the nil bins: it removes every
+// aerospikePutOps writes each bin; a nil bin removes it. A replace drops the nil bins: it removes every
 // bin it does not write anyway, and the server refuses a bin removal inside a replace.
-func putOps(bins Bins, replace bool) []*as.Operation {
+func aerospikePutOps(bins Bins, replace bool) []*as.Operation {
 	ops := make([]*as.Operation, 0, len(bins))
 	for name, v := range bins {
 		if v == nil && replace {
@@ -332,14 +374,20 @@ func (s *aerospikeQuickStore) Delete(ctx context.Context, key Key, generation ui
 	if err != nil {
 		return false, fmt.Errorf("delete %s: %w", key, err)
 	}
+	deadline := aerospikeDeadline(ctx)
 	policy := as.NewWritePolicy(0, 0)
-	policy.BasePolicy = basePolicy(ctx, 0) // one attempt: see the type's comment
+	policy.BasePolicy = aerospikeBasePolicy(deadline, 0) // one attempt: see the type's comment
 	policy.CommitLevel = as.COMMIT_ALL
 	if generation != 0 {
 		policy.GenerationPolicy = as.EXPECT_GEN_EQUAL
 		policy.Generation = generation
 	}
 	existed, aerr := s.client.Delete(policy, k)
+	// Only a delete with an expected generation can be proven not to have happened.
+	for generation != 0 && s.shouldResend(aerr, deadline, k, generation, false) {
+		policy.BasePolicy = aerospikeBasePolicy(deadline, 0)
+		existed, aerr = s.client.Delete(policy, k)
+	}
 	if aerr != nil {
 		return false, fmt.Errorf("delete %s: %w", key, s.translate(aerr, true, generation != 0))
 	}
@@ -372,12 +420,14 @@ func (s *aerospikeQuickStore) translate(err as.Error, write, withGeneration bool
 	case types.BIN_NAME_TOO_LONG, types.BIN_TYPE_ERROR:
 		return fmt.Errorf("%w: %w", ErrBadBin, &aerospikeError{msg: "aerospike answered " + ae.ResultCode.String(), err: err})
 	}
-	return &aerospikeError{msg: s.describe(ae, err, write), err: err}
+	unavailable := ae.ResultCode <= 0 || ae.ResultCode == types.TIMEOUT
+	return &aerospikeError{msg: s.describe(ae, err, write), err: err, unavailable: unavailable}
 }
 
 // describe says in one line what went wrong and what to do about it.
 func (s *aerospikeQuickStore) describe(ae *as.AerospikeError, err error, write bool) string {
 	code := ae.ResultCode.String()
+	cause := briefAerospikeError(err)
 	switch {
 	case ae.ResultCode == types.FAIL_FORBIDDEN:
 		return fmt.Sprintf("aerospike at %s refused the write (%s): a TTL needs nsup-period set on the namespace in aerospike.conf", s.hosts, code)
@@ -386,35 +436,39 @@ func (s *aerospikeQuickStore) describe(ae *as.AerospikeError, err error, write b
 	case ae.ResultCode != types.TIMEOUT && ae.ResultCode > 0:
 		return fmt.Sprintf("aerospike at %s answered %s", s.hosts, code)
 	}
-	cause := code
-	if root := rootCause(err); root != nil {
-		cause += "; last cause: " + root.Error()
-	}
 	if write && ae.InDoubt {
 		return fmt.Sprintf("aerospike at %s did not confirm the write (%s), so it may or may not have been applied: re-read before retrying", s.hosts, cause)
 	}
 	return fmt.Sprintf("aerospike at %s is unavailable (%s)", s.hosts, cause)
 }
 
-// rootCause is the innermost error below the client's chain of errors, such as EOF or a
-// refused connection, or nil if there is none.
-func rootCause(err error) error {
+// briefAerospikeError is a client error's result code and, if there is one, the innermost error
+// below the client's chain (such as EOF or a refused connection), on one line.
+func briefAerospikeError(err error) string {
+	var ae *as.AerospikeError
+	if !errors.As(err, &ae) {
+		return err.Error()
+	}
+	brief := ae.ResultCode.String()
 	for e := errors.Unwrap(err); e != nil; e = errors.Unwrap(e) {
 		if _, ok := e.(*as.AerospikeError); !ok {
-			return e
+			return brief + "; last cause: " + strings.ReplaceAll(e.Error(), "\n", " ")
 		}
 	}
-	return nil
+	return brief
 }
 
-// aerospikeError reads as msg and unwraps to the client's error.
+// aerospikeError reads as msg and unwraps to the client's error; it is ErrUnavailable when the
+// server could not be reached or did not answer in time.
 type aerospikeError struct {
-	msg string
-	err error
+	msg         string
+	err         error
+	unavailable bool
 }
 
-func (e *aerospikeError) Error() string { return e.msg }
-func (e *aerospikeError) Unwrap() error { return e.err }
+func (e *aerospikeError) Error() string        { return e.msg }
+func (e *aerospikeError) Unwrap() error        { return e.err }
+func (e *aerospikeError) Is(target error) bool { return e.unavailable && target == ErrUnavailable }
 
 // binsFromAerospike converts what the client decodes (int, []interface{},
 // map[interface{}]interface{}) into the types the interface promises (int64, []any,

@@ -64,7 +64,7 @@ func (s *postgresQuickStore) Get(ctx context.Context, key Key) (*Record, error) 
 }
 
 func (s *postgresQuickStore) Put(ctx context.Context, key Key, bins Bins, opts PutOptions) (uint32, error) {
-	if err := checkBins(bins); err != nil {
+	if err := checkPut(bins, opts); err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
 	}
 	set, removed, err := encodeBins(bins)

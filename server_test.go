@@ -77,8 +77,15 @@ func testPool(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
+// testQuickStore, when set, is the -quickstore of every test server (the end-to-end suites run
+// once per backend).
+var testQuickStore string
+
 func testConfig(t testing.TB) Config {
 	cfg := defaultConfig()
+	if testQuickStore != "" {
+		cfg.QuickStore = testQuickStore
+	}
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Postgres = testDatabase(t)
 	cfg.bcryptCost = bcrypt.MinCost

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// The end-to-end suites of the server, run again with the Aerospike quick store: against the
+// aerotest server always, and against a real Aerospike when AEROSPIKE_HOST (host:port) is set.
+var endToEndSuites = []struct {
+	name string
+	fn   func(*testing.T)
+}{
+	{"Messages", TestMessagesFlowLiveBothWays},
+	{"Paging", TestGetMoreConvoMessagesPagesEveryMessageOnce},
+	{"Login", TestRegisterLoginResumeLogout},
+	{"LoginErrors", TestLoginErrors},
+	{"Unique", TestEmailAndPhoneAreUnique},
+	{"NonMember", TestNonMemberIsRefusedAndLearnsNothing},
+	{"Membership", TestMembershipChanges},
+	{"ReadReceipts", TestReadReceiptsTypingAndUnreadCounts},
+	{"TwoInstances", TestTwoInstancesShareNATSAndPostgres},
+	{"PasswordReset", TestPasswordReset},
+	{"ChangePassword", TestChangeUserPasswordRevokesOtherSessions},
+	{"Profile", TestChangeEmailPhoneAndProfile},
+	{"DeleteUser", TestDeleteUserRemovesEverything},
+	{"Friends", TestFriendRequests},
+	{"ConcurrentFriends", TestConcurrentFriendRequestsStayConsistent},
+	{"Scheduled", TestScheduledMessagesDeliveredOnceByTwoInstances},
+	{"Autoreply", TestAutoreplyOncePerConversation},
+}
+
+func runEndToEnd(t *testing.T, spec string) {
+	testQuickStore = spec
+	t.Cleanup(func() { testQuickStore = "" })
+	for _, s := range endToEndSuites {
+		t.Run(s.name, s.fn)
+	}
+}
+
+func TestEndToEndOnAerotest(t *testing.T) {
+	srv := qsStartAerotest(t, "127.0.0.1:0")
+	runEndToEnd(t, "aerospike://"+srv.Addr())
+}
+
+func TestEndToEndOnRealAerospike(t *testing.T) {
+	host := os.Getenv("AEROSPIKE_HOST")
+	if host == "" {
+		t.Skip("AEROSPIKE_HOST is not set: no real Aerospike server to check against (the aerotest run covers the backend)")
+	}
+	runEndToEnd(t, "aerospike://"+host)
+}
+
+// While Aerospike is away, commands answer a clear error and change nothing; when it is back,
+// the same pingedchat carries on.
+func TestAerospikeOutageAndRecovery(t *testing.T) {
+	as := qsStartAerotest(t, "127.0.0.1:0")
+	testQuickStore = "aerospike://" + as.Addr()
+	t.Cleanup(func() { testQuickStore = "" })
+	srv := startServer(t, testConfig(t))
+	alice := register(t, srv, "outage")
+	bob := register(t, srv, "outpeer")
+	cid := newConvo(t, alice, "before", bob)
+
+	as.Stop()
+	alice.fails("SendMessage", map[string]any{"CID": cid, "content": "lost?"}, "storage unavailable")
+	alice.fails("ChangeConvoName", map[string]any{"CID": cid, "Name": "during"}, "storage unavailable")
+	dialRaw(t, srv).fails("ValidateUser", map[string]any{"username": bob.name, "password": testPassword}, "storage unavailable")
+
+	if err := as.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "commands to work again", func() bool {
+		rep := alice.call("SendMessage", map[string]any{"CID": cid, "content": "after"})
+		return rep["ok"] == true
+	})
+	data := bob.ok("GetAllConvoData", map[string]any{"CID": cid})
+	if data["Name"] != "before" {
+		t.Fatalf("name changed during the outage: %v", data["Name"])
+	}
+	for _, m := range data["Messages"].([]any) {
+		if strings.Contains(m.(map[string]any)["content"].(string), "lost?") {
+			t.Fatalf("a refused message was stored: %v", m)
+		}
+	}
+	login(t, srv, bob.name)
+}
