@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/gorilla/websocket"
 )
 
 func TestRegisterLoginResumeLogout(t *testing.T) {
@@ -182,4 +185,29 @@ func TestHugeWebsocketFrameClosesTheConnection(t *testing.T) {
 	c.waitFor("the connection to close", func() bool { return c.closed != nil })
 	// The server is fine.
 	register(t, srv, "after")
+}
+
+func TestWebsocketOriginCheck(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.AllowedOrigins = "https://chat.example.org"
+	srv := startServer(t, cfg)
+	dial := func(origin string) error {
+		h := http.Header{}
+		if origin != "" {
+			h.Set("Origin", origin)
+		}
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+srv.addr+"/ws/websocket", h)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	for _, ok := range []string{"", "http://" + srv.addr, "https://chat.example.org"} {
+		if err := dial(ok); err != nil {
+			t.Errorf("origin %q refused: %v", ok, err)
+		}
+	}
+	if err := dial("https://evil.example"); err == nil {
+		t.Error("a foreign origin opened a websocket")
+	}
 }

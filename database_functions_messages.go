@@ -243,11 +243,18 @@ func (db *Database) queryMessages(ctx context.Context, cid, sql string, args ...
 	return out, nil
 }
 
-// convoData is a conversation's state with the given messages.
-func (s *Session) convoData(ctx context.Context, c *ConvoRecord, msgs []Message) (*ConvoData, error) {
-	mtime, err := s.db.convoMtime(ctx, c)
-	if err != nil {
-		return nil, err
+// convoData is a conversation's state with the given messages. newest says whether msgs
+// reach the conversation's newest message, whose m_time is then the conversation's M_time and
+// needs no query.
+func (s *Session) convoData(ctx context.Context, c *ConvoRecord, msgs []Message, newest bool) (*ConvoData, error) {
+	var mtime string
+	if newest && len(msgs) > 0 {
+		mtime = max(msgs[0].MTime, msgs[len(msgs)-1].MTime)
+	} else {
+		var err error
+		if mtime, err = s.db.convoMtime(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	p := convoPush("", c, mtime)
 	return &ConvoData{CID: c.CID, Name: c.Name, MTime: mtime, Members: p.Members, Files: p.Files, Messages: msgs}, nil
@@ -278,7 +285,7 @@ func getConvoData(ctx context.Context, s *Session, req *Request) (reply, error) 
 		}
 		slices.Reverse(msgs)
 	}
-	return s.convoData(ctx, c, msgs)
+	return s.convoData(ctx, c, msgs, true)
 }
 
 func getMoreConvoMessages(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -295,7 +302,7 @@ func getMoreConvoMessages(ctx context.Context, s *Session, req *Request) (reply,
 	if err != nil {
 		return nil, err
 	}
-	return s.convoData(ctx, c, msgs)
+	return s.convoData(ctx, c, msgs, false)
 }
 
 func getAllConvoData(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -308,5 +315,5 @@ func getAllConvoData(ctx context.Context, s *Session, req *Request) (reply, erro
 	if err != nil {
 		return nil, err
 	}
-	return s.convoData(ctx, c, msgs)
+	return s.convoData(ctx, c, msgs, true)
 }

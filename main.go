@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/igm/sockjs-go/v3/sockjs"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -201,8 +202,10 @@ func (s *Server) routes() http.Handler {
 	opts.SockJSURL = "/vendor/sockjs.min.js"
 	opts.RawWebsocket = true
 	opts.WebsocketWriteTimeout = 10 * time.Second
+	// One origin check for both the websocket upgrades and the CORS answers of the XHR
+	// transports: the server's own origin and -allowed-origins.
 	opts.CheckOrigin = s.checkOrigin
-	opts.Origin = ""
+	opts.WebsocketUpgrader = &websocket.Upgrader{CheckOrigin: s.checkOrigin}
 	sock := sockjs.NewHandler("/ws", opts, func(sess sockjs.Session) { s.db.sockHandler(s.ctx, sess) })
 	mux.Handle("/ws/", guardWebsockets(limitBody(sock), hardFrameLimit))
 	mux.Handle("/", http.FileServerFS(s.webFS()))
