@@ -39,6 +39,14 @@ func newPostgresQuickStore(ctx context.Context, pool *pgxpool.Pool) (QuickStore,
 	return &postgresQuickStore{pool: pool}, nil
 }
 
+// Sweep deletes expired records; Aerospike's nsup does this for the other backend.
+func (s *postgresQuickStore) Sweep(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "DELETE FROM quickstore WHERE expires_at <= now()"); err != nil {
+		return fmt.Errorf("sweeping expired records: %w", err)
+	}
+	return nil
+}
+
 // Close does nothing: the pool belongs to the Database.
 func (s *postgresQuickStore) Close() {}
 

@@ -20,6 +20,7 @@ func (db *Database) runScheduler(ctx context.Context) {
 			return
 		case <-t.C:
 			db.deliverDue(ctx)
+			db.sweepQuickStore(ctx)
 		}
 	}
 }
@@ -82,4 +83,15 @@ func (db *Database) deliverOneDue(ctx context.Context) error {
 		db.afterSend(ctx, c, m)
 	}
 	return nil
+}
+
+// sweepQuickStore removes expired records from a backend that does not expire them itself.
+func (db *Database) sweepQuickStore(ctx context.Context) {
+	sw, ok := db.quick.(interface{ Sweep(context.Context) error })
+	if !ok {
+		return
+	}
+	if err := sw.Sweep(ctx); err != nil {
+		slog.Error("quick store sweep", "err", err)
+	}
 }
