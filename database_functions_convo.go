@@ -368,9 +368,7 @@ func updateUserStatus(ctx context.Context, s *Session, req *Request) (reply, err
 		return nil, clientErr("give NewReadTime or Typing")
 	}
 	push := &StatusPush{Cmd: "UpdateUserStatus", CID: c.CID, Username: s.user}
-	if req.Typing != nil {
-		push.Typing = *req.Typing
-	}
+	push.Typing = req.Typing
 	if req.NewReadTime != "" {
 		if push.NewReadTime, err = s.advanceReadTime(ctx, c.CID, req.NewReadTime); err != nil {
 			return nil, err

@@ -181,7 +181,7 @@ type StatusPush struct {
 	CID         string `json:"CID"`
 	Username    string `json:"Username"`
 	NewReadTime string `json:"NewReadTime,omitempty"`
-	Typing      bool   `json:"Typing"`
+	Typing      *bool  `json:"Typing,omitempty"` // absent when the update is only a read time
 }
 
 // UserRecord is a user as stored in the quick store (namespace users, set username).

@@ -9984,7 +9984,7 @@ func (j *StatusPush) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	var obj []byte
 	_ = obj
 	_ = err
-	buf.WriteString(`{"cmd":`)
+	buf.WriteString(`{ "cmd":`)
 	fflib.WriteJsonString(buf, string(j.Cmd))
 	buf.WriteString(`,"CID":`)
 	fflib.WriteJsonString(buf, string(j.CID))
@@ -9996,11 +9996,17 @@ func (j *StatusPush) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		fflib.WriteJsonString(buf, string(j.NewReadTime))
 		buf.WriteByte(',')
 	}
-	if j.Typing {
-		buf.WriteString(`"Typing":true`)
-	} else {
-		buf.WriteString(`"Typing":false`)
+	if j.Typing != nil {
+		if true {
+			if *j.Typing {
+				buf.WriteString(`"Typing":true`)
+			} else {
+				buf.WriteString(`"Typing":false`)
+			}
+			buf.WriteByte(',')
+		}
 	}
+	buf.Rewind(1)
 	buf.WriteByte('}')
 	return nil
 }
@@ -10326,21 +10332,27 @@ handle_Typing:
 	{
 		if tok == fflib.FFTok_null {
 
+			j.Typing = nil
+
 		} else {
 			tmpb := fs.Output.Bytes()
 
+			var tval bool
+
 			if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
 
-				j.Typing = true
+				tval = true
 
 			} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
 
-				j.Typing = false
+				tval = false
 
 			} else {
 				err = errors.New("unexpected bytes for true/false value")
 				return fs.WrapErr(err)
 			}
+
+			j.Typing = &tval
 
 		}
 	}

@@ -1,0 +1,722 @@
+// The chat model: logs in over a Connection, keeps the LocalStore in step with the server
+// (incremental sync on every login, live pushes in between), and sends the outbox. The view
+// (app.js) listens to its events and calls its methods; nothing here touches the DOM.
+//
+// Events (CustomEvent detail in brackets):
+//   status   {state, transport, queued}   offline | connecting | authenticating | syncing | online
+//   loggedin {username}                   a login or resume succeeded
+//   authrequired {message}                no valid session: show the login form
+//   convos   {}                           the conversation list changed
+//   convo    {cid}                        a conversation's name, members or read times changed
+//   message  {cid, record, added}         a message was added or changed (sent, failed…)
+//   reset    {cid}                        many messages changed: re-render the conversation
+//   typing   {cid}                        who is typing changed
+//   removed  {cid, name}                  we left or were removed from a conversation
+//   incoming {cid, record}                a new message from someone else (for announcements)
+//   problem  {text}                       an error to show the user
+
+import {ConnectionError, ServerError} from './conn.js';
+import {LocalStore} from './store.js';
+import {parseWireTime, randomId, sameUser, wireTime, codePoints} from './util.js';
+
+export const MAX_CONTENT = 8000; // DESIGN §7
+const PAGE = 50; // messages per GetConvoData / GetMoreConvoMessages page
+const TYPING_EVERY_MS = 3000; // at most one typing notification per 3 s (the server's rate limit)
+const TYPING_IDLE_MS = 5000; // stopped typing after this long without a key
+const TYPING_SHOWN_MS = 7000; // how long another user's typing shows without a refresh
+// On sync, ask for a little more than the newest stored message: two messages committed close
+// together may be pushed out of order, and a drop between the two pushes would otherwise leave
+// a hole. Messages already stored are recognised by id, so the overlap costs nothing.
+const SYNC_OVERLAP_MS = 10_000;
+const AUTH_KEY = 'pingedchat.auth';
+const DEVICE_KEY = 'pingedchat.device';
+
+const VERBS = {
+  CreateUser: 'create your account',
+  ValidateUser: 'log in',
+  CreateConversation: 'create the conversation',
+  AddUsersToConversation: 'add people',
+  RemoveUserFromConversation: 'remove that member',
+  ChangeConvoName: 'rename the conversation',
+  SendMessage: 'send your message',
+  GetConvoData: 'load the conversation',
+  GetMoreConvoMessages: 'load older messages',
+  UpdateUserStatus: 'update your read and typing status',
+  UpdateUnreadCount: 'update the unread count',
+  UpdateConvoMtime: 'record the sync time',
+  Logout: 'log out',
+};
+
+/** describeError puts an error into words for the user. */
+export function describeError(err, cmd = err && err.cmd) {
+  const verb = VERBS[cmd] || (cmd ? `do that (${cmd})` : 'do that');
+  if (err instanceof ServerError) return `Couldn't ${verb}: ${err.message}`;
+  if (err instanceof ConnectionError) return `Couldn't ${verb}: you are offline (${err.message}).`;
+  return `Couldn't ${verb}: ${err && err.message ? err.message : String(err)}`;
+}
+
+/** transient errors are worth retrying later; anything else the server says is final. */
+function isTransient(err) {
+  return err instanceof ConnectionError || /rate limited|try again|timed out/i.test(err.message);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export class Chat extends EventTarget {
+  constructor(conn) {
+    super();
+    this.conn = conn;
+    this.store = null;
+    this.me = '';
+    this.loggedIn = false;
+    this.state = 'offline';
+    this.openCid = null; // the conversation on screen
+    this.attentive = false; // the page is visible and the open conversation scrolled to its end
+    this.needsSync = new Set(); // conversations not yet synced since this login
+    this.metaStale = new Set(); // up to date but not fetched since this login: members, read times
+    this.typing = new Map(); // cid → Map(username → expiry ms)
+    this.typingSent = new Map(); // cid → {at, timer}
+    this.readSent = new Map(); // cid → NewReadTime last sent
+    this.flushing = false;
+    this.work = Promise.resolve(); // pushes and login handling run one after another, in order
+    this.auth = readJSON(AUTH_KEY);
+    this.deviceId = localStorage.getItem(DEVICE_KEY) || randomId();
+    localStorage.setItem(DEVICE_KEY, this.deviceId);
+
+    conn.addEventListener('open', () => this.onOpen());
+    conn.addEventListener('close', (e) => this.onClose(e.detail));
+    conn.addEventListener('state', (e) => this.setState(e.detail.state));
+    conn.addEventListener('push', (e) => this.serially(() => this.onPush(e.detail)));
+  }
+
+  /** savedUser is the user whose session this browser holds, if any. */
+  get savedUser() {
+    return this.auth && this.auth.username ? this.auth.username : '';
+  }
+
+  serially(fn) {
+    this.work = this.work.then(fn).catch((err) => {
+      console.error('pingedchat:', err);
+      this.problem(`Something went wrong: ${err.message}`);
+    });
+    return this.work;
+  }
+
+  emit(type, detail = {}) {
+    this.dispatchEvent(new CustomEvent(type, {detail}));
+  }
+
+  problem(text) {
+    this.emit('problem', {text});
+  }
+
+  setState(state) {
+    this.state = state;
+    this.emit('status', {
+      state, transport: this.conn.transport, queued: this.store ? this.store.outbox.count() : 0,
+    });
+  }
+
+  /** prepare opens the local database of a user (before connecting, to show the last state). */
+  async prepare(username) {
+    if (this.store && sameUser(this.store.username, username)) return this.store;
+    if (this.store) await this.store.close();
+    this.store = null;
+    const store = new LocalStore(username);
+    await store.open();
+    this.store = store;
+    this.me = username;
+    this.emit('convos');
+    return store;
+  }
+
+  // Logging in
+
+  onOpen() {
+    if (this.auth && this.auth.session) {
+      this.setState('authenticating');
+      this.resume();
+    } else {
+      this.setState('connected');
+    }
+  }
+
+  onClose({code, reason}) {
+    const wasLoggedIn = this.loggedIn;
+    this.loggedIn = false;
+    this.needsSync.clear();
+    this.metaStale.clear();
+    for (const t of this.typing.values()) t.clear();
+    if (this.openCid) this.emit('typing', {cid: this.openCid});
+    // 4010: the server revoked this session (logout elsewhere, password change).
+    if (code === 4010) {
+      this.forgetSession();
+      this.emit('authrequired', {message: `You were logged out: ${reason || 'session revoked'}.`});
+    } else if (wasLoggedIn && code !== 1000) {
+      console.info('pingedchat: connection closed', code, reason);
+    }
+  }
+
+  async resume() {
+    const {username, session} = this.auth;
+    try {
+      const view = await this.conn.request('ValidateUser', {username, session, token: this.deviceId});
+      await this.serially(() => this.onLoggedIn(view));
+    } catch (err) {
+      if (err instanceof ServerError && !isTransient(err)) {
+        this.forgetSession();
+        this.emit('authrequired', {message: err.message});
+        this.setState('connected');
+      } else if (err instanceof ServerError) {
+        // Rate limited or a server hiccup: try again on this connection in a while.
+        this.problem(describeError(err, 'ValidateUser'));
+        setTimeout(() => {
+          if (this.conn.isOpen && !this.loggedIn && this.auth && this.auth.session) this.resume();
+        }, 5000);
+      }
+      // A lost connection retries by itself; the next 'open' resumes again.
+    }
+  }
+
+  /** login with a password; resolves when logged in, rejects with the server's reason. */
+  async login(username, password) {
+    const view = await this.conn.request('ValidateUser', {username, password, token: this.deviceId});
+    await this.serially(() => this.onLoggedIn(view));
+  }
+
+  /** register a new user with two security questions ([{Question, Answer}, …]). */
+  async register(username, password, secQuests) {
+    const view = await this.conn.request('CreateUser', {username, password, secQuests, token: this.deviceId});
+    await this.serially(() => this.onLoggedIn(view));
+  }
+
+  async logout() {
+    if (this.loggedIn) {
+      try {
+        await this.conn.request('Logout');
+      } catch (err) {
+        console.warn('pingedchat: logout', err);
+      }
+    }
+    this.conn.stop();
+    this.forgetSession();
+    localStorage.removeItem(AUTH_KEY);
+    // A logout leaves nothing of the user on this device.
+    if (this.store) await this.store.destroy();
+    this.store = null;
+  }
+
+  forgetSession() {
+    if (this.auth) {
+      this.auth = {username: this.auth.username, session: ''};
+      localStorage.setItem(AUTH_KEY, JSON.stringify(this.auth));
+    }
+  }
+
+  /** onLoggedIn handles the user view of a login: store, sync, then send the outbox. */
+  async onLoggedIn(view) {
+    const username = view.Username;
+    this.auth = {username, session: view.session || (this.auth && this.auth.session) || ''};
+    localStorage.setItem(AUTH_KEY, JSON.stringify(this.auth));
+    await this.prepare(username);
+    this.me = username;
+    this.loggedIn = true;
+    this.conn.resetBackoff();
+    const serverMtimes = this.applySummaries(view.CIDs || []);
+    // A conversation needs a sync before live pushes may advance its sync point (what was sent
+    // while we were away is not in them) unless nothing can be missing: no message newer than
+    // its sync point, and its sync point set by a sync, not by pushes (two pushes may arrive out
+    // of order; the sync's overlap is what repairs that). The others' members and read times
+    // are refreshed when they are opened.
+    this.metaStale.clear();
+    for (const c of this.store.convos.find()) {
+      if (!c.syncedTo || c.pushed || (serverMtimes.get(c.CID) || '') > c.syncedTo) this.needsSync.add(c.CID);
+      else this.metaStale.add(c.CID);
+    }
+    this.emit('loggedin', {username});
+    this.setState('syncing');
+    this.syncAll(); // not awaited: pushes keep being handled meanwhile
+    this.flushOutbox();
+  }
+
+  /** applySummaries merges the user view's conversation list: names, M_times, unread counts;
+   * conversations no longer listed were left (or we were removed) while away. */
+  applySummaries(cids) {
+    const listed = new Map(); // CID → M_time
+    for (const s of cids) {
+      if (!s || typeof s.CID !== 'string') continue;
+      listed.set(s.CID, s.M_time || '');
+      const c = this.store.convo(s.CID);
+      const fields = {Name: s.Name || '', UnreadCount: s.UnreadCount || 0};
+      if (!c || (s.M_time || '') > c.M_time) fields.M_time = s.M_time || '';
+      this.store.upsertConvo(s.CID, fields);
+    }
+    for (const c of this.store.convos.find()) {
+      if (!listed.has(c.CID)) this.store.removeConvo(c.CID);
+    }
+    this.emit('convos');
+    return listed;
+  }
+
+  // Sync
+
+  async syncAll() {
+    // The conversation on screen first, then the most recently active ones.
+    if (this.openCid && this.metaStale.delete(this.openCid)) this.needsSync.add(this.openCid);
+    const order = this.store.convoList().map((c) => c.CID).filter((cid) => this.needsSync.has(cid));
+    if (this.openCid) order.sort((a, b) => (b === this.openCid) - (a === this.openCid));
+    const workers = Array.from({length: 3}, async () => {
+      for (let cid = order.shift(); cid; cid = order.shift()) {
+        if (!this.loggedIn) return;
+        await this.syncConvo(cid);
+      }
+    });
+    await Promise.all(workers);
+    if (this.loggedIn) this.setState('online');
+  }
+
+  /** syncConvo fetches what is new in one conversation since its sync point (or, the first
+   * time, its latest page), with its current name and members. */
+  async syncConvo(cid) {
+    const c = this.store.convo(cid);
+    if (!c) return;
+    const since = c.syncedTo ? wireTime(new Date(parseWireTime(c.syncedTo).getTime() - SYNC_OVERLAP_MS)) : '';
+    let data;
+    try {
+      data = await this.conn.request('GetConvoData', since ? {CID: cid, M_time: since} : {CID: cid});
+    } catch (err) {
+      if (err instanceof ServerError && /not a member/.test(err.message)) {
+        this.dropConvo(cid, c.Name);
+      } else if (!(err instanceof ConnectionError)) {
+        this.problem(describeError(err, 'GetConvoData'));
+      }
+      return;
+    }
+    await this.serially(() => this.applyConvoData(cid, data, since));
+  }
+
+  applyConvoData(cid, data, since) {
+    if (!this.store.convo(cid)) return; // left meanwhile
+    this.applyConvoMeta(cid, data);
+    const msgs = Array.isArray(data.Messages) ? data.Messages : [];
+    let newest = '';
+    for (const m of msgs) {
+      this.store.putServerMessage(cid, m, this.me);
+      if (m.m_time > newest) newest = m.m_time;
+    }
+    const c = this.store.convo(cid);
+    const fields = {syncedTo: newest > c.syncedTo ? newest : c.syncedTo, pushed: false};
+    if (!since) fields.historyComplete = msgs.length < PAGE;
+    this.store.upsertConvo(cid, fields);
+    this.needsSync.delete(cid);
+    if (cid !== this.openCid) this.store.prune(cid);
+    if (msgs.length) {
+      this.emit('reset', {cid});
+      this.emit('convos');
+      this.request('UpdateConvoMtime', {CID: cid, M_time: fields.syncedTo}, {background: true});
+    }
+    if (cid === this.openCid && this.attentive) this.markRead(cid);
+  }
+
+  /** applyConvoMeta takes a conversation's name, M_time and members from a push or reply. */
+  applyConvoMeta(cid, p) {
+    const c = this.store.convo(cid);
+    const fields = {};
+    if (typeof p.Name === 'string') fields.Name = p.Name;
+    if (typeof p.M_time === 'string' && (!c || p.M_time > c.M_time)) fields.M_time = p.M_time;
+    if (Array.isArray(p.Members)) {
+      fields.Members = p.Members.filter((m) => m && typeof m.username === 'string')
+        .map((m) => ({username: m.username, read_time: m.read_time || ''}));
+    }
+    this.store.upsertConvo(cid, fields);
+    this.emit('convo', {cid});
+    this.emit('convos');
+  }
+
+  dropConvo(cid, name) {
+    this.store.removeConvo(cid);
+    this.needsSync.delete(cid);
+    this.typing.delete(cid);
+    this.emit('removed', {cid, name});
+    this.emit('convos');
+  }
+
+  // Pushes
+
+  onPush(p) {
+    if (!this.store || !p || typeof p.cmd !== 'string') return;
+    if (typeof p.error === 'string') {
+      this.problem(describeError(new ServerError(p.cmd, p.error)));
+      return;
+    }
+    switch (p.cmd) {
+      case 'SendMessage':
+        this.onMessagePush(p);
+        break;
+      case 'CreateConversation':
+      case 'AddUsersToConversation':
+      case 'ChangeConvoName':
+      case 'UpdateConvoFiles':
+        this.onConvoPush(p);
+        break;
+      case 'RemoveUserFromConversation':
+        this.onRemovePush(p);
+        break;
+      case 'UpdateUserStatus':
+        this.onStatusPush(p);
+        break;
+      case 'UpdateUser':
+        if (Array.isArray(p.CIDs)) this.applySummaries(p.CIDs);
+        break;
+      case 'DeleteUser':
+        this.forgetSession();
+        this.emit('authrequired', {message: 'This account was deleted.'});
+        break;
+      default:
+        break; // mail, friends…: not shown by this client
+    }
+  }
+
+  onMessagePush(p) {
+    const cid = p.CID;
+    if (typeof cid !== 'string') return;
+    let c = this.store.convo(cid);
+    if (!c) {
+      // A conversation we did not know of (added while the push was on its way): fetch it.
+      c = this.store.upsertConvo(cid, {});
+      this.needsSync.add(cid);
+      this.syncConvo(cid);
+    }
+    const {record, added, confirmed} = this.store.putServerMessage(cid, p, this.me);
+    if (!this.needsSync.has(cid) && (c.syncedTo || c.historyComplete) && p.m_time > c.syncedTo) {
+      this.store.upsertConvo(cid, {syncedTo: p.m_time, pushed: true});
+    }
+    const fromOther = !sameUser(p.f_username, this.me);
+    if (fromOther) this.setTyping(cid, p.f_username, false);
+    if (added && fromOther) {
+      if (cid === this.openCid && this.attentive) this.markRead(cid);
+      else this.store.upsertConvo(cid, {UnreadCount: (c.UnreadCount || 0) + 1});
+      this.emit('incoming', {cid, record});
+    }
+    if (added || confirmed) {
+      this.emit('message', {cid, record, added});
+      this.emit('convos');
+      this.setState(this.state); // the queued count may have changed
+    }
+  }
+
+  onConvoPush(p) {
+    const cid = p.CID;
+    if (typeof cid !== 'string') return;
+    const known = !!this.store.convo(cid);
+    this.applyConvoMeta(cid, p);
+    if (!known) {
+      this.needsSync.add(cid);
+      this.syncConvo(cid);
+    }
+  }
+
+  onRemovePush(p) {
+    const cid = p.CID;
+    if (typeof cid !== 'string' || !this.store.convo(cid)) return;
+    const removed = Array.isArray(p.Removed) ? p.Removed : [];
+    if (removed.some((n) => sameUser(n, this.me))) {
+      this.dropConvo(cid, this.store.convo(cid).Name);
+      return;
+    }
+    this.applyConvoMeta(cid, p);
+  }
+
+  onStatusPush(p) {
+    const cid = p.CID;
+    const c = typeof cid === 'string' ? this.store.convo(cid) : null;
+    if (!c || typeof p.Username !== 'string') return;
+    if (p.NewReadTime) {
+      const members = c.Members.map((m) => (sameUser(m.username, p.Username) && p.NewReadTime > (m.read_time || '')
+        ? {...m, read_time: p.NewReadTime} : m));
+      const fields = {Members: members};
+      if (sameUser(p.Username, this.me)) fields.UnreadCount = this.unreadAfter(cid, p.NewReadTime, c.UnreadCount);
+      this.store.upsertConvo(cid, fields);
+      this.emit('convo', {cid});
+      this.emit('convos');
+    }
+    // A read-time push always carries Typing (false): it says nothing about typing, so only a
+    // typing-only push may clear the indicator.
+    if (!sameUser(p.Username, this.me) && (p.Typing || !p.NewReadTime)) {
+      this.setTyping(cid, p.Username, !!p.Typing);
+    }
+  }
+
+  /** unreadAfter counts the stored messages from others after a read time (another device of
+   * ours read up to there); without local messages it keeps the count it had. */
+  unreadAfter(cid, readTime, fallback) {
+    const list = this.store.messagesOf(cid, {limit: 1000});
+    if (!list.length) return fallback;
+    return list.filter((m) => m.m_time > readTime && !sameUser(m.f_username, this.me)).length;
+  }
+
+  setTyping(cid, user, on) {
+    let t = this.typing.get(cid);
+    if (!t) this.typing.set(cid, (t = new Map()));
+    const had = t.has(user);
+    if (on) t.set(user, Date.now() + TYPING_SHOWN_MS);
+    else t.delete(user);
+    if (had !== on) this.emit('typing', {cid});
+    if (on) setTimeout(() => this.expireTyping(cid), TYPING_SHOWN_MS + 50);
+  }
+
+  expireTyping(cid) {
+    const t = this.typing.get(cid);
+    if (!t) return;
+    const now = Date.now();
+    let changed = false;
+    for (const [user, until] of t) {
+      if (until <= now) {
+        t.delete(user);
+        changed = true;
+      }
+    }
+    if (changed) this.emit('typing', {cid});
+  }
+
+  /** typingUsers: who is typing in a conversation now (not us). */
+  typingUsers(cid) {
+    const t = this.typing.get(cid);
+    if (!t) return [];
+    const now = Date.now();
+    return [...t].filter(([, until]) => until > now).map(([user]) => user);
+  }
+
+  // Requests
+
+  /**
+   * request sends a command. A user's request rejects (with err.cmd set) for the caller to
+   * show; a background one (read receipts, typing, sync marks) reports what the server said
+   * as a problem, ignores a lost connection (it is redone after the next login), and resolves
+   * to null on failure.
+   */
+  async request(cmd, fields, {background = false} = {}) {
+    try {
+      return await this.conn.request(cmd, fields);
+    } catch (err) {
+      err.cmd = err.cmd || cmd;
+      if (!background) throw err;
+      if (!(err instanceof ConnectionError)) this.problem(describeError(err, cmd));
+      return null;
+    }
+  }
+
+  requireOnline(cmd) {
+    if (!this.loggedIn) {
+      const err = new ConnectionError('wait until you are back online');
+      err.cmd = cmd;
+      throw err;
+    }
+  }
+
+  // Conversations
+
+  /** openConvo marks a conversation as the one on screen (null for none). */
+  openConvo(cid) {
+    this.openCid = cid;
+    this.store.setMeta('openCid', cid);
+    if (cid && this.loggedIn && this.metaStale.delete(cid)) this.syncConvo(cid);
+  }
+
+  /** setAttentive: whether the user can see the end of the open conversation (page visible,
+   * scrolled to the bottom). Messages arriving then count as read. */
+  setAttentive(on) {
+    this.attentive = on;
+    if (on && this.openCid) this.markRead(this.openCid);
+  }
+
+  async createConvo(name, members) {
+    this.requireOnline('CreateConversation');
+    const ack = await this.request('CreateConversation', {Name: name, Members: members});
+    const cid = ack.CID;
+    if (!this.store.convo(cid)) {
+      // The push with the members as registered follows; until then show what we asked for.
+      this.store.upsertConvo(cid, {
+        Name: name, M_time: wireTime(new Date()), historyComplete: true,
+        Members: [this.me, ...members].map((username) => ({username, read_time: ''})),
+      });
+      this.emit('convos');
+    }
+    return cid;
+  }
+
+  async rename(cid, name) {
+    this.requireOnline('ChangeConvoName');
+    await this.request('ChangeConvoName', {CID: cid, Name: name});
+  }
+
+  async addMembers(cid, names) {
+    this.requireOnline('AddUsersToConversation');
+    await this.request('AddUsersToConversation', {CID: cid, Members: names});
+  }
+
+  async removeMember(cid, username) {
+    this.requireOnline('RemoveUserFromConversation');
+    await this.request('RemoveUserFromConversation', {CID: cid, Username: username});
+  }
+
+  async leave(cid) {
+    this.requireOnline('RemoveUserFromConversation');
+    const c = this.store.convo(cid);
+    await this.request('RemoveUserFromConversation', {CID: cid, Username: this.me});
+    if (this.store.convo(cid)) this.dropConvo(cid, c ? c.Name : '');
+  }
+
+  /** loadOlder returns up to a page of messages older than `before` (a record): from the
+   * device if it has them, else from the server. [] means the start of the conversation. */
+  async loadOlder(cid, before) {
+    const local = this.store.messagesOf(cid, {before, limit: 60});
+    if (local.length) return local;
+    const c = this.store.convo(cid);
+    if (!c || c.historyComplete) return [];
+    this.requireOnline('GetMoreConvoMessages');
+    const oldest = this.store.oldestStored(cid);
+    const data = await this.request('GetMoreConvoMessages', {
+      CID: cid, M_time: oldest ? oldest.m_time : wireTime(new Date()),
+    });
+    const msgs = Array.isArray(data.Messages) ? data.Messages : [];
+    for (const m of msgs) this.store.putServerMessage(cid, m, this.me);
+    if (msgs.length < PAGE) this.store.upsertConvo(cid, {historyComplete: true});
+    return this.store.messagesOf(cid, {before, limit: 60});
+  }
+
+  /** markRead tells the server (and our other devices) that we have seen the conversation up
+   * to its newest message. Called when the user is looking at it. */
+  markRead(cid) {
+    const c = this.store.convo(cid);
+    if (!c) return;
+    const hadUnread = c.UnreadCount > 0;
+    if (hadUnread) {
+      this.store.upsertConvo(cid, {UnreadCount: 0});
+      this.emit('convos');
+    }
+    if (!this.loggedIn || this.needsSync.has(cid)) return; // again after the sync
+    const newest = this.store.newestStored(cid);
+    const mine = c.Members.find((m) => sameUser(m.username, this.me));
+    const readTime = (mine && mine.read_time) || '';
+    if (newest && newest > readTime && newest > (this.readSent.get(cid) || '')) {
+      this.readSent.set(cid, newest);
+      this.request('UpdateUserStatus', {CID: cid, NewReadTime: newest}, {background: true}).then((ok) => {
+        if (!ok && this.readSent.get(cid) === newest) this.readSent.delete(cid); // lost: send again later
+      });
+    }
+    if (hadUnread) this.request('UpdateUnreadCount', {CID: cid, unread_count: 0}, {background: true});
+  }
+
+  /** noteTyping is called on each edit of the composer; it sends at most one notification
+   * per TYPING_EVERY_MS, and a "stopped" one after TYPING_IDLE_MS without edits. */
+  noteTyping(cid) {
+    if (!this.loggedIn) return;
+    const now = Date.now();
+    let t = this.typingSent.get(cid);
+    if (!t) this.typingSent.set(cid, (t = {at: 0, timer: 0}));
+    if (now - t.at >= TYPING_EVERY_MS) {
+      t.at = now;
+      this.request('UpdateUserStatus', {CID: cid, Typing: true}, {background: true});
+    }
+    clearTimeout(t.timer);
+    t.timer = setTimeout(() => this.stopTyping(cid, true), TYPING_IDLE_MS);
+  }
+
+  /** stopTyping: after sending (notify false: the message itself clears the indicator) or
+   * after a pause (notify true). */
+  stopTyping(cid, notify) {
+    const t = this.typingSent.get(cid);
+    if (!t || !t.at) return;
+    clearTimeout(t.timer);
+    t.at = 0;
+    if (notify && this.loggedIn) this.request('UpdateUserStatus', {CID: cid, Typing: false}, {background: true});
+  }
+
+  // Sending
+
+  /** send writes a message: shown at once as pending, persisted in the outbox, and sent now if
+   * we are online (or when we are next). Returns the record, or throws if it is not sendable. */
+  send(cid, content) {
+    if (!content.trim()) throw new Error('empty message');
+    if (codePoints(content) > MAX_CONTENT) {
+      throw new Error(`a message has at most ${MAX_CONTENT} characters (this one has ${codePoints(content)})`);
+    }
+    const record = this.store.addPending(cid, content, `w${randomId(16)}`, this.me);
+    this.store.save().catch((err) => this.problem(`Couldn't save your message on this device: ${err.message}`));
+    this.stopTyping(cid, false);
+    this.emit('message', {cid, record, added: true});
+    this.emit('convos');
+    this.setState(this.state);
+    this.flushOutbox();
+    return record;
+  }
+
+  /** flushOutbox sends unsent messages one at a time, oldest first, each with its client_id:
+   * a resend of a message the server already stored (its ack was lost with the connection)
+   * stores nothing new, so every message is stored exactly once. */
+  async flushOutbox() {
+    if (this.flushing || !this.loggedIn || !this.store) return;
+    this.flushing = true;
+    try {
+      for (let item = this.store.outboxItems()[0]; item && this.loggedIn; item = this.store.outboxItems()[0]) {
+        try {
+          const ack = await this.conn.request('SendMessage', {CID: item.CID, content: item.content, client_id: item.client_id});
+          await this.serially(() => this.onAck(item, ack));
+        } catch (err) {
+          if (err instanceof ConnectionError) {
+            // Resent after the next login; or, if only the reply went missing, in a while.
+            if (this.loggedIn) setTimeout(() => this.flushOutbox(), 5000);
+            break;
+          }
+          if (isTransient(err)) {
+            await sleep(1000);
+            continue;
+          }
+          const record = this.store.failMessage(item.client_id, err.message);
+          this.problem(describeError(err, 'SendMessage'));
+          if (record) this.emit('message', {cid: item.CID, record, added: false});
+        }
+      }
+    } finally {
+      this.flushing = false;
+      this.setState(this.state);
+    }
+  }
+
+  onAck(item, ack) {
+    const {record, confirmed} = this.store.putServerMessage(ack.CID || item.CID, {
+      id: ack.id, m_time: ack.m_time, client_id: ack.client_id || item.client_id,
+      f_username: this.me, content: item.content,
+    }, this.me);
+    this.store.outbox.findAndRemove({client_id: item.client_id});
+    if (confirmed) {
+      this.emit('message', {cid: item.CID, record, added: false});
+      this.emit('convos');
+    }
+    this.store.save().catch(() => {}); // autosave retries
+  }
+
+  retry(clientId) {
+    const record = this.store.retryMessage(clientId);
+    if (!record) return;
+    this.emit('message', {cid: record.CID, record, added: false});
+    this.flushOutbox();
+  }
+
+  discard(clientId) {
+    const record = this.store.deleteUnsent(clientId);
+    if (record) {
+      this.emit('reset', {cid: record.CID});
+      this.emit('convos');
+    }
+  }
+}
+
+function readJSON(key) {
+  try {
+    return JSON.parse(localStorage.getItem(key) || 'null');
+  } catch {
+    return null;
+  }
+}

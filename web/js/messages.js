@@ -1,0 +1,324 @@
+// The open conversation's message list: rendering, scroll-back, read receipts, and keeping the
+// view pinned to the newest message while the user is at the bottom.
+//
+// Every message is rendered as text (util.el); links are <a> elements built from the text,
+// http(s) only. Nothing from the server reaches innerHTML.
+
+import {compareMessages} from './store.js';
+import {el, parseWireTime, clockTime, fullTime, dayLabel, dayKey, hue, initials, sameUser, listNames} from './util.js';
+
+const GROUP_GAP_MS = 5 * 60 * 1000; // messages closer than this from one author share a bubble group
+const NEAR_BOTTOM_PX = 80;
+const URL_RE = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]}]/g;
+
+/** richText splits message text into text nodes and links (http and https only). */
+export function richText(text) {
+  const out = [];
+  let last = 0;
+  for (const m of text.matchAll(URL_RE)) {
+    if (m.index > last) out.push(text.slice(last, m.index));
+    out.push(el('a', {href: m[0], target: '_blank', rel: 'noopener noreferrer nofollow'}, m[0]));
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+export class MessageView {
+  /**
+   * @param {import('./chat.js').Chat} chat
+   * @param {object} els  scroller, list, note, jump, typing
+   */
+  constructor(chat, els) {
+    this.chat = chat;
+    this.els = els;
+    this.cid = null;
+    this.records = []; // what is rendered, in display order
+    this.nodes = new Map(); // record.$loki → <li>
+    this.loading = false;
+    this.atStart = false;
+    this.wasAtBottom = true;
+
+    els.scroller.addEventListener('scroll', () => this.onScroll(), {passive: true});
+    els.jump.addEventListener('click', () => this.scrollToBottom(true));
+    // Scroll-back: load older messages when the top of the history comes into view.
+    this.observer = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) this.loadOlder();
+    }, {root: els.scroller, rootMargin: '200px 0px 0px 0px'});
+    this.observer.observe(els.note);
+  }
+
+  get me() {
+    return this.chat.me;
+  }
+
+  /** show renders a conversation from the device's copy: its newest messages. */
+  show(cid) {
+    this.cid = cid;
+    this.loading = false;
+    this.atStart = false;
+    this.records = this.chat.store.messagesOf(cid, {limit: 60});
+    this.renderAll();
+    this.scrollToBottom(false);
+    this.updateNote();
+    this.renderTyping();
+  }
+
+  close() {
+    this.cid = null;
+    this.records = [];
+    this.nodes.clear();
+    this.els.list.replaceChildren();
+  }
+
+  isNearBottom() {
+    const s = this.els.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  scrollToBottom(smooth) {
+    const s = this.els.scroller;
+    s.scrollTo({top: s.scrollHeight, behavior: smooth ? 'smooth' : 'auto'});
+    this.els.jump.hidden = true;
+    this.wasAtBottom = true;
+  }
+
+  onScroll() {
+    this.wasAtBottom = this.isNearBottom();
+    if (this.wasAtBottom) this.els.jump.hidden = true;
+    this.onAttention();
+  }
+
+  /** onAttention is set by the app: called when what the user can see may have changed. */
+  onAttention() {}
+
+  // Rendering
+
+  renderAll() {
+    const s = this.els.scroller;
+    const fromBottom = s.scrollHeight - s.scrollTop;
+    const stick = this.isNearBottom();
+    this.nodes.clear();
+    const items = [];
+    let prev = null;
+    for (const r of this.records) {
+      items.push(...this.itemsFor(r, prev));
+      prev = r;
+    }
+    this.els.list.replaceChildren(...items);
+    this.renderReceipts();
+    // Keep what the user was looking at in place: the bottom, or the same distance from it
+    // (which is what keeps the view still when older messages are added above).
+    if (stick) s.scrollTop = s.scrollHeight;
+    else s.scrollTop = s.scrollHeight - fromBottom;
+  }
+
+  /** itemsFor builds the <li>s for a record: a day separator if it starts a day, then itself. */
+  itemsFor(r, prev) {
+    const items = [];
+    const d = parseWireTime(r.m_time);
+    const pd = prev ? parseWireTime(prev.m_time) : null;
+    if (d && (!prev || dayKey(d) !== dayKey(pd))) {
+      items.push(el('li', {class: 'day', role: 'separator'}, el('span', {}, dayLabel(d))));
+    }
+    const grouped = prev && sameUser(prev.f_username, r.f_username) &&
+      (!d || !pd || (dayKey(d) === dayKey(pd) && d - pd < GROUP_GAP_MS));
+    items.push(this.messageItem(r, !!grouped));
+    return items;
+  }
+
+  messageItem(r, grouped) {
+    const mine = sameUser(r.f_username, this.me);
+    const li = el('li', {
+      class: `msg ${mine ? 'mine' : 'theirs'}${grouped ? ' grouped' : ''}`,
+      dataset: {key: String(r.$loki), state: r.state},
+    });
+    li.style.setProperty('--hue', hue(r.f_username));
+    if (!mine) {
+      li.append(el('span', {class: 'avatar small', 'aria-hidden': 'true'}, grouped ? '' : initials(r.f_username)));
+    }
+    const bubble = el('div', {class: 'bubble'},
+      // The author is always there for screen readers; grouped messages hide it visually.
+      el('span', {class: mine || grouped ? 'author visually-hidden' : 'author'}, mine ? 'You' : r.f_username, ': '),
+      el('p', {class: 'text'}, richText(r.content)),
+      el('span', {class: 'meta'}),
+    );
+    li.append(bubble, el('div', {class: 'receipts', 'aria-live': 'off'}));
+    this.nodes.set(r.$loki, li);
+    this.fillMeta(li, r);
+    return li;
+  }
+
+  /** fillMeta writes a message's time and delivery state (the part that changes once sent). */
+  fillMeta(li, r) {
+    li.dataset.state = r.state;
+    const meta = li.querySelector('.meta');
+    const d = parseWireTime(r.m_time);
+    const parts = [];
+    if (d) parts.push(el('time', {datetime: r.m_time, title: fullTime(d)}, clockTime(d)));
+    if (r.state === 'pending') {
+      const waiting = !this.chat.loggedIn;
+      parts.push(el('span', {class: 'state pending'}, waiting ? 'Waiting for connection' : 'Sending…'));
+    } else if (r.state === 'failed') {
+      parts.push(
+        el('span', {class: 'state failed'}, `Not sent: ${r.error}`),
+        el('button', {type: 'button', class: 'link', onclick: () => this.chat.retry(r.client_id)}, 'Retry'),
+        el('button', {type: 'button', class: 'link', onclick: () => this.chat.discard(r.client_id)}, 'Delete'),
+      );
+    } else if (sameUser(r.f_username, this.me)) {
+      parts.push(el('span', {class: 'state sent', title: 'Sent'}, el('span', {'aria-hidden': 'true'}, '✓'),
+        el('span', {class: 'visually-hidden'}, 'Sent')));
+    }
+    meta.replaceChildren(...parts);
+  }
+
+  /** onMessage updates the view for one added or changed record. */
+  onMessage(record) {
+    if (record.CID !== this.cid) return;
+    const li = this.nodes.get(record.$loki);
+    const stick = this.isNearBottom();
+    if (li) {
+      // Reconciled (pending → sent) or failed: update in place unless its place changed.
+      const sorted = [...this.records].sort(compareMessages);
+      if (sorted.every((r, i) => r === this.records[i])) {
+        this.fillMeta(li, record);
+        this.ensureDaySeparator(li, record);
+        this.renderReceipts();
+        return;
+      }
+      this.records = sorted;
+      this.renderAll();
+      return;
+    }
+    const last = this.records[this.records.length - 1];
+    if (!last || compareMessages(record, last) > 0) {
+      this.records.push(record);
+      this.els.list.append(...this.itemsFor(record, last || null));
+      this.renderReceipts();
+    } else {
+      this.records.push(record);
+      this.records.sort(compareMessages);
+      this.renderAll();
+    }
+    if (stick || sameUser(record.f_username, this.me)) this.scrollToBottom(false);
+    else this.els.jump.hidden = false;
+    if (this.records.length === 1) this.updateNote();
+    this.onAttention();
+  }
+
+  /** ensureDaySeparator adds the day line above a message that got its time only now (a
+   * pending message that was sent) and is the first of its day. */
+  ensureDaySeparator(li, record) {
+    const d = parseWireTime(record.m_time);
+    if (!d) return;
+    const i = this.records.indexOf(record);
+    const prev = i > 0 ? parseWireTime(this.records[i - 1].m_time) : null;
+    const above = li.previousElementSibling;
+    if ((!prev || dayKey(prev) !== dayKey(d)) && !(above && above.classList.contains('day'))) {
+      li.before(el('li', {class: 'day', role: 'separator'}, el('span', {}, dayLabel(d))));
+    }
+  }
+
+  /** reload re-reads the conversation from the store (after a sync or a deletion), keeping
+   * at least as much history as is shown. */
+  reload() {
+    if (!this.cid) return;
+    const limit = Math.max(60, this.records.length + 5);
+    this.records = this.chat.store.messagesOf(this.cid, {limit});
+    this.renderAll();
+    this.updateNote();
+  }
+
+  /** refreshStates re-renders pending messages' wording when the connection changes. */
+  refreshStates() {
+    for (const r of this.records) {
+      if (r.state === 'pending') this.fillMeta(this.nodes.get(r.$loki), r);
+    }
+  }
+
+  /** renderReceipts shows, under the newest message each other member has read, who has. */
+  renderReceipts() {
+    for (const node of this.els.list.querySelectorAll('.receipts')) node.replaceChildren();
+    const c = this.cid && this.chat.store.convo(this.cid);
+    if (!c) return;
+    const readers = new Map(); // record → [usernames]
+    for (const m of c.Members) {
+      if (sameUser(m.username, this.me) || !m.read_time) continue;
+      let at = null;
+      for (const r of this.records) if (r.m_time && r.m_time <= m.read_time) at = r;
+      if (!at) continue;
+      if (!readers.has(at)) readers.set(at, []);
+      readers.get(at).push(m.username);
+    }
+    for (const [r, names] of readers) {
+      const li = this.nodes.get(r.$loki);
+      if (!li) continue;
+      li.querySelector('.receipts').append(
+        ...names.map((n) => {
+          const dot = el('span', {class: 'avatar tiny', 'aria-hidden': 'true', title: n}, initials(n));
+          dot.style.setProperty('--hue', hue(n));
+          return dot;
+        }),
+        el('span', {class: 'seen'}, `Seen by ${listNames(names)}`),
+      );
+    }
+  }
+
+  renderTyping() {
+    const names = this.cid ? this.chat.typingUsers(this.cid) : [];
+    let text = '';
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length > 1 && names.length < 4) text = `${listNames(names)} are typing…`;
+    else if (names.length) text = 'Several people are typing…';
+    this.els.typing.textContent = text;
+  }
+
+  // History
+
+  updateNote(text) {
+    const c = this.cid && this.chat.store.convo(this.cid);
+    if (text === undefined) {
+      if (this.atStart || (c && c.historyComplete && this.records.length === this.chat.store.messagesOf(this.cid, {limit: 1e9}).length)) {
+        text = this.records.length ? 'This is the start of the conversation.' : 'No messages yet. Say hello!';
+      } else {
+        text = '';
+      }
+    }
+    this.els.note.textContent = text;
+  }
+
+  /** loadOlder prepends the previous page: from the device, or from the server. */
+  async loadOlder() {
+    if (!this.cid || this.loading || this.atStart) return;
+    const cid = this.cid;
+    const oldest = this.records[0] || null;
+    if (!oldest) {
+      this.atStart = !!(this.chat.store.convo(cid) || {}).historyComplete;
+      this.updateNote();
+      return;
+    }
+    this.loading = true;
+    this.updateNote('Loading older messages…');
+    let loaded = false;
+    try {
+      const older = await this.chat.loadOlder(cid, oldest);
+      if (cid !== this.cid) return;
+      if (!older.length) {
+        this.atStart = true;
+      } else {
+        this.records = [...older, ...this.records];
+        this.renderAll();
+        loaded = true;
+      }
+      this.updateNote();
+    } catch (err) {
+      if (cid === this.cid) this.updateNote(`Couldn't load older messages: ${err.message}. Scroll up to try again.`);
+    } finally {
+      this.loading = false;
+    }
+    // The observer fires on changes only: if the top is still in view (short messages), go on.
+    if (loaded && cid === this.cid && !this.atStart && this.els.scroller.scrollTop < 200) {
+      requestAnimationFrame(() => this.loadOlder());
+    }
+  }
+}

@@ -1,0 +1,294 @@
+// The local copy of a user's conversations, messages and unsent messages: a LokiJS database
+// persisted to IndexedDB (vendor/lokijs.min.js, vendor/loki-indexed-adapter.js), one per user,
+// so that a reload shows the last state before the socket connects.
+//
+// Records:
+//   convos   {CID, Name, M_time, UnreadCount, Members:[{username, read_time}], syncedTo, pushed,
+//             historyComplete, last:{f_username, content, m_time}|null}
+//            syncedTo: every message of the conversation up to this m_time is stored here (from
+//            the oldest one stored on); sync asks the server only for what is newer. pushed: live
+//            pushes moved syncedTo since the last sync.
+//   messages {CID, id, m_time, f_username, content, client_id, state, error, created}
+//            state: 'sent' (stored by the server), 'pending' (in the outbox), 'failed'.
+//   outbox   {client_id, CID, content, created}: messages written but not yet acknowledged.
+//   meta     {key, value}
+
+/* global loki, LokiIndexedAdapter */
+
+import {sameUser, wireTime} from './util.js';
+
+// Keep at most this many messages per conversation on the device; older ones are fetched again
+// on scroll-back. LokiJS saves the whole database at once, so its size is the cost of a save.
+const KEEP_PER_CONVO = 1000;
+const PRUNE_AT = 1200;
+
+/** order sorts messages: stored ones by m_time, then unsent ones in the order they were written. */
+export function orderKey(m) {
+  return m.m_time ? `0${m.m_time}` : `1${String(m.created).padStart(16, '0')}`;
+}
+
+export function compareMessages(a, b) {
+  const ka = orderKey(a);
+  const kb = orderKey(b);
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
+
+export class LocalStore {
+  constructor(username) {
+    this.username = username;
+    this.name = `pingedchat-${username.toUpperCase()}.db`;
+    this.db = null;
+    this.byServerId = new Map(); // `${CID}/${id}` → message record
+    this.byClientId = new Map(); // client_id → message record
+  }
+
+  /** open loads the user's database from IndexedDB (an empty one the first time). It must come
+   * before any save: the adapter opens its IndexedDB catalog on load, and a save made before
+   * that reports a spurious error (loki-indexed-adapter 1.5.12). */
+  open() {
+    const adapter = new LokiIndexedAdapter('pingedchat');
+    this.db = new loki(this.name, {adapter, autosave: true, autosaveInterval: 1500});
+    return new Promise((resolve, reject) => {
+      this.db.loadDatabase({}, (err) => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        this.convos = this.collection('convos', {unique: ['CID']});
+        this.messages = this.collection('messages', {indices: ['CID']});
+        this.outbox = this.collection('outbox', {unique: ['client_id']});
+        this.meta = this.collection('meta', {unique: ['key']});
+        for (const m of this.messages.find()) this.indexMessage(m);
+        resolve(this);
+      });
+    });
+  }
+
+  collection(name, options) {
+    return this.db.getCollection(name) || this.db.addCollection(name, options);
+  }
+
+  indexMessage(m) {
+    if (m.id) this.byServerId.set(`${m.CID}/${m.id}`, m);
+    if (m.client_id) this.byClientId.set(m.client_id, m);
+  }
+
+  /** save writes to IndexedDB now; resolves when written (autosave covers everything else). */
+  save() {
+    return new Promise((resolve, reject) => {
+      this.db.saveDatabase((err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** close saves pending changes and stops autosave. */
+  close() {
+    return new Promise((resolve) => this.db.close(() => resolve()));
+  }
+
+  /** destroy removes the user's local data (logout on a shared device). */
+  destroy() {
+    return new Promise((resolve) => {
+      this.db.autosaveDisable();
+      this.db.deleteDatabase(() => resolve());
+    });
+  }
+
+  getMeta(key, fallback = null) {
+    const r = this.meta.by('key', key);
+    return r ? r.value : fallback;
+  }
+
+  setMeta(key, value) {
+    const r = this.meta.by('key', key);
+    if (r) {
+      r.value = value;
+      this.meta.update(r);
+    } else {
+      this.meta.insert({key, value});
+    }
+  }
+
+  // Conversations
+
+  convo(cid) {
+    return this.convos.by('CID', cid) || null;
+  }
+
+  /** convoList: most recent first. */
+  convoList() {
+    return this.convos.find().sort((a, b) => (recentOf(b) > recentOf(a) ? 1 : recentOf(b) < recentOf(a) ? -1 : 0));
+  }
+
+  /** upsertConvo merges fields into a conversation, creating it if needed. */
+  upsertConvo(cid, fields) {
+    const c = this.convo(cid);
+    if (c) {
+      Object.assign(c, fields);
+      this.convos.update(c);
+      return c;
+    }
+    return this.convos.insert({
+      CID: cid, Name: '', M_time: '', UnreadCount: 0, Members: [], syncedTo: '', pushed: false,
+      historyComplete: false, last: null, ...fields,
+    });
+  }
+
+  /** removeConvo forgets a conversation with its messages and unsent messages. */
+  removeConvo(cid) {
+    const c = this.convo(cid);
+    if (c) this.convos.remove(c);
+    for (const m of this.messages.find({CID: cid})) this.forgetMessage(m);
+    this.outbox.findAndRemove({CID: cid});
+  }
+
+  // Messages
+
+  /** messagesOf returns up to limit messages of a conversation, older than `before` (a message
+   * record) if given, in display order. */
+  messagesOf(cid, {before = null, limit = 60} = {}) {
+    let list = this.messages.find({CID: cid}).sort(compareMessages);
+    if (before) list = list.filter((m) => compareMessages(m, before) < 0);
+    return list.slice(-limit);
+  }
+
+  /** newestStored is the newest m_time stored for a conversation ('' if none). */
+  newestStored(cid) {
+    let newest = '';
+    for (const m of this.messages.find({CID: cid})) if (m.m_time > newest) newest = m.m_time;
+    return newest;
+  }
+
+  /** oldestStored is the oldest stored (sent) message of a conversation, or null. */
+  oldestStored(cid) {
+    let oldest = null;
+    for (const m of this.messages.find({CID: cid})) {
+      if (m.m_time && (!oldest || m.m_time < oldest.m_time)) oldest = m;
+    }
+    return oldest;
+  }
+
+  /**
+   * putServerMessage stores a message as the server sent it (push, ack or history). A message
+   * we wrote ourselves is matched by its client_id and updated in place — that is how a pending
+   * message becomes sent, whichever of the ack, the push or a sync arrives first.
+   * Returns {record, added, confirmed}: added when it was not known before, confirmed when it
+   * was one of our unsent messages.
+   */
+  putServerMessage(cid, msg, me) {
+    const key = `${cid}/${msg.id}`;
+    const known = this.byServerId.get(key);
+    if (known) return {record: known, added: false, confirmed: false};
+    const mine = msg.client_id ? this.byClientId.get(msg.client_id) : null;
+    if (mine && mine.CID === cid && !mine.id && sameUser(msg.f_username, me)) {
+      Object.assign(mine, {id: msg.id, m_time: msg.m_time, content: msg.content, state: 'sent', error: ''});
+      this.messages.update(mine);
+      this.indexMessage(mine);
+      this.outbox.findAndRemove({client_id: msg.client_id});
+      this.noteLast(cid, mine);
+      return {record: mine, added: false, confirmed: true};
+    }
+    const record = this.messages.insert({
+      CID: cid, id: msg.id, m_time: msg.m_time, f_username: msg.f_username || '',
+      content: typeof msg.content === 'string' ? msg.content : '', client_id: msg.client_id || '',
+      state: 'sent', error: '', created: Date.now(),
+    });
+    this.indexMessage(record);
+    this.noteLast(cid, record);
+    return {record, added: true, confirmed: false};
+  }
+
+  /** addPending stores a message the user just wrote and queues it for sending. */
+  addPending(cid, content, clientId, me) {
+    const created = Date.now();
+    const record = this.messages.insert({
+      CID: cid, id: 0, m_time: '', f_username: me, content, client_id: clientId,
+      state: 'pending', error: '', created,
+    });
+    this.indexMessage(record);
+    this.outbox.insert({client_id: clientId, CID: cid, content, created});
+    this.noteLast(cid, record);
+    return record;
+  }
+
+  /** outboxItems: unsent messages in the order they were written. */
+  outboxItems() {
+    return this.outbox.find().sort((a, b) => a.created - b.created);
+  }
+
+  /** failMessage takes a message out of the outbox, marked with why the server refused it. */
+  failMessage(clientId, reason) {
+    this.outbox.findAndRemove({client_id: clientId});
+    const m = this.byClientId.get(clientId);
+    if (m && !m.id) {
+      m.state = 'failed';
+      m.error = reason;
+      this.messages.update(m);
+    }
+    return m || null;
+  }
+
+  /** retryMessage puts a failed message back in the outbox, with the same client_id. */
+  retryMessage(clientId) {
+    const m = this.byClientId.get(clientId);
+    if (!m || m.id) return null;
+    m.state = 'pending';
+    m.error = '';
+    this.messages.update(m);
+    if (!this.outbox.by('client_id', clientId)) {
+      this.outbox.insert({client_id: clientId, CID: m.CID, content: m.content, created: m.created});
+    }
+    return m;
+  }
+
+  /** deleteUnsent removes a message that was never stored by the server. */
+  deleteUnsent(clientId) {
+    const m = this.byClientId.get(clientId);
+    if (!m || m.id) return null;
+    this.outbox.findAndRemove({client_id: clientId});
+    this.forgetMessage(m);
+    this.recomputeLast(m.CID);
+    return m;
+  }
+
+  forgetMessage(m) {
+    if (m.id) this.byServerId.delete(`${m.CID}/${m.id}`);
+    if (m.client_id) this.byClientId.delete(m.client_id);
+    this.messages.remove(m);
+  }
+
+  noteLast(cid, m) {
+    const c = this.convo(cid);
+    if (!c) return;
+    const last = c.last;
+    if (!last || compareMessages(m, last) >= 0 || (m.client_id && last.client_id === m.client_id)) {
+      c.last = {f_username: m.f_username, content: m.content, m_time: m.m_time, created: m.created, client_id: m.client_id};
+      if (m.m_time && m.m_time > c.M_time) c.M_time = m.m_time;
+      this.convos.update(c);
+    }
+  }
+
+  recomputeLast(cid) {
+    const c = this.convo(cid);
+    if (!c) return;
+    const list = this.messagesOf(cid, {limit: 1});
+    const m = list[0];
+    c.last = m ? {f_username: m.f_username, content: m.content, m_time: m.m_time, created: m.created, client_id: m.client_id} : null;
+    this.convos.update(c);
+  }
+
+  /** prune keeps the newest KEEP_PER_CONVO stored messages of a conversation. */
+  prune(cid) {
+    const sent = this.messages.find({CID: cid}).filter((m) => m.m_time);
+    if (sent.length <= PRUNE_AT) return false;
+    sent.sort(compareMessages);
+    for (const m of sent.slice(0, sent.length - KEEP_PER_CONVO)) this.forgetMessage(m);
+    this.upsertConvo(cid, {historyComplete: false});
+    return true;
+  }
+}
+
+/** recentOf orders the conversation list: the newest activity, including unsent messages. */
+function recentOf(c) {
+  const pendingAt = c.last && !c.last.m_time ? wireTime(new Date(c.last.created)) : '';
+  return pendingAt > (c.M_time || '') ? pendingAt : c.M_time || '';
+}
