@@ -75,17 +75,14 @@ func (db *Database) sockHandler(srvCtx context.Context, sock sockjs.Session) {
 	}
 	frames := make(chan string, 16)
 	go s.readFrames(ctx, frames)
-	// A panic outside a command (commands recover their own) ends this session, not the
-	// process.
 	defer func() {
+		// A panic outside a command (commands recover their own) ends this session, not the
+		// process.
 		if r := recover(); r != nil {
 			logPanic("session of "+s.user, r)
 			s.close(1011, "internal error")
-			s.unsubscribe()
 		}
-	}()
-	defer func() {
-		if ctx.Err() != nil && srvCtx.Err() != nil {
+		if srvCtx.Err() != nil {
 			s.close(closeShutdown, "server shutting down")
 		}
 		s.close(1000, "bye")
