@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestWebClientIsServedWithSecurityHeaders(t *testing.T) {
@@ -51,5 +54,31 @@ func TestFlagsFallBackToEnvironment(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-tls-cert", "x.pem"}); err == nil {
 		t.Fatal("-tls-cert without -tls-key accepted")
+	}
+}
+
+func TestGracefulShutdownClosesSessions(t *testing.T) {
+	cfg := testConfig(t)
+	srv, err := NewServer(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	ts := &testServer{Server: srv, addr: ln.Addr().String()}
+	c := register(t, ts, "shutdown")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(ctx)
+	c.waitFor("the session to be closed", func() bool { return c.closed != nil })
+	if !strings.Contains(c.closed.Error(), "1001") {
+		t.Fatalf("closed with %v, want 1001 (going away)", c.closed)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve returned %v", err)
 	}
 }
