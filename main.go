@@ -277,26 +277,27 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // ServeRedirect answers every request on addr with a 301 to the same URL over https.
 func (s *Server) ServeRedirect(addr string) error {
-	_, tlsPort, _ := net.SplitHostPort(s.cfg.Addr)
-	s.redir = &http.Server{
-		Addr:              addr,
-		ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			host := r.Host
-			if h, _, err := net.SplitHostPort(host); err == nil {
-				host = h
-			}
-			if tlsPort != "" && tlsPort != "443" {
-				host = net.JoinHostPort(host, tlsPort)
-			}
-			http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
-		}),
-	}
+	s.redir = &http.Server{Addr: addr, ReadHeaderTimeout: 10 * time.Second, Handler: redirectHandler(s.cfg.Addr)}
 	err := s.redir.ListenAndServe()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// redirectHandler sends a request to the same host and path over https, on the port of tlsAddr.
+func redirectHandler(tlsAddr string) http.Handler {
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if tlsPort != "" && tlsPort != "443" {
+			host = net.JoinHostPort(host, tlsPort)
+		}
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
+	})
 }
 
 // Shutdown stops accepting, closes every session, waits for handlers to drain (until ctx

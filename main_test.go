@@ -2,12 +2,25 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func TestWebClientIsServedWithSecurityHeaders(t *testing.T) {
@@ -80,5 +93,55 @@ func TestGracefulShutdownClosesSessions(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Fatalf("Serve returned %v", err)
+	}
+}
+
+// selfSignedCert writes a certificate for 127.0.0.1 and its key into dir.
+func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
+
+func TestTLSServesWSSAndRedirects(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.TLSCert, cfg.TLSKey = selfSignedCert(t, t.TempDir())
+	srv := startServer(t, cfg)
+	dialer := websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	ws, _, err := dialer.Dial("wss://"+srv.addr+"/ws/websocket", nil)
+	if err != nil {
+		t.Fatalf("wss: %v", err)
+	}
+	c := newClient(t, &rawWS{ws})
+	c.name = uniqueName("tls")
+	c.ok("CreateUser", map[string]any{"username": c.name, "password": testPassword})
+
+	rec := httptest.NewRecorder()
+	redirectHandler(":8443").ServeHTTP(rec, httptest.NewRequest("GET", "http://chat.example.org/path?q=1", nil))
+	if rec.Code != http.StatusMovedPermanently || rec.Header().Get("Location") != "https://chat.example.org:8443/path?q=1" {
+		t.Fatalf("redirect: %d %s", rec.Code, rec.Header().Get("Location"))
+	}
+	rec = httptest.NewRecorder()
+	redirectHandler(":443").ServeHTTP(rec, httptest.NewRequest("GET", "http://chat.example.org:80/", nil))
+	if rec.Header().Get("Location") != "https://chat.example.org/" {
+		t.Fatalf("redirect to 443: %s", rec.Header().Get("Location"))
 	}
 }
