@@ -145,3 +145,23 @@ func TestTLSServesWSSAndRedirects(t *testing.T) {
 		t.Fatalf("redirect to 443: %s", rec.Header().Get("Location"))
 	}
 }
+
+func TestUnreachableDependenciesAreNamed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg := testConfig(t)
+	cfg.Postgres = "host=127.0.0.1 port=1 dbname=nothing connect_timeout=2"
+	if _, err := NewServer(ctx, cfg); err == nil || !strings.Contains(err.Error(), "PostgreSQL") || !strings.Contains(err.Error(), "add_deps.sh") {
+		t.Errorf("unreachable PostgreSQL: %v", err)
+	}
+	cfg = testConfig(t)
+	cfg.NATS = "nats://127.0.0.1:1"
+	if _, err := NewServer(ctx, cfg); err == nil || !strings.Contains(err.Error(), "NATS") {
+		t.Errorf("unreachable NATS: %v", err)
+	}
+	cfg = testConfig(t)
+	cfg.QuickStore = "redis://x"
+	if _, err := NewServer(ctx, cfg); err == nil || !strings.Contains(err.Error(), "-quickstore") {
+		t.Errorf("unknown quick store: %v", err)
+	}
+}
