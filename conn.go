@@ -22,7 +22,7 @@ const (
 	hardFrameLimit = 1 << 20  // larger request bodies are cut off
 	ridLimit       = 64
 	floodLimit     = 200 // consecutive rate-limited frames before the session is closed
-	pushBuffer     = 512 // NATS events a session may have pending before it counts as slow
+	pushBuffer     = 256 // NATS events a session may have pending before it counts as slow
 	commandTimeout = 30 * time.Second
 )
 
@@ -63,6 +63,8 @@ type Session struct {
 func (db *Database) sockHandler(srvCtx context.Context, sock sockjs.Session) {
 	db.sessions.Add(1)
 	defer db.sessions.Done()
+	db.metrics.sessionOpened()
+	defer db.metrics.sessionClosed()
 	ctx, cancel := context.WithCancel(srvCtx)
 	defer cancel()
 	s := &Session{
@@ -167,22 +169,26 @@ func (s *Session) handleFrame(ctx context.Context, frame string) {
 			return
 		}
 		cmd, rid := peekCmd(frame)
+		s.db.metrics.command(cmd, outcomeRateLimited)
 		s.sendError(cmd, rid, "rate limited")
 		return
 	}
 	s.strikes = 0
 	if len(frame) > frameLimit {
+		s.db.metrics.command("", outcomeError)
 		s.sendError("", "", fmt.Sprintf("frame too large: the limit is %d bytes", frameLimit))
 		return
 	}
 	req, err := parseRequest(frame)
 	if err != nil {
 		cmd, rid := peekCmd(frame)
+		s.db.metrics.command(cmd, outcomeError)
 		s.sendError(cmd, rid, err.Error())
 		return
 	}
 	fn, errText := s.lookup(req.Cmd)
 	if fn == nil {
+		s.db.metrics.command(req.Cmd, outcomeError)
 		s.send(&ErrorReply{RetCmd: retCmdFor(errText), Cmd: req.Cmd, Rid: req.Rid, Error: errText})
 		return
 	}
@@ -220,14 +226,17 @@ func (s *Session) execute(ctx context.Context, fn commandFunc, req *Request) {
 	defer func() {
 		if r := recover(); r != nil {
 			logPanic("command "+req.Cmd, r)
+			s.db.metrics.command(req.Cmd, outcomePanic)
 			s.sendError(req.Cmd, req.Rid, "internal error")
 		}
 	}()
 	rep, err := fn(ctx, s, req)
 	if err != nil {
+		s.db.metrics.command(req.Cmd, outcomeError)
 		s.sendError(req.Cmd, req.Rid, s.errorText(req.Cmd, err))
 		return
 	}
+	s.db.metrics.command(req.Cmd, outcomeOK)
 	if rep == nil {
 		rep = &AckReply{OK: true}
 	}

@@ -18,12 +18,13 @@ import (
 
 // Database holds the connections every session shares, opened once by Connect.
 type Database struct {
-	cfg    Config
-	pool   *pgxpool.Pool
-	quick  QuickStore
-	nc     *nats.Conn
-	natsd  *natsserver.Server // the embedded NATS server, when -nats is empty
-	logins *loginLimiter
+	cfg     Config
+	pool    *pgxpool.Pool
+	quick   QuickStore
+	nc      *nats.Conn
+	natsd   *natsserver.Server // the embedded NATS server, when -nats is empty
+	logins  *loginLimiter
+	metrics *Metrics
 
 	// sessions counts running sockHandlers, so that shutdown can wait for them.
 	sessions sync.WaitGroup
@@ -33,8 +34,8 @@ type Database struct {
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
 func Connect(ctx context.Context, cfg Config) (*Database, error) {
-	db := &Database{cfg: cfg, logins: newLoginLimiter()}
-	pool, err := openPostgres(ctx, cfg.Postgres)
+	db := &Database{cfg: cfg, logins: newLoginLimiter(), metrics: newMetrics()}
+	pool, err := openPostgres(ctx, cfg.Postgres, db.metrics.pgTracer())
 	if err != nil {
 		return nil, err
 	}
@@ -71,12 +72,13 @@ func (db *Database) Close() {
 	}
 }
 
-func openPostgres(ctx context.Context, connString string) (*pgxpool.Pool, error) {
+func openPostgres(ctx context.Context, connString string, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
 	pcfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("parsing -postgres %q: %w", connString, err)
 	}
 	pcfg.MaxConns = 16
+	pcfg.ConnConfig.Tracer = tracer
 	pool, err := connectPool(ctx, pcfg)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
@@ -177,6 +179,7 @@ func (db *Database) connectNATS(natsURL string) error {
 // keep up: its own subscription overflowed (no other session loses anything), so it is closed
 // and its client resyncs by M_time when it reconnects.
 func (db *Database) natsError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	db.metrics.natsError()
 	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
 		if s, ok := db.subs.Load(sub); ok {
 			slog.Warn("closing session that cannot keep up with its events", "user", s.(*Session).user)
@@ -212,6 +215,7 @@ func (db *Database) publish(users []string, payload []byte, skipSession string) 
 			msg.Header = nats.Header{hdrSkipSession: []string{skipSession}}
 		}
 		if err := db.nc.PublishMsg(msg); err != nil {
+			db.metrics.natsError()
 			slog.Error("publishing event", "user", u, "err", err)
 		}
 	}
@@ -225,6 +229,7 @@ func (db *Database) publishClose(user string, payload []byte, reason, skipSessio
 		msg.Header.Set(hdrSkipSession, skipSession)
 	}
 	if err := db.nc.PublishMsg(msg); err != nil {
+		db.metrics.natsError()
 		slog.Error("publishing close", "user", user, "err", err)
 	}
 }
@@ -234,6 +239,9 @@ func (db *Database) publishClose(user string, payload []byte, reason, skipSessio
 // session ends.
 func (s *Session) Run(ctx context.Context, frames <-chan string) {
 	for {
+		// Events go first: a session busy with its own commands must not fall behind on its
+		// events until NATS counts it as a slow consumer.
+		s.forwardPending()
 		select {
 		case <-ctx.Done():
 			return
@@ -246,6 +254,18 @@ func (s *Session) Run(ctx context.Context, frames <-chan string) {
 			s.handleFrame(ctx, frame)
 		case msg := <-s.pushes:
 			s.forward(msg)
+		}
+	}
+}
+
+// forwardPending forwards every event already waiting.
+func (s *Session) forwardPending() {
+	for {
+		select {
+		case msg := <-s.pushes:
+			s.forward(msg)
+		default:
+			return
 		}
 	}
 }
@@ -265,6 +285,7 @@ func (s *Session) forward(msg *nats.Msg) {
 		}
 	}
 	s.sendRaw(msg.Data)
+	s.db.metrics.deliveredPayload(msg.Data)
 }
 
 // commandFunc handles one command; it returns the direct reply (nil for a plain acknowledgement)

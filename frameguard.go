@@ -41,7 +41,8 @@ func (g *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if brw.Reader.Buffered() > 0 {
 		return nil, nil, errors.New("client sent data before the handshake completed")
 	}
-	return gc, bufio.NewReadWriter(bufio.NewReader(gc), brw.Writer), nil
+	brw.Reader.Reset(gc) // reuse its buffer: a connection's memory counts at 10,000 sessions
+	return gc, brw, nil
 }
 
 // guardConn tracks the client→server websocket frame stream (RFC 6455 §5.2).

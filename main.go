@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -41,6 +42,7 @@ type Config struct {
 	ShutdownTimeout  time.Duration
 	CommandRate      float64
 	CommandBurst     int
+	DebugAddr        string
 
 	// Set by tests only.
 	bcryptCost int
@@ -81,6 +83,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long graceful shutdown waits for requests to drain")
 	fset.Float64Var(&cfg.CommandRate, "command-rate", cfg.CommandRate, "commands per second a session may send on average")
 	fset.IntVar(&cfg.CommandBurst, "command-burst", cfg.CommandBurst, "commands a session may send in a burst above -command-rate")
+	fset.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "serve /metrics and /debug/pprof here (e.g. 127.0.0.1:6060) instead of /metrics on -addr")
 	fset.Usage = func() {
 		fmt.Fprintf(fset.Output(), "Usage: pingedchat [flags]\n\nEvery flag can also be set by the environment variable PINGED_<FLAG>, e.g. PINGED_POSTGRES.\n\n")
 		fset.PrintDefaults()
@@ -150,6 +153,10 @@ func run(ctx context.Context, cfg Config) error {
 	if cfg.RedirectAddr != "" && cfg.TLSCert != "" {
 		go func() { errc <- srv.ServeRedirect(cfg.RedirectAddr) }()
 	}
+	if cfg.DebugAddr != "" {
+		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: srv.debugRoutes(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { slog.Error("debug server stopped", "err", dbg.ListenAndServe()) }()
+	}
 	slog.Info("pingedchat listening", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "")
 	select {
 	case <-ctx.Done():
@@ -209,6 +216,21 @@ func (s *Server) routes() http.Handler {
 	sock := sockjs.NewHandler("/ws", opts, func(sess sockjs.Session) { s.db.sockHandler(s.ctx, sess) })
 	mux.Handle("/ws/", guardWebsockets(limitBody(sock), hardFrameLimit))
 	mux.Handle("/", securityHeaders(http.FileServerFS(s.webFS())))
+	if s.cfg.DebugAddr == "" {
+		mux.Handle("/metrics", s.db.metrics.Handler())
+	}
+	return mux
+}
+
+// debugRoutes are served on -debug-addr: metrics and the profiler, never on the public port.
+func (s *Server) debugRoutes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.db.metrics.Handler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

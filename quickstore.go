@@ -90,7 +90,11 @@ func openQuickStore(ctx context.Context, spec string, db *Database) (QuickStore,
 	case spec == "" || spec == "postgres":
 		return newPostgresQuickStore(ctx, db.pool)
 	case strings.HasPrefix(spec, "aerospike://"):
-		return openAerospikeQuickStore(ctx, spec)
+		q, err := openAerospikeQuickStore(ctx, spec)
+		if err != nil {
+			return nil, err
+		}
+		return db.metrics.wrapQuickStore(q), nil
 	}
 	return nil, fmt.Errorf("unknown -quickstore %q: use postgres or aerospike://host:3000", spec)
 }

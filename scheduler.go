@@ -20,6 +20,7 @@ func (db *Database) runScheduler(ctx context.Context) {
 			return
 		case <-t.C:
 			db.deliverDue(ctx)
+			db.recordBacklog(ctx)
 			db.sweepQuickStore(ctx)
 		}
 	}
@@ -83,6 +84,14 @@ func (db *Database) deliverOneDue(ctx context.Context) error {
 		db.afterSend(ctx, c, m)
 	}
 	return nil
+}
+
+// recordBacklog sets the metric of scheduled messages that are due but not delivered.
+func (db *Database) recordBacklog(ctx context.Context) {
+	var n int
+	if err := db.pool.QueryRow(ctx, "SELECT count(*) FROM scheduled_messages WHERE send_at <= now()").Scan(&n); err == nil {
+		db.metrics.setScheduledBacklog(n)
+	}
 }
 
 // sweepQuickStore removes expired records from a backend that does not expire them itself.

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The convos mode: CreateConversation as conversations grow to -convos, and what each one costs
+// on disk, against a bare CREATE TABLE of the same shape at the same concurrency.
+
+func runConvos(ctx context.Context, tgt *target, o Options, rep *Report) error {
+	users, err := createUsers(ctx, tgt.url, max(o.Clients, o.K), "ltc", o.Password)
+	if err != nil {
+		return err
+	}
+	clients, err := openSessions(ctx, tgt.url, users[:o.Clients], o.Clients, o.Clients, nil)
+	if err != nil {
+		return err
+	}
+	defer closeAll(clients)
+	disk := newDiskProbe(ctx, tgt)
+	before := disk.snapshot(ctx)
+	s := rep.section(fmt.Sprintf("pingedchat: CreateConversation (%d members) ×%d from %d concurrent sessions", o.K, o.Convos, o.Clients))
+	logf("creating %d conversations from %d sessions", o.Convos, o.Clients)
+	watch := startCPUWatch(tgt.pid, tgt.dbname)
+	p := tgt.startCPUProfile(ctx, estimateCreateTime(o), "convos")
+	rate, errs := createMany(ctx, o.Convos, o.Clients, s, func(ctx context.Context, w, i int) error {
+		members := make([]string, 0, o.K-1)
+		for j := 1; j < o.K; j++ {
+			members = append(members, users[(w+j)%len(users)].name)
+		}
+		_, err := clients[w].call(ctx, map[string]any{"cmd": "CreateConversation", "Name": fmt.Sprintf("c%d", i), "Members": members})
+		return err
+	})
+	p.wait(rep)
+	watch.report(s)
+	if errs > 0 {
+		rep.note("%d CreateConversation calls failed", errs)
+	}
+	after := disk.snapshot(ctx)
+	files, _ := disk.report(s, before, after, o.Convos)
+	own, err := ownRelationBytes(ctx, tgt, `conv\_%`)
+	if err != nil {
+		return err
+	}
+	ownPer := float64(own) / float64(max(o.Convos, 1)) / 1024
+	s.add("own relation bytes per conversation (table, TOAST, indexes, sequence)", ownPer, "KiB")
+	refRate, err := referenceCreateTable(ctx, tgt, o, disk, rep)
+	if err != nil {
+		return err
+	}
+	c := rep.section("pingedchat vs reference")
+	c.add("CreateConversation rate ÷ bare CREATE TABLE rate", ratio(rate, refRate), "×")
+	if files >= 0 {
+		rep.atMost("relation files per empty conversation", files, 4, "files")
+	}
+	rep.atMost("own relation bytes per empty conversation", ownPer, 40, "KiB")
+	rep.atLeast("CreateConversation ÷ bare CREATE TABLE", ratio(rate, refRate), 0.8, "×")
+	if o.Convos < 10_000 {
+		rep.note("the conversation targets are defined as conversations grow to 10,000; this run made %d", o.Convos)
+	}
+	return nil
+}
+
+// estimateCreateTime guesses how long creating the conversations takes, for the CPU profile.
+func estimateCreateTime(o Options) time.Duration {
+	return min(max(time.Duration(o.Convos)*5*time.Millisecond, 2*time.Second), 30*time.Second)
+}
+
+// createMany calls create n times from workers goroutines and adds the overall rate and the rate
+// in each tenth of the run, which shows whether creating slows down as the count grows. It
+// returns the overall rate and the number of failures.
+func createMany(ctx context.Context, n, workers int, s *Section, create func(ctx context.Context, w, i int) error) (float64, int64) {
+	var next, errs atomic.Int64
+	var mu sync.Mutex
+	tenths := make([]time.Time, 0, 10)
+	var done atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
+				if err := create(ctx, w, i); err != nil {
+					errs.Add(1)
+				}
+				if d := done.Add(1); d%int64(max(n/10, 1)) == 0 {
+					mu.Lock()
+					tenths = append(tenths, time.Now())
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	rate := perSecond(int64(n)-errs.Load(), elapsed)
+	s.add("created", float64(int64(n)-errs.Load()), "")
+	s.add("errors", float64(errs.Load()), "")
+	s.add("rate", rate, "/s")
+	prev := start
+	for i, t := range tenths {
+		s.add(fmt.Sprintf("rate in tenth %d", i+1), perSecond(int64(max(n/10, 1)), t.Sub(prev)), "/s")
+		prev = t
+	}
+	return rate, errs.Load()
+}
+
+// diskProbe counts what the database holds on disk: its relations (SQL) and, when the server's
+// data directory is on this machine and readable, its files and their bytes.
+type diskProbe struct {
+	pool interface {
+		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	}
+	dir string // base/<database oid> under the data directory, or empty
+}
+
+type diskSnapshot struct {
+	relations int64 // rows in pg_class: tables, indexes, sequences, TOAST tables
+	files     int64
+	bytes     int64
+}
+
+func newDiskProbe(ctx context.Context, tgt *target) *diskProbe {
+	var oid uint32
+	if err := tgt.pool.QueryRow(ctx, "SELECT oid FROM pg_database WHERE datname = current_database()").Scan(&oid); err != nil {
+		return &diskProbe{pool: tgt.pool}
+	}
+	data := dataDirectory(ctx, tgt)
+	dir := filepath.Join(data, "base", fmt.Sprint(oid))
+	if _, err := os.Stat(dir); data == "" || err != nil {
+		logf("database directory not readable here; counting relations only")
+		return &diskProbe{pool: tgt.pool}
+	}
+	return &diskProbe{pool: tgt.pool, dir: dir}
+}
+
+// dataDirectory is PostgreSQL's data directory: SHOW needs privileges the role may lack, so fall
+// back to the working directory of a local PostgreSQL process (every one chdirs there).
+func dataDirectory(ctx context.Context, tgt *target) string {
+	var dir string
+	if err := tgt.pool.QueryRow(ctx, "SHOW data_directory").Scan(&dir); err == nil {
+		return dir
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		title, err := os.ReadFile(p + "/cmdline")
+		if err != nil || !strings.HasPrefix(string(title), "postgres: ") {
+			continue
+		}
+		if cwd, err := os.Readlink(p + "/cwd"); err == nil {
+			return cwd
+		}
+	}
+	return ""
+}
+
+func (d *diskProbe) snapshot(ctx context.Context) diskSnapshot {
+	var s diskSnapshot
+	_ = d.pool.QueryRow(ctx, "SELECT count(*) FROM pg_class").Scan(&s.relations)
+	if d.dir != "" {
+		entries, _ := os.ReadDir(d.dir)
+		for _, e := range entries {
+			if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+				s.files++
+				s.bytes += info.Size()
+			}
+		}
+	}
+	return s
+}
+
+// report adds the growth per item and returns files and bytes per item (-1 when unknown).
+func (d *diskProbe) report(s *Section, before, after diskSnapshot, n int) (files, bytes float64) {
+	if n == 0 {
+		return -1, -1
+	}
+	s.add("new relations (pg_class rows) per item", float64(after.relations-before.relations)/float64(n), "")
+	if d.dir == "" {
+		return -1, -1
+	}
+	files = float64(after.files-before.files) / float64(n)
+	bytes = float64(after.bytes-before.bytes) / float64(n)
+	s.add("files in the database directory", float64(after.files), "")
+	s.add("new files per item", files, "files")
+	s.add("new bytes on disk per item (relation files + catalog growth)", bytes/1024, "KiB")
+	return files, bytes
+}
+
+// ownRelationBytes is what the conversation tables' own relations hold, summed: the table, its
+// TOAST table and indexes (pg_total_relation_size) and its identity sequence. Catalog growth is
+// not included; the directory figures show it.
+func ownRelationBytes(ctx context.Context, tgt *target, like string) (int64, error) {
+	var size int64
+	err := tgt.pool.QueryRow(ctx, `SELECT COALESCE(sum(pg_total_relation_size(c.oid) + COALESCE((
+			SELECT sum(pg_relation_size(d.objid)) FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+			WHERE d.classid = 'pg_class'::regclass AND d.refobjid = c.oid AND s.relkind = 'S'), 0)), 0)::bigint
+		FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE $1`, like).Scan(&size)
+	if err != nil {
+		return 0, fmt.Errorf("sizing %s tables: %w", like, err)
+	}
+	return size, nil
+}
+
+// referenceCreateTable creates as many bare conversation-shaped tables from as many connections,
+// and measures the same disk growth; it returns tables per second.
+func referenceCreateTable(ctx context.Context, tgt *target, o Options, disk *diskProbe, rep *Report) (float64, error) {
+	prefix := fmt.Sprintf("loadtest_ct_%x_", rand.Uint32()&0xffffff)
+	defer dropTables(tgt, prefix, o.Convos)
+	before := disk.snapshot(ctx)
+	s := rep.section(fmt.Sprintf("reference: bare CREATE TABLE + index of the same shape ×%d, %d connections", o.Convos, o.Clients))
+	logf("reference: %d bare CREATE TABLEs from %d connections", o.Convos, o.Clients)
+	watch := startCPUWatch(0, tgt.dbname)
+	rate, errs := createMany(ctx, o.Convos, o.Clients, s, func(ctx context.Context, _, i int) error {
+		_, err := tgt.pool.Exec(ctx, fmt.Sprintf(convTableDDL, fmt.Sprintf("%s%d", prefix, i)))
+		return err
+	})
+	watch.report(s)
+	if errs > 0 {
+		return 0, fmt.Errorf("reference CREATE TABLE failed %d times", errs)
+	}
+	disk.report(s, before, disk.snapshot(ctx), o.Convos)
+	if own, err := ownRelationBytes(ctx, tgt, strings.ReplaceAll(prefix, "_", `\_`)+"%"); err == nil {
+		s.add("own relation bytes per table (table, TOAST, indexes, sequence)", float64(own)/float64(max(o.Convos, 1))/1024, "KiB")
+	}
+	return rate, nil
+}
+
+// dropTables removes the reference tables, a hundred per statement.
+func dropTables(tgt *target, prefix string, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := 0; i < n; i += 100 {
+		var names []string
+		for j := i; j < min(i+100, n); j++ {
+			names = append(names, fmt.Sprintf("%s%d", prefix, j))
+		}
+		if _, err := tgt.pool.Exec(ctx, "DROP TABLE IF EXISTS "+strings.Join(names, ", ")); err != nil {
+			logf("dropping reference tables: %v", err)
+			return
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// References for the messages mode, measured in the same run on the same machine.
+
+// convTableDDL is the shape of a conversation's table; it mirrors createConvoTable in
+// database_functions_messages.go, so that the references pay for the same indexes.
+const convTableDDL = `
+	CREATE TABLE %[1]s (
+		id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		f_username text        NOT NULL,
+		m_time     timestamptz NOT NULL,
+		content    text        NOT NULL,
+		kind       text        NOT NULL DEFAULT 'text',
+		client_id  text        UNIQUE
+	);
+	CREATE INDEX %[1]s_m_time ON %[1]s (m_time);`
+
+const refConns = 8
+
+// referenceInserts measures single-row autocommit inserts into a conversation-shaped table from
+// refConns connections for d; it returns rows per second.
+func referenceInserts(ctx context.Context, tgt *target, d time.Duration, rep *Report) (float64, error) {
+	table := fmt.Sprintf("loadtest_ref_%x", rand.Uint64())
+	if _, err := tgt.pool.Exec(ctx, fmt.Sprintf(convTableDDL, table)); err != nil {
+		return 0, fmt.Errorf("creating reference table: %w", err)
+	}
+	defer func() { _, _ = tgt.pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) }()
+	logf("reference: raw inserts from %d connections for %s", refConns, d)
+	content := makeContent(0, 0, time.Now(), 64)
+	insert := "INSERT INTO " + table + " (f_username, m_time, content, kind, client_id) VALUES ($1, clock_timestamp(), $2, 'text', $3)"
+	var rows, errs atomic.Int64
+	var lat latencies
+	watch := startCPUWatch(0, tgt.dbname)
+	end := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range refConns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
+				t0 := time.Now()
+				if _, err := tgt.pool.Exec(ctx, insert, "ref_user", content, strconv.Itoa(w)+"-"+strconv.Itoa(i)); err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat.add(time.Since(t0))
+				rows.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	s := rep.section(fmt.Sprintf("reference: raw pgx single-row autocommit INSERT, %d connections", refConns))
+	rate := perSecond(rows.Load(), elapsed)
+	s.add("rows inserted", float64(rows.Load()), "")
+	s.add("errors", float64(errs.Load()), "")
+	s.add("insert rate", rate, "rows/s")
+	lat.addTo(s, "insert latency")
+	watch.report(s)
+	return rate, nil
+}
+
+// referenceNATS publishes the same traffic shape (each message to each member's subject, at the
+// rate pingedchat delivered) through an embedded, in-process NATS server, with one subscription
+// per user as the server has, and measures publish→deliver latency. It returns the p99.
+func referenceNATS(ctx context.Context, o Options, groups [][]int, rate float64, rep *Report) (time.Duration, error) {
+	ns, nc, err := startEmbeddedNATS()
+	if err != nil {
+		return 0, err
+	}
+	defer ns.Shutdown()
+	defer nc.Close()
+	var lat latencies
+	var got atomic.Int64
+	users := len(groups) * o.K
+	stop, err := subscribeUsers(nc, users, &lat, &got)
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	d := min(o.Duration, 10*time.Second)
+	logf("reference: NATS publish→deliver at %.0f msg/s for %s", rate, d)
+	sent := publishPaced(ctx, nc, groups, rate, d)
+	deadline := time.Now().Add(5 * time.Second)
+	for got.Load() < sent*int64(o.K) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s := rep.section("reference: embedded NATS, in-process, publish→deliver at pingedchat's delivered rate")
+	s.add("messages published", float64(sent), "")
+	s.add("deliveries", float64(got.Load()), "")
+	lat.addTo(s, "publish→deliver latency")
+	return lat.percentile(0.99), nil
+}
+
+func startEmbeddedNATS() (*natsserver.Server, *nats.Conn, error) {
+	ns, err := natsserver.NewServer(&natsserver.Options{DontListen: true, NoSigs: true, NoLog: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting embedded NATS: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, nil, fmt.Errorf("embedded NATS did not start")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, fmt.Errorf("connecting to embedded NATS: %w", err)
+	}
+	return ns, nc, nil
+}
+
+// subscribeUsers subscribes one channel per user, each drained by its own goroutine, as the
+// server's sessions do; deliveries record their latency from the nanosecond stamp in the data.
+func subscribeUsers(nc *nats.Conn, users int, lat *latencies, got *atomic.Int64) (func(), error) {
+	var subs []*nats.Subscription
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for u := range users {
+		ch := make(chan *nats.Msg, 512)
+		sub, err := nc.ChanSubscribe("ref.user."+strconv.Itoa(u), ch)
+		if err != nil {
+			close(done)
+			return nil, fmt.Errorf("subscribing: %w", err)
+		}
+		subs = append(subs, sub)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case m := <-ch:
+					ns, _ := strconv.ParseInt(string(m.Data[:19]), 10, 64)
+					lat.add(time.Since(time.Unix(0, ns)))
+					got.Add(1)
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	if err := nc.Flush(); err != nil {
+		close(done)
+		return nil, fmt.Errorf("flushing subscriptions: %w", err)
+	}
+	return func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+		close(done)
+		wg.Wait()
+	}, nil
+}
+
+// publishPaced publishes messages round-robin over the groups at rate for d, each to every
+// member's subject; it returns how many messages it published.
+func publishPaced(ctx context.Context, nc *nats.Conn, groups [][]int, rate float64, d time.Duration) int64 {
+	if rate <= 0 {
+		return 0
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now()
+	var n int64
+	for time.Since(start) < d && ctx.Err() == nil {
+		if wait := time.Until(start.Add(time.Duration(n) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		data := []byte(strconv.FormatInt(time.Now().UnixNano(), 10) + " reference payload of a chat message, about the size of one")
+		for _, m := range groups[int(n)%len(groups)] {
+			_ = nc.Publish("ref.user."+strconv.Itoa(m), data)
+		}
+		n++
+	}
+	_ = nc.Flush()
+	return n
+}
