@@ -142,3 +142,36 @@ func TestSlowSessionIsClosedWithoutHurtingOthers(t *testing.T) {
 		return strings.Contains(logs.String(), "closing session that cannot keep up")
 	})
 }
+
+// Sessions busy with their own commands still forward their events: members of one
+// conversation who all pipeline sends get three events per command of their own, which must not
+// overflow their event buffers.
+func TestBusySessionsKeepUpWithTheirEvents(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CommandRate, cfg.CommandBurst = 100000, 100000
+	srv := startServer(t, cfg)
+	users := []*client{register(t, srv, "busy"), register(t, srv, "busy"), register(t, srv, "busy")}
+	cid := newConvo(t, users[0], "busy", users[1], users[2])
+	const n = pushBuffer
+	for i := range n {
+		for _, u := range users {
+			u.sendRaw(fmt.Sprintf(`{"cmd":"SendMessage","rid":"p%d","CID":"%s","content":"m%d"}`, i, cid, i))
+		}
+	}
+	for _, u := range users {
+		for i := range n {
+			if rep := u.waitReply(fmt.Sprintf("p%d", i)); rep["ok"] != true {
+				t.Fatalf("%s: send %d: %v", u.name, i, rep)
+			}
+		}
+		u.waitFor("every event", func() bool { // called with u.mu held
+			count := 0
+			for _, p := range u.pushes {
+				if isMsgIn(cid)(p) {
+					count++
+				}
+			}
+			return count == n*len(users)
+		})
+	}
+}
