@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -83,5 +82,3 @@ func (db *Database) scheduledOf(ctx context.Context, user string) ([]ScheduledVi
 		return v, err
 	})
 }
-
-var errNothingDue = errors.New("nothing due")

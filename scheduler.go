@@ -26,6 +26,8 @@ func (db *Database) runScheduler(ctx context.Context) {
 	}
 }
 
+var errNothingDue = errors.New("nothing due")
+
 // deliverDue delivers every scheduled message that is due, one transaction each.
 func (db *Database) deliverDue(ctx context.Context) {
 	for ctx.Err() == nil {
