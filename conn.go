@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -32,6 +32,8 @@ const (
 	closeFlood    = 4008
 	closeSlow     = 4009
 	closeRevoked  = 4010
+	// closeLoginTimeout: the connection did not log in within -login-timeout.
+	closeLoginTimeout = 4011
 )
 
 // Session is one SockJS session: before login it answers the handshake commands, after login
@@ -71,7 +73,7 @@ func (db *Database) sockHandler(srvCtx context.Context, sock sockjs.Session) {
 		db:      db,
 		sock:    sock,
 		id:      randomToken(),
-		remote:  remoteHost(sock),
+		remote:  db.clientKey(sock),
 		limiter: rate.NewLimiter(rate.Limit(db.cfg.CommandRate), db.cfg.CommandBurst),
 		done:    make(chan struct{}),
 	}
@@ -96,16 +98,13 @@ func (db *Database) sockHandler(srvCtx context.Context, sock sockjs.Session) {
 	s.Run(ctx, frames)
 }
 
-func remoteHost(sock sockjs.Session) string {
+// clientKey is the session's key in per-address limits.
+func (db *Database) clientKey(sock sockjs.Session) string {
 	r := sock.Request()
 	if r == nil {
-		return ""
+		return limitKey(netip.Addr{})
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return limitKey(db.limits.proxies.clientAddr(r))
 }
 
 // readFrames feeds the client's frames to the session loop until the client goes away.
@@ -125,13 +124,23 @@ func (s *Session) readFrames(ctx context.Context, frames chan<- string) {
 }
 
 // handshake answers frames until the client has registered or logged in; false means the
-// session ended first.
+// session ended first. A connection that does not log in within -login-timeout is closed, so
+// idle connections cannot pile up.
 func (s *Session) handshake(ctx context.Context, frames <-chan string) bool {
+	var deadline <-chan time.Time
+	if d := s.db.cfg.LoginTimeout; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		deadline = t.C
+	}
 	for s.user == "" {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-s.done:
+			return false
+		case <-deadline:
+			s.close(closeLoginTimeout, "log in sooner")
 			return false
 		case frame, ok := <-frames:
 			if !ok {
@@ -191,6 +200,15 @@ func (s *Session) handleFrame(ctx context.Context, frame string) {
 		s.db.metrics.command(req.Cmd, outcomeError)
 		s.send(&ErrorReply{RetCmd: retCmdFor(errText), Cmd: req.Cmd, Rid: req.Rid, Error: errText})
 		return
+	}
+	if s.user == "" {
+		// Logins and registrations cost bcrypt time: a few at once per address.
+		if !s.db.limits.handshakes.acquire(s.remote) {
+			s.db.metrics.command(req.Cmd, outcomeRateLimited)
+			s.sendError(req.Cmd, req.Rid, "Too many logins in progress from your address; try again.")
+			return
+		}
+		defer s.db.limits.handshakes.release(s.remote)
 	}
 	s.execute(ctx, fn, req)
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
-	"golang.org/x/time/rate"
 )
 
 // The commands of DESIGN §3.1, answered before login.
@@ -16,6 +14,13 @@ import (
 const defaultQuota = 1 << 30 // bytes of uploads per user
 
 func createUser(ctx context.Context, s *Session, req *Request) (reply, error) {
+	// Everything cheap first: a taken name or bad input costs no bcrypt and no budget.
+	if err := s.db.checkNewUser(ctx, req); err != nil {
+		return nil, err
+	}
+	if !s.db.limits.registrations.spend(s.remote, 1) {
+		return nil, clientErr("Too many new accounts from your address today; try again tomorrow.")
+	}
 	u, err := s.db.newUserRecord(req)
 	if err != nil {
 		return nil, err
@@ -36,14 +41,33 @@ func createUser(ctx context.Context, s *Session, req *Request) (reply, error) {
 	return s.startSession(ctx, u, "")
 }
 
-// newUserRecord validates a CreateUser request into the record to store.
-func (db *Database) newUserRecord(req *Request) (*UserRecord, error) {
+// checkNewUser refuses a CreateUser request whose name is invalid or taken or whose fields are
+// invalid, before any password is hashed.
+func (db *Database) checkNewUser(ctx context.Context, req *Request) error {
 	if !validUsername(req.Username) {
-		return nil, clientErr("Invalid username: use 3 to 32 letters, digits or underscores.")
+		return clientErr("Invalid username: use 3 to 32 letters, digits or underscores.")
 	}
 	if err := checkPassword(req.Password); err != nil {
-		return nil, err
+		return err
 	}
+	if _, err := normalEmail(req.Email); err != nil {
+		return err
+	}
+	if _, err := normalPhone(req.Phone); err != nil {
+		return err
+	}
+	_, err := db.quick.Get(ctx, userKey(req.Username))
+	switch {
+	case err == nil:
+		return clientErr("Username already taken.")
+	case !isNotFound(err):
+		return err
+	}
+	return nil
+}
+
+// newUserRecord makes the record to store for a CreateUser request that checkNewUser passed.
+func (db *Database) newUserRecord(req *Request) (*UserRecord, error) {
 	email, err := normalEmail(req.Email)
 	if err != nil {
 		return nil, err
@@ -145,23 +169,19 @@ func validateUser(ctx context.Context, s *Session, req *Request) (reply, error) 
 	if !validUsername(req.Username) {
 		return nil, clientErr(wrong)
 	}
-	limitKey := upperName(req.Username)
-	if !s.db.logins.allowed(limitKey, s.remote) {
-		return nil, clientErr("Too many failed logins; try again later.")
-	}
 	if req.Session != "" {
-		u, hash, err := s.db.resumeSession(ctx, req.Username, req.Session)
-		if errors.Is(err, ErrNotFound) {
-			s.db.logins.failed(limitKey, s.remote)
-			return nil, clientErr("Session expired or revoked; log in with your password.")
-		}
-		if err != nil {
-			return nil, err
-		}
-		return s.startSession(ctx, u, hash)
+		return s.resume(ctx, req)
+	}
+	if len(req.Password) > maxPassword {
+		return nil, clientErr(wrong) // bcrypt would compare only its first 72 bytes
+	}
+	g, err := s.db.limits.guesses.begin(upperName(req.Username), s.remote)
+	if err != nil {
+		return nil, err
 	}
 	u, err := s.db.getUser(ctx, req.Username)
 	if err != nil && !errors.Is(err, ErrNotFound) {
+		g.abort()
 		return nil, err
 	}
 	hash := dummyHash
@@ -169,11 +189,25 @@ func validateUser(ctx context.Context, s *Session, req *Request) (reply, error) 
 		hash = []byte(u.PasswordHash)
 	}
 	// Compare even for an unknown user, so that timing does not tell which names exist.
-	if bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) != nil || u == nil {
-		s.db.logins.failed(limitKey, s.remote)
+	right := bcrypt.CompareHashAndPassword(hash, []byte(req.Password)) == nil && u != nil
+	g.end(right)
+	if !right {
 		return nil, clientErr(wrong)
 	}
 	return s.startSession(ctx, u, "")
+}
+
+// resume logs in with a resume token. Tokens are not guessable, so a valid one is never
+// refused because of someone's wrong passwords.
+func (s *Session) resume(ctx context.Context, req *Request) (reply, error) {
+	u, hash, err := s.db.resumeSession(ctx, req.Username, req.Session)
+	if errors.Is(err, ErrNotFound) {
+		return nil, clientErr("Session expired or revoked; log in with your password.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.startSession(ctx, u, hash)
 }
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password of anyone"), bcrypt.DefaultCost)
@@ -229,10 +263,6 @@ func (db *Database) resetTarget(ctx context.Context, name string) (*UserRecord, 
 }
 
 func resetUserPassword(ctx context.Context, s *Session, req *Request) (reply, error) {
-	limitKey := upperName(req.Username)
-	if !s.db.logins.allowed(limitKey, s.remote) {
-		return nil, clientErr("Too many failed attempts; try again later.")
-	}
 	u, err := s.db.resetTarget(ctx, req.Username)
 	if err != nil {
 		return nil, err
@@ -240,8 +270,13 @@ func resetUserPassword(ctx context.Context, s *Session, req *Request) (reply, er
 	if err := checkPassword(req.Password); err != nil {
 		return nil, err
 	}
-	if !answersMatch(u.SecQuests, req.SecQuests) {
-		s.db.logins.failed(limitKey, s.remote)
+	g, err := s.db.limits.guesses.begin(u.upper(), s.remote)
+	if err != nil {
+		return nil, err
+	}
+	right := answersMatch(u.SecQuests, req.SecQuests)
+	g.end(right)
+	if !right {
 		return &ResetResult{Success: "false"}, nil
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(req.Password), s.db.cfg.bcryptCost)
@@ -276,55 +311,3 @@ func answersMatch(stored, given []SecQuest) bool {
 
 func (r *ResetQuestions) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
 func (r *ResetResult) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
-
-// loginLimiter limits failed logins per username and per client address. Only failures spend
-// tokens; a login is refused while either bucket is empty.
-type loginLimiter struct {
-	mu     sync.Mutex
-	byUser map[string]*rate.Limiter
-	byAddr map[string]*rate.Limiter
-}
-
-const (
-	userFailBurst = 10
-	userFailEvery = 30 * time.Second
-	addrFailBurst = 50
-	addrFailEvery = 2 * time.Second
-	limiterCap    = 100_000 // entries before full buckets are forgotten
-)
-
-func newLoginLimiter() *loginLimiter {
-	return &loginLimiter{byUser: map[string]*rate.Limiter{}, byAddr: map[string]*rate.Limiter{}}
-}
-
-func (l *loginLimiter) allowed(user, addr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	return bucket(l.byUser, user, userFailEvery, userFailBurst).TokensAt(now) >= 1 &&
-		bucket(l.byAddr, addr, addrFailEvery, addrFailBurst).TokensAt(now) >= 1
-}
-
-func (l *loginLimiter) failed(user, addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	bucket(l.byUser, user, userFailEvery, userFailBurst).Allow()
-	bucket(l.byAddr, addr, addrFailEvery, addrFailBurst).Allow()
-}
-
-func bucket(m map[string]*rate.Limiter, key string, every time.Duration, burst int) *rate.Limiter {
-	if lim := m[key]; lim != nil {
-		return lim
-	}
-	if len(m) >= limiterCap {
-		now := time.Now()
-		for k, lim := range m {
-			if lim.TokensAt(now) >= float64(burst) {
-				delete(m, k)
-			}
-		}
-	}
-	lim := rate.NewLimiter(rate.Every(every), burst)
-	m[key] = lim
-	return lim
-}

@@ -86,17 +86,6 @@ func TestEmailAndPhoneAreUnique(t *testing.T) {
 	d.ok("CreateUser", map[string]any{"username": second, "password": testPassword})
 }
 
-func TestFailedLoginsAreRateLimited(t *testing.T) {
-	srv := startServer(t, testConfig(t))
-	victim := register(t, srv, "victim")
-	c := dialRaw(t, srv)
-	for range userFailBurst {
-		c.fails("ValidateUser", map[string]any{"username": victim.name, "password": "guess guess"}, "Invalid username or password.")
-	}
-	// Now even the right password is refused for a while.
-	c.fails("ValidateUser", map[string]any{"username": victim.name, "password": testPassword}, "Too many failed logins")
-}
-
 func TestBadFramesAnswerErrorsAndKeepTheConnection(t *testing.T) {
 	srv := startServer(t, testConfig(t))
 	c := register(t, srv, "frames")

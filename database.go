@@ -23,7 +23,7 @@ type Database struct {
 	quick   QuickStore
 	nc      *nats.Conn
 	natsd   *natsserver.Server // the embedded NATS server, when -nats is empty
-	logins  *loginLimiter
+	limits  *limits
 	metrics *Metrics
 
 	// sessions counts running sockHandlers, so that shutdown can wait for them.
@@ -34,7 +34,7 @@ type Database struct {
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
 func Connect(ctx context.Context, cfg Config) (*Database, error) {
-	db := &Database{cfg: cfg, logins: newLoginLimiter(), metrics: newMetrics()}
+	db := &Database{cfg: cfg, limits: newLimits(cfg), metrics: newMetrics()}
 	pool, err := openPostgres(ctx, cfg.Postgres, db.metrics.pgTracer())
 	if err != nil {
 		return nil, err

@@ -181,15 +181,21 @@ func (s *Session) changeSelf(ctx context.Context, fn func(*UserRecord) error) (r
 
 // checkPasswordOf verifies the session user's password.
 func (s *Session) checkPasswordOf(ctx context.Context, password string) (*UserRecord, error) {
-	if !s.db.logins.allowed(s.upper, s.remote) {
-		return nil, clientErr("Too many failed attempts; try again later.")
+	if len(password) > maxPassword {
+		return nil, clientErr("Wrong password.") // bcrypt would compare only its first 72 bytes
 	}
-	u, err := s.db.getUser(ctx, s.user)
+	g, err := s.db.limits.guesses.begin(s.upper, s.remote)
 	if err != nil {
 		return nil, err
 	}
-	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
-		s.db.logins.failed(s.upper, s.remote)
+	u, err := s.db.getUser(ctx, s.user)
+	if err != nil {
+		g.abort()
+		return nil, err
+	}
+	right := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) == nil
+	g.end(right)
+	if !right {
 		return nil, clientErr("Wrong password.")
 	}
 	return u, nil

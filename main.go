@@ -5,6 +5,9 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +18,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,8 +48,23 @@ type Config struct {
 	CommandBurst     int
 	DebugAddr        string
 
+	// Abuse limits (SECURITY.md); 0 turns a limit off.
+	TrustedProxies      string
+	LoginTimeout        time.Duration
+	MaxConnsPerAddr     int
+	HandshakesPerAddr   int
+	RegistrationsPerDay int
+	LookupsPerDay       int
+	MaxConvosPerUser    int
+	ConvosPerHour       int
+	MaxSessionsPerUser  int
+	MaxScheduledPerUser int
+	MetricsToken        string
+	LegacyTransports    bool
+
 	// Set by tests only.
-	bcryptCost int
+	bcryptCost   int
+	guessBackoff time.Duration
 }
 
 func defaultConfig() Config {
@@ -60,6 +79,17 @@ func defaultConfig() Config {
 		CommandRate:      20,
 		CommandBurst:     100,
 		bcryptCost:       bcrypt.DefaultCost,
+		guessBackoff:     time.Second,
+
+		LoginTimeout:        30 * time.Second,
+		MaxConnsPerAddr:     256,
+		HandshakesPerAddr:   4,
+		RegistrationsPerDay: 20,
+		LookupsPerDay:       2000,
+		MaxConvosPerUser:    1000,
+		ConvosPerHour:       100,
+		MaxSessionsPerUser:  50,
+		MaxScheduledPerUser: 100,
 	}
 }
 
@@ -83,7 +113,19 @@ func parseFlags(args []string) (Config, error) {
 	fset.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long graceful shutdown waits for requests to drain")
 	fset.Float64Var(&cfg.CommandRate, "command-rate", cfg.CommandRate, "commands per second a session may send on average")
 	fset.IntVar(&cfg.CommandBurst, "command-burst", cfg.CommandBurst, "commands a session may send in a burst above -command-rate")
-	fset.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "serve /metrics and /debug/pprof here (e.g. 127.0.0.1:6060) instead of /metrics on -addr")
+	fset.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "serve /metrics and /debug/pprof here (e.g. 127.0.0.1:6060)")
+	fset.StringVar(&cfg.MetricsToken, "metrics-token", cfg.MetricsToken, "also serve /metrics on -addr to requests with 'Authorization: Bearer <token>'")
+	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
+	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")
+	fset.DurationVar(&cfg.LoginTimeout, "login-timeout", cfg.LoginTimeout, "how long a connection may stay open without logging in")
+	fset.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", cfg.MaxConnsPerAddr, "open connections per client address (IPv6: per /64); 0 for no limit")
+	fset.IntVar(&cfg.HandshakesPerAddr, "handshakes-per-addr", cfg.HandshakesPerAddr, "login and registration commands in progress at once per client address; 0 for no limit")
+	fset.IntVar(&cfg.RegistrationsPerDay, "registrations-per-day", cfg.RegistrationsPerDay, "new accounts per client address per day; 0 for no limit")
+	fset.IntVar(&cfg.LookupsPerDay, "lookups-per-day", cfg.LookupsPerDay, "contact lookups (GetUserByEmail, GetUserByUsername, MatchUsers entries) per user per day; 0 for no limit")
+	fset.IntVar(&cfg.MaxConvosPerUser, "max-convos-per-user", cfg.MaxConvosPerUser, "conversations a user may be a member of; 0 for no limit")
+	fset.IntVar(&cfg.ConvosPerHour, "convos-per-hour", cfg.ConvosPerHour, "conversations a user may create, or add people to, per hour; 0 for no limit")
+	fset.IntVar(&cfg.MaxSessionsPerUser, "max-sessions-per-user", cfg.MaxSessionsPerUser, "resume tokens kept per user (the oldest is revoked); 0 for no limit")
+	fset.IntVar(&cfg.MaxScheduledPerUser, "max-scheduled-per-user", cfg.MaxScheduledPerUser, "pending scheduled messages per user; 0 for no limit")
 	fset.Usage = func() {
 		fmt.Fprintf(fset.Output(), "Usage: pingedchat [flags]\n\nEvery flag can also be set by the environment variable PINGED_<FLAG>, e.g. PINGED_POSTGRES.\n\n")
 		fset.PrintDefaults()
@@ -107,6 +149,9 @@ func parseFlags(args []string) (Config, error) {
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return cfg, errors.New("-tls-cert and -tls-key go together")
+	}
+	if _, err := parseProxies(cfg.TrustedProxies); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }
@@ -178,6 +223,7 @@ type Server struct {
 	cancel context.CancelFunc
 	http   *http.Server
 	redir  *http.Server
+	web    fs.FS
 	bg     sync.WaitGroup
 }
 
@@ -187,13 +233,21 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	web, err := webFS(cfg.WebDir)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, db: db, ctx: sctx, cancel: cancel}
+	s := &Server{cfg: cfg, db: db, ctx: sctx, cancel: cancel, web: web}
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return sctx },
-		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
+		// No ReadTimeout or WriteTimeout: they would cut SockJS's long-lived streaming
+		// responses. sockjs_guard.go sets per-write and per-body deadlines instead.
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return sctx },
+		ErrorLog:    slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
 	}
 	s.bg.Add(1)
 	go func() {
@@ -214,10 +268,10 @@ func (s *Server) routes() http.Handler {
 	opts.CheckOrigin = s.checkOrigin
 	opts.WebsocketUpgrader = &websocket.Upgrader{CheckOrigin: s.checkOrigin}
 	sock := sockjs.NewHandler("/ws", opts, func(sess sockjs.Session) { s.db.sockHandler(s.ctx, sess) })
-	mux.Handle("/ws/", guardWebsockets(limitBody(sock), hardFrameLimit))
-	mux.Handle("/", securityHeaders(http.FileServerFS(s.webFS())))
-	if s.cfg.DebugAddr == "" {
-		mux.Handle("/metrics", s.db.metrics.Handler())
+	mux.Handle("/ws/", s.guardTransports(guardWebsockets(limitBody(sock), hardFrameLimit)))
+	mux.Handle("/", securityHeaders(webHandler(s.web)))
+	if s.cfg.MetricsToken != "" {
+		mux.Handle("/metrics", requireBearer(s.cfg.MetricsToken, s.db.metrics.Handler()))
 	}
 	return mux
 }
@@ -232,21 +286,6 @@ func (s *Server) debugRoutes() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
-}
-
-// webCSP matches the policy in web/index.html; as a header it can also forbid framing by
-// other sites, which a meta tag cannot.
-const webCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-	"connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
-
-// securityHeaders adds the headers every page of the web client is served with.
-func securityHeaders(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", webCSP)
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Header().Set("Referrer-Policy", "no-referrer")
-		h.ServeHTTP(w, r)
-	})
 }
 
 // limitBody caps request bodies (SockJS's xhr_send and friends) at the hard frame limit.
@@ -272,19 +311,12 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return strings.EqualFold(host, r.Host)
 }
 
-func (s *Server) webFS() fs.FS {
-	if s.cfg.WebDir != "" {
-		return os.DirFS(s.cfg.WebDir)
-	}
-	sub, err := fs.Sub(webFiles, "web")
-	if err != nil {
-		panic(err) // the embedded tree always has web/
-	}
-	return sub
-}
-
 // Serve serves HTTP, or HTTPS when a certificate is configured, on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.MaxConnsPerAddr > 0 {
+		ln = &connLimitListener{Listener: ln, counter: newAddrCounter(s.cfg.MaxConnsPerAddr),
+			proxies: s.db.limits.proxies, onRefuse: s.db.metrics.connRefused}
+	}
 	var err error
 	if s.cfg.TLSCert != "" {
 		err = s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
@@ -297,28 +329,72 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// ServeRedirect answers every request on addr with a 301 to the same URL over https.
+// ServeRedirect answers every request on addr with a 301 to the same URL over https, on a
+// host that the certificate names.
 func (s *Server) ServeRedirect(addr string) error {
-	s.redir = &http.Server{Addr: addr, ReadHeaderTimeout: 10 * time.Second, Handler: redirectHandler(s.cfg.Addr)}
-	err := s.redir.ListenAndServe()
+	hosts, err := certHosts(s.cfg.TLSCert, s.cfg.TLSKey)
+	if err != nil {
+		return err
+	}
+	s.redir = &http.Server{Addr: addr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		Handler: redirectHandler(s.cfg.Addr, hosts)}
+	err = s.redir.ListenAndServe()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
-// redirectHandler sends a request to the same host and path over https, on the port of tlsAddr.
-func redirectHandler(tlsAddr string) http.Handler {
+// redirectHandler sends a request to the same path over https, on the port of tlsAddr. The
+// host is the request's when it is one of hosts (the certificate's names), else the first of
+// them: a redirect never sends a browser to a host that an attacker put in the request.
+func redirectHandler(tlsAddr string, hosts []string) http.Handler {
 	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
 		}
+		if !slices.ContainsFunc(hosts, func(h string) bool { return strings.EqualFold(h, host) }) {
+			if len(hosts) == 0 {
+				http.Error(w, "unknown host", http.StatusMisdirectedRequest)
+				return
+			}
+			host = hosts[0]
+		}
 		if tlsPort != "" && tlsPort != "443" {
 			host = net.JoinHostPort(host, tlsPort)
 		}
 		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
+	})
+}
+
+// certHosts are the host names and addresses a certificate is for.
+func certHosts(certFile, keyFile string) ([]string, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading -tls-cert: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("parsing -tls-cert: %w", err)
+	}
+	hosts := slices.Clone(leaf.DNSNames)
+	for _, ip := range leaf.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	return hosts, nil
+}
+
+// requireBearer serves h only to requests with the token as a bearer credential.
+func requireBearer(token string, h http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

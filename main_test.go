@@ -134,15 +134,35 @@ func TestTLSServesWSSAndRedirects(t *testing.T) {
 	c.name = uniqueName("tls")
 	c.ok("CreateUser", map[string]any{"username": c.name, "password": testPassword})
 
-	rec := httptest.NewRecorder()
-	redirectHandler(":8443").ServeHTTP(rec, httptest.NewRequest("GET", "http://chat.example.org/path?q=1", nil))
-	if rec.Code != http.StatusMovedPermanently || rec.Header().Get("Location") != "https://chat.example.org:8443/path?q=1" {
-		t.Fatalf("redirect: %d %s", rec.Code, rec.Header().Get("Location"))
+	// HSTS once TLS works.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Get("https://" + srv.addr + "/")
+	if err != nil {
+		t.Fatal(err)
 	}
-	rec = httptest.NewRecorder()
-	redirectHandler(":443").ServeHTTP(rec, httptest.NewRequest("GET", "http://chat.example.org:80/", nil))
-	if rec.Header().Get("Location") != "https://chat.example.org/" {
-		t.Fatalf("redirect to 443: %s", rec.Header().Get("Location"))
+	resp.Body.Close()
+	if !strings.HasPrefix(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
+		t.Errorf("no HSTS over TLS: %v", resp.Header)
+	}
+
+	hosts := []string{"chat.example.org", "www.example.org"}
+	redirects := []struct{ tlsAddr, url, want string }{
+		{":8443", "http://chat.example.org/path?q=1", "https://chat.example.org:8443/path?q=1"},
+		{":443", "http://chat.example.org:80/", "https://chat.example.org/"},
+		{":443", "http://WWW.example.org/", "https://WWW.example.org/"},
+		// A Host the certificate does not name is never reflected.
+		{":443", "http://evil.example.net/login", "https://chat.example.org/login"},
+	}
+	for _, r := range redirects {
+		rec := httptest.NewRecorder()
+		redirectHandler(r.tlsAddr, hosts).ServeHTTP(rec, httptest.NewRequest("GET", r.url, nil))
+		if rec.Code != http.StatusMovedPermanently || rec.Header().Get("Location") != r.want {
+			t.Errorf("redirect of %s: %d %s, want %s", r.url, rec.Code, rec.Header().Get("Location"), r.want)
+		}
+	}
+	got, err := certHosts(cfg.TLSCert, cfg.TLSKey)
+	if err != nil || len(got) == 0 {
+		t.Fatalf("certHosts: %v %v", got, err)
 	}
 }
 
@@ -163,5 +183,38 @@ func TestUnreachableDependenciesAreNamed(t *testing.T) {
 	cfg.QuickStore = "redis://x"
 	if _, err := NewServer(ctx, cfg); err == nil || !strings.Contains(err.Error(), "-quickstore") {
 		t.Errorf("unknown quick store: %v", err)
+	}
+}
+
+// -web-dir serves through an os.Root: no dotfiles, no directory listings, no symlinks out.
+func TestWebDirServesOnlyItsFiles(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(dir, "index.html"), []byte("<p>hi</p>"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, ".env"), []byte("SECRET=1"), 0o644))
+	must(os.Mkdir(filepath.Join(dir, "js"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "js", "app.js"), []byte("1"), 0o644))
+	must(os.WriteFile(filepath.Join(outside, "secret.txt"), []byte("outside"), 0o644))
+	must(os.Symlink(filepath.Join(outside, "secret.txt"), filepath.Join(dir, "escape.txt")))
+	cfg := testConfig(t)
+	cfg.WebDir = dir
+	srv := startServer(t, cfg)
+	for path, want := range map[string]int{
+		"/": 200, "/js/app.js": 200, "/.env": 404, "/js/": 404, "/js": 404, "/escape.txt": 404,
+	} {
+		resp, err := http.Get("http://" + srv.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
 	}
 }

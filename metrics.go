@@ -28,6 +28,7 @@ type Metrics struct {
 	storeErrors      *prometheus.CounterVec
 	natsErrors       prometheus.Counter
 	scheduledBacklog prometheus.Gauge
+	connsRefused     prometheus.Counter
 
 	// knownCommands bounds the cmd label: a client can send any string as cmd, and one series
 	// per distinct string would let it grow the server's memory without limit.
@@ -87,10 +88,14 @@ func newMetrics() *Metrics {
 			Name: "pinged_scheduled_backlog",
 			Help: "Scheduled messages that were due at the scheduler's last run and not yet delivered.",
 		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pinged_conns_refused_total",
+			Help: "Connections closed on accept because their address had -max-conns-per-addr open.",
+		}),
 		knownCommands: knownCommandNames(),
 	}
 	m.reg.MustRegister(m.sessions, m.commands, m.deliverLatency, m.storeErrors, m.natsErrors,
-		m.scheduledBacklog, collectors.NewGoCollector(),
+		m.scheduledBacklog, m.connsRefused, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -181,6 +186,12 @@ func (m *Metrics) storeError(store string) {
 		store = unknownLabel
 	}
 	m.storeErrors.WithLabelValues(store).Inc()
+}
+
+func (m *Metrics) connRefused() {
+	if m != nil {
+		m.connsRefused.Inc()
+	}
 }
 
 func (m *Metrics) natsError() {

@@ -236,19 +236,38 @@ func TestMetricsPgTracerOnPool(t *testing.T) {
 	wantLines(t, scrape(t, m), `pinged_store_errors_total{store="postgres"} 2`)
 }
 
-// The running server counts what happens over a real socket and serves it at /metrics.
+// The running server counts what happens over a real socket and serves it at /metrics on -addr
+// only to the holder of -metrics-token (and never without one).
 func TestMetricsEndToEnd(t *testing.T) {
-	srv := startServer(t, testConfig(t))
+	cfg := testConfig(t)
+	cfg.MetricsToken = "s3cret-metrics"
+	srv := startServer(t, cfg)
 	a := register(t, srv, "metered")
 	b := register(t, srv, "meteree")
 	cid := newConvo(t, a, "", b)
 	a.ok("SendMessage", map[string]any{"CID": cid, "content": "counted"})
 	b.waitPush("message", isMsgIn(cid))
 	a.call("NoSuchCommand", nil)
-	resp, err := http.Get("http://" + srv.addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	get := func(srv *testServer, auth string) *http.Response {
+		req, _ := http.NewRequest("GET", "http://"+srv.addr+"/metrics", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
 	}
+	for _, auth := range []string{"", "Bearer wrong"} {
+		if resp := get(srv, auth); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("/metrics with %q: %d, want 401", auth, resp.StatusCode)
+		}
+	}
+	if resp := get(startServer(t, testConfig(t)), ""); resp.StatusCode == http.StatusOK {
+		t.Errorf("/metrics is public on -addr without -metrics-token")
+	}
+	resp := get(srv, "Bearer s3cret-metrics")
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{

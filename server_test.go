@@ -89,6 +89,9 @@ func testConfig(t testing.TB) Config {
 	cfg.Addr = "127.0.0.1:0"
 	cfg.Postgres = testDatabase(t)
 	cfg.bcryptCost = bcrypt.MinCost
+	// Every test user comes from 127.0.0.1: the per-address limits are tested on their own.
+	cfg.MaxConnsPerAddr, cfg.HandshakesPerAddr, cfg.RegistrationsPerDay = 0, 0, 0
+	cfg.LookupsPerDay, cfg.ConvosPerHour = 0, 0
 	cfg.ShutdownTimeout = 5 * time.Second
 	return cfg
 }
