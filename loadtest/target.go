@@ -230,7 +230,10 @@ func (t *target) launch(addr, pprofAddr string) error {
 	}
 	defer logFile.Close()
 	t.cmd = exec.Command(t.binPath, "-addr", addr, "-postgres", t.pgConn,
-		"-command-rate", "100000", "-command-burst", "100000", "-log-level", "warn")
+		"-command-rate", "100000", "-command-burst", "100000", "-log-level", "warn",
+		// Every simulated user comes from loopback: lift the per-address and per-user limits.
+		"-max-conns-per-addr", "0", "-handshakes-per-addr", "0", "-registrations-per-day", "0",
+		"-lookups-per-day", "0", "-convos-per-hour", "0", "-max-convos-per-user", "0")
 	t.cmd.Stdout, t.cmd.Stderr = logFile, logFile
 	t.cmd.Env = os.Environ()
 	if pprofAddr != "" {
