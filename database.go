@@ -183,7 +183,9 @@ func (db *Database) natsError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
 		if s, ok := db.subs.Load(sub); ok {
 			slog.Warn("closing session that cannot keep up with its events", "user", s.(*Session).user)
-			s.(*Session).close(closeSlow, "too slow: reconnect to resync")
+			// Not on this goroutine: closing may wait for a write to that session's stalled
+			// client, and NATS calls every error handler on this one goroutine.
+			go s.(*Session).close(closeSlow, "too slow: reconnect to resync")
 			return
 		}
 	}

@@ -339,13 +339,23 @@ func updateConvoFiles(ctx context.Context, s *Session, req *Request) (reply, err
 		if !c.isMember(s.user) {
 			return errNotMember
 		}
+		if len(c.Files) >= maxFiles {
+			return clientErr("A conversation lists at most %d files.", maxFiles)
+		}
 		c.Files = append(c.Files, req.FileURL)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.publishConvo(ctx, "UpdateConvoFiles", c)
+	// The change, not the list: a push stays small however many files there are.
+	payload, err := ffjson.Marshal(&FilesPush{Cmd: "UpdateConvoFiles", CID: c.CID, FileURL: req.FileURL})
+	if err != nil {
+		return nil, err
+	}
+	s.db.publish(c.Members, payload, "")
+	ffjson.Pool(payload)
+	return nil, nil
 }
 
 // checkFileURL accepts an http(s) URL or a path on this server.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -143,9 +144,17 @@ func TestMembershipChanges(t *testing.T) {
 
 	carol.ok("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": "https://files.example/a.png"})
 	alice.waitPush("files", func(p map[string]any) bool {
-		return p["cmd"] == "UpdateConvoFiles" && len(p["Files"].([]any)) == 1
+		// The push carries the change, not the whole list.
+		return p["cmd"] == "UpdateConvoFiles" && p["fileURL"] == "https://files.example/a.png" && p["Files"] == nil
 	})
 	carol.fails("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": "javascript:alert(1)"}, "fileURL")
+	for i := 1; i < maxFiles; i++ {
+		carol.ok("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": fmt.Sprintf("/files/%d", i)})
+	}
+	carol.fails("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": "/files/one-too-many"}, "at most")
+	if files := bob.ok("GetConvoData", map[string]any{"CID": cid})["Files"].([]any); len(files) != maxFiles {
+		t.Fatalf("%d files listed, want %d", len(files), maxFiles)
+	}
 
 	// Carol leaves: everyone including Carol hears it; Carol is then an outsider.
 	carol.ok("RemoveUserFromConversation", map[string]any{"CID": cid, "Username": carol.name})

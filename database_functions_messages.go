@@ -260,32 +260,64 @@ func (s *Session) convoData(ctx context.Context, c *ConvoRecord, msgs []Message,
 	return &ConvoData{CID: c.CID, Name: c.Name, MTime: mtime, Members: p.Members, Files: p.Files, Messages: msgs}, nil
 }
 
+// GetConvoData and GetAllConvoData read forward from a time in pages: never more than pageSize
+// messages in one reply, so that no conversation, however long or hostile its content, makes
+// one reply (and the memory behind it) unbounded. A page that stops short says More, and the
+// client asks again from its last m_time.
 func getConvoData(ctx context.Context, s *Session, req *Request) (reply, error) {
 	c, err := s.memberConvo(ctx, req.CID)
 	if err != nil {
 		return nil, err
 	}
-	t := convTable(c.CID)
-	var msgs []Message
-	if req.MTime != "" {
-		since, err := parseTime(req.MTime)
-		if err != nil {
-			return nil, err
-		}
-		msgs, err = s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
-			"SELECT %s FROM %s WHERE m_time > $1 ORDER BY m_time", messageColumns, t), since)
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		msgs, err = s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
-			"SELECT %s FROM %s ORDER BY m_time DESC LIMIT %d", messageColumns, t, pageSize))
+	if req.MTime == "" {
+		msgs, err := s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
+			"SELECT %s FROM %s ORDER BY m_time DESC LIMIT %d", messageColumns, convTable(c.CID), pageSize))
 		if err != nil {
 			return nil, err
 		}
 		slices.Reverse(msgs)
+		return s.convoData(ctx, c, msgs, true)
 	}
-	return s.convoData(ctx, c, msgs, true)
+	since, err := parseTime(req.MTime)
+	if err != nil {
+		return nil, err
+	}
+	return s.pageForward(ctx, c, since)
+}
+
+// getAllConvoData is the whole history, oldest first, one page at a time: without M_time
+// from the beginning, with it after that time.
+func getAllConvoData(ctx context.Context, s *Session, req *Request) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	since := time.Time{}
+	if req.MTime != "" {
+		if since, err = parseTime(req.MTime); err != nil {
+			return nil, err
+		}
+	}
+	return s.pageForward(ctx, c, since)
+}
+
+// pageForward is the page of messages after since, oldest first.
+func (s *Session) pageForward(ctx context.Context, c *ConvoRecord, since time.Time) (*ConvoData, error) {
+	msgs, err := s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
+		"SELECT %s FROM %s WHERE m_time > $1 ORDER BY m_time LIMIT %d", messageColumns, convTable(c.CID), pageSize+1), since)
+	if err != nil {
+		return nil, err
+	}
+	more := len(msgs) > pageSize
+	if more {
+		msgs = msgs[:pageSize]
+	}
+	data, err := s.convoData(ctx, c, msgs, !more)
+	if err != nil {
+		return nil, err
+	}
+	data.More = more
+	return data, nil
 }
 
 func getMoreConvoMessages(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -303,17 +335,4 @@ func getMoreConvoMessages(ctx context.Context, s *Session, req *Request) (reply,
 		return nil, err
 	}
 	return s.convoData(ctx, c, msgs, false)
-}
-
-func getAllConvoData(ctx context.Context, s *Session, req *Request) (reply, error) {
-	c, err := s.memberConvo(ctx, req.CID)
-	if err != nil {
-		return nil, err
-	}
-	msgs, err := s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
-		"SELECT %s FROM %s ORDER BY m_time", messageColumns, convTable(c.CID)))
-	if err != nil {
-		return nil, err
-	}
-	return s.convoData(ctx, c, msgs, true)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -123,6 +124,54 @@ func TestGetMoreConvoMessagesPagesEveryMessageOnce(t *testing.T) {
 	for i := 1; i < len(times); i++ {
 		if times[i] == times[i-1] {
 			t.Fatalf("two messages share m_time %s", times[i])
+		}
+	}
+}
+
+// History forward from a time (the form a syncing client uses) and the whole history come in
+// pages of at most pageSize with More, however long the conversation and however its content
+// escapes: no reply grows with the conversation.
+func TestHistoryRepliesArePaged(t *testing.T) {
+	srv := startServer(t, testConfig(t))
+	alice := register(t, srv, "hoarder")
+	cid := newConvo(t, alice, "")
+	const n = 2*pageSize + 7
+	big := strings.Repeat("<", maxContent) // ffjson writes each as \u003c: 6 bytes
+	for i := range n {
+		m := &Message{CID: cid, FUsername: alice.name, Content: fmt.Sprintf("%03d%s", i, big[3:]), Kind: "text"}
+		if _, err := srv.db.insertMessage(t.Context(), srv.db.pool, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cmd := range []string{"GetConvoData", "GetAllConvoData"} {
+		since := "2000-01-01T00:00:00.000000Z"
+		var got []string
+		for pages := 0; ; pages++ {
+			before := len(alice.raw)
+			rep := alice.ok(cmd, map[string]any{"CID": cid, "M_time": since})
+			alice.mu.Lock()
+			frame := alice.raw[before]
+			alice.mu.Unlock()
+			if limit := (pageSize + 1) * 6 * maxContent; len(frame) > limit {
+				t.Fatalf("%s reply of %d bytes; a page is at most %d", cmd, len(frame), limit)
+			}
+			msgs := rep["Messages"].([]any)
+			if len(msgs) > pageSize {
+				t.Fatalf("%s page of %d messages", cmd, len(msgs))
+			}
+			for _, m := range msgs {
+				got = append(got, m.(map[string]any)["content"].(string)[:3])
+			}
+			if rep["More"] != true {
+				break
+			}
+			if pages > n {
+				t.Fatalf("%s: More never ends", cmd)
+			}
+			since = msgs[len(msgs)-1].(map[string]any)["m_time"].(string)
+		}
+		if len(got) != n || got[0] != "000" || got[n-1] != fmt.Sprintf("%03d", n-1) || !sort.StringsAreSorted(got) {
+			t.Fatalf("%s paged %d messages (%v…), want %d in order", cmd, len(got), got[:min(3, len(got))], n)
 		}
 	}
 }

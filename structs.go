@@ -117,6 +117,7 @@ type UserView struct {
 	ProfilePic             string          `json:"ProfilePic"`
 	Quota                  int64           `json:"Quota"`
 	QuotaUsed              int64           `json:"QuotaUsed"`
+	Blocked                []string        `json:"Blocked"`
 	Session                string          `json:"session,omitempty"`
 }
 
@@ -173,6 +174,15 @@ type ConvoData struct {
 	Members  []MemberView `json:"Members"`
 	Files    []string     `json:"Files"`
 	Messages []Message    `json:"Messages"`
+	// More says that this page of messages stops short: ask again from its last m_time.
+	More bool `json:"More,omitempty"`
+}
+
+// FilesPush tells the members of a conversation that a file was added to its list.
+type FilesPush struct {
+	Cmd     string `json:"cmd"`
+	CID     string `json:"CID"`
+	FileURL string `json:"fileURL"`
 }
 
 // StatusPush is UpdateUserStatus as pushed to the members.
@@ -205,6 +215,14 @@ type UserRecord struct {
 	SessionEpoch int64 `json:"SessionEpoch"`
 	// UserID tells this user from a later one registered under the same name.
 	UserID string `json:"UserID"`
+	// Blocked are the users who may not add this user to conversations or befriend it.
+	Blocked []string `json:"Blocked,omitempty"`
+	// Tokens are the hashes of the user's resume tokens, oldest first, so that their number
+	// stays bounded.
+	Tokens []string `json:"Tokens,omitempty"`
+	// Deleting marks a user whose deletion has begun: it cannot log in, and its name stays
+	// taken until the deletion is complete.
+	Deleting bool `json:"Deleting,omitempty"`
 }
 
 // UserConvo is a user's own state in one conversation.

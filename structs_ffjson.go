@@ -553,7 +553,7 @@ func (j *ConvoData) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	var obj []byte
 	_ = obj
 	_ = err
-	buf.WriteString(`{"cmd":`)
+	buf.WriteString(`{ "cmd":`)
 	fflib.WriteJsonString(buf, string(j.Cmd))
 	buf.WriteByte(',')
 	if len(j.Rid) != 0 {
@@ -622,6 +622,16 @@ func (j *ConvoData) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	} else {
 		buf.WriteString(`null`)
 	}
+	buf.WriteByte(',')
+	if j.More != false {
+		if j.More {
+			buf.WriteString(`"More":true`)
+		} else {
+			buf.WriteString(`"More":false`)
+		}
+		buf.WriteByte(',')
+	}
+	buf.Rewind(1)
 	buf.WriteByte('}')
 	return nil
 }
@@ -645,6 +655,8 @@ const (
 	ffjtConvoDataFiles
 
 	ffjtConvoDataMessages
+
+	ffjtConvoDataMore
 )
 
 var ffjKeyConvoDataCmd = []byte("cmd")
@@ -662,6 +674,8 @@ var ffjKeyConvoDataMembers = []byte("Members")
 var ffjKeyConvoDataFiles = []byte("Files")
 
 var ffjKeyConvoDataMessages = []byte("Messages")
+
+var ffjKeyConvoDataMore = []byte("More")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *ConvoData) UnmarshalJSON(input []byte) error {
@@ -756,6 +770,11 @@ mainparse:
 						currentKey = ffjtConvoDataMessages
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyConvoDataMore, kn) {
+						currentKey = ffjtConvoDataMore
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
 				case 'N':
@@ -782,6 +801,12 @@ mainparse:
 						goto mainparse
 					}
 
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyConvoDataMore, kn) {
+					currentKey = ffjtConvoDataMore
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.EqualFoldRight(ffjKeyConvoDataMessages, kn) {
@@ -872,6 +897,9 @@ mainparse:
 
 				case ffjtConvoDataMessages:
 					goto handle_Messages
+
+				case ffjtConvoDataMore:
+					goto handle_More
 
 				case ffjtConvoDatanosuchkey:
 					err = fs.SkipField(tok)
@@ -1221,6 +1249,41 @@ handle_Messages:
 
 				wantVal = false
 			}
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_More:
+
+	/* handler: j.More type=bool kind=bool quoted=false*/
+
+	{
+		if tok != fflib.FFTok_bool && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for bool", tok))
+		}
+	}
+
+	{
+		if tok == fflib.FFTok_null {
+
+		} else {
+			tmpb := fs.Output.Bytes()
+
+			if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
+
+				j.More = true
+
+			} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
+
+				j.More = false
+
+			} else {
+				err = errors.New("unexpected bytes for true/false value")
+				return fs.WrapErr(err)
+			}
+
 		}
 	}
 
@@ -3573,6 +3636,298 @@ handle_Error:
 			outBuf := fs.Output.Bytes()
 
 			j.Error = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+wantedvalue:
+	return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+wrongtokenerror:
+	return fs.WrapErr(fmt.Errorf("ffjson: wanted token: %v, but got token: %v output=%s", wantedTok, tok, fs.Output.String()))
+tokerror:
+	if fs.BigError != nil {
+		return fs.WrapErr(fs.BigError)
+	}
+	err = fs.Error.ToError()
+	if err != nil {
+		return fs.WrapErr(err)
+	}
+	panic("ffjson-generated: unreachable, please report bug.")
+done:
+
+	return nil
+}
+
+// MarshalJSON marshal bytes to json - template
+func (j *FilesPush) MarshalJSON() ([]byte, error) {
+	var buf fflib.Buffer
+	if j == nil {
+		buf.WriteString("null")
+		return buf.Bytes(), nil
+	}
+	err := j.MarshalJSONBuf(&buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// MarshalJSONBuf marshal buff to json - template
+func (j *FilesPush) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
+	if j == nil {
+		buf.WriteString("null")
+		return nil
+	}
+	var err error
+	var obj []byte
+	_ = obj
+	_ = err
+	buf.WriteString(`{"cmd":`)
+	fflib.WriteJsonString(buf, string(j.Cmd))
+	buf.WriteString(`,"CID":`)
+	fflib.WriteJsonString(buf, string(j.CID))
+	buf.WriteString(`,"fileURL":`)
+	fflib.WriteJsonString(buf, string(j.FileURL))
+	buf.WriteByte('}')
+	return nil
+}
+
+const (
+	ffjtFilesPushbase = iota
+	ffjtFilesPushnosuchkey
+
+	ffjtFilesPushCmd
+
+	ffjtFilesPushCID
+
+	ffjtFilesPushFileURL
+)
+
+var ffjKeyFilesPushCmd = []byte("cmd")
+
+var ffjKeyFilesPushCID = []byte("CID")
+
+var ffjKeyFilesPushFileURL = []byte("fileURL")
+
+// UnmarshalJSON umarshall json - template of ffjson
+func (j *FilesPush) UnmarshalJSON(input []byte) error {
+	fs := fflib.NewFFLexer(input)
+	return j.UnmarshalJSONFFLexer(fs, fflib.FFParse_map_start)
+}
+
+// UnmarshalJSONFFLexer fast json unmarshall - template ffjson
+func (j *FilesPush) UnmarshalJSONFFLexer(fs *fflib.FFLexer, state fflib.FFParseState) error {
+	var err error
+	currentKey := ffjtFilesPushbase
+	_ = currentKey
+	tok := fflib.FFTok_init
+	wantedTok := fflib.FFTok_init
+
+mainparse:
+	for {
+		tok = fs.Scan()
+		//	println(fmt.Sprintf("debug: tok: %v  state: %v", tok, state))
+		if tok == fflib.FFTok_error {
+			goto tokerror
+		}
+
+		switch state {
+
+		case fflib.FFParse_map_start:
+			if tok != fflib.FFTok_left_bracket {
+				wantedTok = fflib.FFTok_left_bracket
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_key
+			continue
+
+		case fflib.FFParse_after_value:
+			if tok == fflib.FFTok_comma {
+				state = fflib.FFParse_want_key
+			} else if tok == fflib.FFTok_right_bracket {
+				goto done
+			} else {
+				wantedTok = fflib.FFTok_comma
+				goto wrongtokenerror
+			}
+
+		case fflib.FFParse_want_key:
+			// json {} ended. goto exit. woo.
+			if tok == fflib.FFTok_right_bracket {
+				goto done
+			}
+			if tok != fflib.FFTok_string {
+				wantedTok = fflib.FFTok_string
+				goto wrongtokenerror
+			}
+
+			kn := fs.Output.Bytes()
+			if len(kn) <= 0 {
+				// "" case. hrm.
+				currentKey = ffjtFilesPushnosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			} else {
+				switch kn[0] {
+
+				case 'C':
+
+					if bytes.Equal(ffjKeyFilesPushCID, kn) {
+						currentKey = ffjtFilesPushCID
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'c':
+
+					if bytes.Equal(ffjKeyFilesPushCmd, kn) {
+						currentKey = ffjtFilesPushCmd
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'f':
+
+					if bytes.Equal(ffjKeyFilesPushFileURL, kn) {
+						currentKey = ffjtFilesPushFileURL
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyFilesPushFileURL, kn) {
+					currentKey = ffjtFilesPushFileURL
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyFilesPushCID, kn) {
+					currentKey = ffjtFilesPushCID
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyFilesPushCmd, kn) {
+					currentKey = ffjtFilesPushCmd
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				currentKey = ffjtFilesPushnosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			}
+
+		case fflib.FFParse_want_colon:
+			if tok != fflib.FFTok_colon {
+				wantedTok = fflib.FFTok_colon
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_value
+			continue
+		case fflib.FFParse_want_value:
+
+			if tok == fflib.FFTok_left_brace || tok == fflib.FFTok_left_bracket || tok == fflib.FFTok_integer || tok == fflib.FFTok_double || tok == fflib.FFTok_string || tok == fflib.FFTok_bool || tok == fflib.FFTok_null {
+				switch currentKey {
+
+				case ffjtFilesPushCmd:
+					goto handle_Cmd
+
+				case ffjtFilesPushCID:
+					goto handle_CID
+
+				case ffjtFilesPushFileURL:
+					goto handle_FileURL
+
+				case ffjtFilesPushnosuchkey:
+					err = fs.SkipField(tok)
+					if err != nil {
+						return fs.WrapErr(err)
+					}
+					state = fflib.FFParse_after_value
+					goto mainparse
+				}
+			} else {
+				goto wantedvalue
+			}
+		}
+	}
+
+handle_Cmd:
+
+	/* handler: j.Cmd type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Cmd = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_CID:
+
+	/* handler: j.CID type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.CID = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_FileURL:
+
+	/* handler: j.FileURL type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.FileURL = string(string(outBuf))
 
 		}
 	}
@@ -10706,7 +11061,7 @@ func (j *UserRecord) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	var obj []byte
 	_ = obj
 	_ = err
-	buf.WriteString(`{"Username":`)
+	buf.WriteString(`{ "Username":`)
 	fflib.WriteJsonString(buf, string(j.Username))
 	buf.WriteString(`,"PasswordHash":`)
 	fflib.WriteJsonString(buf, string(j.PasswordHash))
@@ -10824,6 +11179,48 @@ func (j *UserRecord) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	fflib.FormatBits2(buf, uint64(j.SessionEpoch), 10, j.SessionEpoch < 0)
 	buf.WriteString(`,"UserID":`)
 	fflib.WriteJsonString(buf, string(j.UserID))
+	buf.WriteByte(',')
+	if len(j.Blocked) != 0 {
+		buf.WriteString(`"Blocked":`)
+		if j.Blocked != nil {
+			buf.WriteString(`[`)
+			for i, v := range j.Blocked {
+				if i != 0 {
+					buf.WriteString(`,`)
+				}
+				fflib.WriteJsonString(buf, string(v))
+			}
+			buf.WriteString(`]`)
+		} else {
+			buf.WriteString(`null`)
+		}
+		buf.WriteByte(',')
+	}
+	if len(j.Tokens) != 0 {
+		buf.WriteString(`"Tokens":`)
+		if j.Tokens != nil {
+			buf.WriteString(`[`)
+			for i, v := range j.Tokens {
+				if i != 0 {
+					buf.WriteString(`,`)
+				}
+				fflib.WriteJsonString(buf, string(v))
+			}
+			buf.WriteString(`]`)
+		} else {
+			buf.WriteString(`null`)
+		}
+		buf.WriteByte(',')
+	}
+	if j.Deleting != false {
+		if j.Deleting {
+			buf.WriteString(`"Deleting":true`)
+		} else {
+			buf.WriteString(`"Deleting":false`)
+		}
+		buf.WriteByte(',')
+	}
+	buf.Rewind(1)
 	buf.WriteByte('}')
 	return nil
 }
@@ -10865,6 +11262,12 @@ const (
 	ffjtUserRecordSessionEpoch
 
 	ffjtUserRecordUserID
+
+	ffjtUserRecordBlocked
+
+	ffjtUserRecordTokens
+
+	ffjtUserRecordDeleting
 )
 
 var ffjKeyUserRecordUsername = []byte("Username")
@@ -10900,6 +11303,12 @@ var ffjKeyUserRecordCreated = []byte("Created")
 var ffjKeyUserRecordSessionEpoch = []byte("SessionEpoch")
 
 var ffjKeyUserRecordUserID = []byte("UserID")
+
+var ffjKeyUserRecordBlocked = []byte("Blocked")
+
+var ffjKeyUserRecordTokens = []byte("Tokens")
+
+var ffjKeyUserRecordDeleting = []byte("Deleting")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *UserRecord) UnmarshalJSON(input []byte) error {
@@ -10970,6 +11379,14 @@ mainparse:
 						goto mainparse
 					}
 
+				case 'B':
+
+					if bytes.Equal(ffjKeyUserRecordBlocked, kn) {
+						currentKey = ffjtUserRecordBlocked
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
 				case 'C':
 
 					if bytes.Equal(ffjKeyUserRecordConvos, kn) {
@@ -10987,6 +11404,11 @@ mainparse:
 
 					if bytes.Equal(ffjKeyUserRecordDevices, kn) {
 						currentKey = ffjtUserRecordDevices
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserRecordDeleting, kn) {
+						currentKey = ffjtUserRecordDeleting
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -11067,6 +11489,14 @@ mainparse:
 						goto mainparse
 					}
 
+				case 'T':
+
+					if bytes.Equal(ffjKeyUserRecordTokens, kn) {
+						currentKey = ffjtUserRecordTokens
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
 				case 'U':
 
 					if bytes.Equal(ffjKeyUserRecordUsername, kn) {
@@ -11080,6 +11510,24 @@ mainparse:
 						goto mainparse
 					}
 
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyUserRecordDeleting, kn) {
+					currentKey = ffjtUserRecordDeleting
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyUserRecordTokens, kn) {
+					currentKey = ffjtUserRecordTokens
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyUserRecordBlocked, kn) {
+					currentKey = ffjtUserRecordBlocked
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.EqualFoldRight(ffjKeyUserRecordUserID, kn) {
@@ -11251,6 +11699,15 @@ mainparse:
 
 				case ffjtUserRecordUserID:
 					goto handle_UserID
+
+				case ffjtUserRecordBlocked:
+					goto handle_Blocked
+
+				case ffjtUserRecordTokens:
+					goto handle_Tokens
+
+				case ffjtUserRecordDeleting:
+					goto handle_Deleting
 
 				case ffjtUserRecordnosuchkey:
 					err = fs.SkipField(tok)
@@ -12094,6 +12551,189 @@ handle_UserID:
 	state = fflib.FFParse_after_value
 	goto mainparse
 
+handle_Blocked:
+
+	/* handler: j.Blocked type=[]string kind=slice quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_left_brace && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for ", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+			j.Blocked = nil
+		} else {
+
+			j.Blocked = []string{}
+
+			wantVal := true
+
+			for {
+
+				var tmpJBlocked string
+
+				tok = fs.Scan()
+				if tok == fflib.FFTok_error {
+					goto tokerror
+				}
+				if tok == fflib.FFTok_right_brace {
+					break
+				}
+
+				if tok == fflib.FFTok_comma {
+					if wantVal == true {
+						// TODO(pquerna): this isn't an ideal error message, this handles
+						// things like [,,,] as an array value.
+						return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+					}
+					continue
+				} else {
+					wantVal = true
+				}
+
+				/* handler: tmpJBlocked type=string kind=string quoted=false*/
+
+				{
+
+					{
+						if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+							return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+						}
+					}
+
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						outBuf := fs.Output.Bytes()
+
+						tmpJBlocked = string(string(outBuf))
+
+					}
+				}
+
+				j.Blocked = append(j.Blocked, tmpJBlocked)
+
+				wantVal = false
+			}
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Tokens:
+
+	/* handler: j.Tokens type=[]string kind=slice quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_left_brace && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for ", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+			j.Tokens = nil
+		} else {
+
+			j.Tokens = []string{}
+
+			wantVal := true
+
+			for {
+
+				var tmpJTokens string
+
+				tok = fs.Scan()
+				if tok == fflib.FFTok_error {
+					goto tokerror
+				}
+				if tok == fflib.FFTok_right_brace {
+					break
+				}
+
+				if tok == fflib.FFTok_comma {
+					if wantVal == true {
+						// TODO(pquerna): this isn't an ideal error message, this handles
+						// things like [,,,] as an array value.
+						return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+					}
+					continue
+				} else {
+					wantVal = true
+				}
+
+				/* handler: tmpJTokens type=string kind=string quoted=false*/
+
+				{
+
+					{
+						if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+							return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+						}
+					}
+
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						outBuf := fs.Output.Bytes()
+
+						tmpJTokens = string(string(outBuf))
+
+					}
+				}
+
+				j.Tokens = append(j.Tokens, tmpJTokens)
+
+				wantVal = false
+			}
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Deleting:
+
+	/* handler: j.Deleting type=bool kind=bool quoted=false*/
+
+	{
+		if tok != fflib.FFTok_bool && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for bool", tok))
+		}
+	}
+
+	{
+		if tok == fflib.FFTok_null {
+
+		} else {
+			tmpb := fs.Output.Bytes()
+
+			if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
+
+				j.Deleting = true
+
+			} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
+
+				j.Deleting = false
+
+			} else {
+				err = errors.New("unexpected bytes for true/false value")
+				return fs.WrapErr(err)
+			}
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
 wantedvalue:
 	return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
 wrongtokenerror:
@@ -12263,6 +12903,19 @@ func (j *UserView) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	fflib.FormatBits2(buf, uint64(j.Quota), 10, j.Quota < 0)
 	buf.WriteString(`,"QuotaUsed":`)
 	fflib.FormatBits2(buf, uint64(j.QuotaUsed), 10, j.QuotaUsed < 0)
+	buf.WriteString(`,"Blocked":`)
+	if j.Blocked != nil {
+		buf.WriteString(`[`)
+		for i, v := range j.Blocked {
+			if i != 0 {
+				buf.WriteString(`,`)
+			}
+			fflib.WriteJsonString(buf, string(v))
+		}
+		buf.WriteString(`]`)
+	} else {
+		buf.WriteString(`null`)
+	}
 	buf.WriteByte(',')
 	if len(j.Session) != 0 {
 		buf.WriteString(`"session":`)
@@ -12306,6 +12959,8 @@ const (
 
 	ffjtUserViewQuotaUsed
 
+	ffjtUserViewBlocked
+
 	ffjtUserViewSession
 )
 
@@ -12336,6 +12991,8 @@ var ffjKeyUserViewProfilePic = []byte("ProfilePic")
 var ffjKeyUserViewQuota = []byte("Quota")
 
 var ffjKeyUserViewQuotaUsed = []byte("QuotaUsed")
+
+var ffjKeyUserViewBlocked = []byte("Blocked")
 
 var ffjKeyUserViewSession = []byte("session")
 
@@ -12404,6 +13061,14 @@ mainparse:
 
 					if bytes.Equal(ffjKeyUserViewAutoreplyMessage, kn) {
 						currentKey = ffjtUserViewAutoreplyMessage
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'B':
+
+					if bytes.Equal(ffjKeyUserViewBlocked, kn) {
+						currentKey = ffjtUserViewBlocked
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -12518,6 +13183,12 @@ mainparse:
 
 				if fflib.EqualFoldRight(ffjKeyUserViewSession, kn) {
 					currentKey = ffjtUserViewSession
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyUserViewBlocked, kn) {
+					currentKey = ffjtUserViewBlocked
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -12664,6 +13335,9 @@ mainparse:
 
 				case ffjtUserViewQuotaUsed:
 					goto handle_QuotaUsed
+
+				case ffjtUserViewBlocked:
+					goto handle_Blocked
 
 				case ffjtUserViewSession:
 					goto handle_Session
@@ -13258,6 +13932,80 @@ handle_QuotaUsed:
 
 			j.QuotaUsed = int64(tval)
 
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Blocked:
+
+	/* handler: j.Blocked type=[]string kind=slice quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_left_brace && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for ", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+			j.Blocked = nil
+		} else {
+
+			j.Blocked = []string{}
+
+			wantVal := true
+
+			for {
+
+				var tmpJBlocked string
+
+				tok = fs.Scan()
+				if tok == fflib.FFTok_error {
+					goto tokerror
+				}
+				if tok == fflib.FFTok_right_brace {
+					break
+				}
+
+				if tok == fflib.FFTok_comma {
+					if wantVal == true {
+						// TODO(pquerna): this isn't an ideal error message, this handles
+						// things like [,,,] as an array value.
+						return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+					}
+					continue
+				} else {
+					wantVal = true
+				}
+
+				/* handler: tmpJBlocked type=string kind=string quoted=false*/
+
+				{
+
+					{
+						if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+							return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+						}
+					}
+
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						outBuf := fs.Output.Bytes()
+
+						tmpJBlocked = string(string(outBuf))
+
+					}
+				}
+
+				j.Blocked = append(j.Blocked, tmpJBlocked)
+
+				wantVal = false
+			}
 		}
 	}
 

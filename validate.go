@@ -27,6 +27,7 @@ const (
 	maxConvoName   = 100
 	maxMembers     = 100
 	maxFileURL     = 2048
+	maxFiles       = 200 // files listed per conversation: the record stays well under 1 MB
 	maxProfilePic  = 2048
 	maxClientID    = 64
 	maxSecQuestion = 200

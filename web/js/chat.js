@@ -280,19 +280,25 @@ export class Chat extends EventTarget {
   async syncConvo(cid) {
     const c = this.store.convo(cid);
     if (!c) return;
-    const since = c.syncedTo ? wireTime(new Date(parseWireTime(c.syncedTo).getTime() - SYNC_OVERLAP_MS)) : '';
-    let data;
-    try {
-      data = await this.conn.request('GetConvoData', since ? {CID: cid, M_time: since} : {CID: cid});
-    } catch (err) {
-      if (err instanceof ServerError && /not a member/.test(err.message)) {
-        this.dropConvo(cid, c.Name);
-      } else if (!(err instanceof ConnectionError)) {
-        this.problem(describeError(err, 'GetConvoData'));
+    let since = c.syncedTo ? wireTime(new Date(parseWireTime(c.syncedTo).getTime() - SYNC_OVERLAP_MS)) : '';
+    // The server answers in pages; a page that says More is followed from its last m_time.
+    for (;;) {
+      let data;
+      try {
+        data = await this.conn.request('GetConvoData', since ? {CID: cid, M_time: since} : {CID: cid});
+      } catch (err) {
+        if (err instanceof ServerError && /not a member/.test(err.message)) {
+          this.dropConvo(cid, c.Name);
+        } else if (!(err instanceof ConnectionError)) {
+          this.problem(describeError(err, 'GetConvoData'));
+        }
+        return;
       }
-      return;
+      await this.serially(() => this.applyConvoData(cid, data, since));
+      const msgs = Array.isArray(data.Messages) ? data.Messages : [];
+      if (!data.More || !msgs.length || !this.loggedIn) return;
+      since = msgs[msgs.length - 1].m_time;
     }
-    await this.serially(() => this.applyConvoData(cid, data, since));
   }
 
   applyConvoData(cid, data, since) {
@@ -356,7 +362,6 @@ export class Chat extends EventTarget {
       case 'CreateConversation':
       case 'AddUsersToConversation':
       case 'ChangeConvoName':
-      case 'UpdateConvoFiles':
         this.onConvoPush(p);
         break;
       case 'RemoveUserFromConversation':
