@@ -39,12 +39,35 @@ func TestRegisterLoginResumeLogout(t *testing.T) {
 	fresh.fails("CreateConversation", map[string]any{"Name": "x"}, "not logged in")
 	r.fails("ValidateUser", map[string]any{"username": c.name, "password": testPassword}, "already logged in")
 
-	// Logout revokes the token and ends the session.
+	// Logout revokes the token and ends every session that uses it: this one and the one it
+	// was issued to.
+	other := login(t, srv, c.name)
 	r.ok("Logout", nil)
+	c.waitFor("the token's other session to close", func() bool { return c.closed != nil })
 	again := dialRaw(t, srv)
 	again.fails("ValidateUser", map[string]any{"username": c.name, "session": token}, "expired or revoked")
-	// The first session's token was never the revoked one; a password login still works.
+	// A session with another token goes on; a password login still works.
+	other.ok("GetUserByUsername", map[string]any{"username": c.name})
 	again.ok("ValidateUser", map[string]any{"username": c.name, "password": testPassword})
+}
+
+// Resume tokens per user are capped: the oldest is revoked, and its session closed.
+func TestSessionsPerUserAreCapped(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxSessionsPerUser = 2
+	srv := startServer(t, cfg)
+	first := dialRaw(t, srv)
+	first.name = uniqueName("many")
+	token := first.ok("CreateUser", map[string]any{"username": first.name, "password": testPassword})["session"]
+	login(t, srv, first.name)
+	latest := login(t, srv, first.name)
+	first.waitFor("the oldest login to be revoked", func() bool { return first.closed != nil })
+	dialRaw(t, srv).fails("ValidateUser", map[string]any{"username": first.name, "session": token}, "expired or revoked")
+	latest.ok("GetUserByUsername", map[string]any{"username": first.name})
+	u, err := srv.db.getUser(t.Context(), first.name)
+	if err != nil || len(u.Tokens) != 2 {
+		t.Fatalf("stored tokens: %v %v", u, err)
+	}
 }
 
 // uniquePhone makes an E.164 number no other test uses.

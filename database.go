@@ -207,6 +207,7 @@ func userSubject(upper string) string { return "pinged.user." + upper }
 const (
 	hdrSkipSession = "Pinged-Skip" // not to the session with this id (the one that caused it)
 	hdrClose       = "Pinged-Close"
+	hdrCloseToken  = "Pinged-Close-Token" // with hdrClose: only the sessions of this resume token
 )
 
 // publish sends one marshalled event to every session of each user, marshalled once.
@@ -233,6 +234,17 @@ func (db *Database) publishClose(user string, payload []byte, reason, skipSessio
 	if err := db.nc.PublishMsg(msg); err != nil {
 		db.metrics.natsError()
 		slog.Error("publishing close", "user", user, "err", err)
+	}
+}
+
+// publishRevoke closes every session of user that logged in with (or was issued) the resume
+// token whose hash is given, on every instance.
+func (db *Database) publishRevoke(user, tokenHash, reason string) {
+	msg := &nats.Msg{Subject: userSubject(upperName(user)),
+		Header: nats.Header{hdrClose: []string{reason}, hdrCloseToken: []string{tokenHash}}}
+	if err := db.nc.PublishMsg(msg); err != nil {
+		db.metrics.natsError()
+		slog.Error("publishing revocation", "user", user, "err", err)
 	}
 }
 
@@ -279,6 +291,9 @@ func (s *Session) forward(msg *nats.Msg) {
 			return
 		}
 		if reason := msg.Header.Get(hdrClose); reason != "" {
+			if tok := msg.Header.Get(hdrCloseToken); tok != "" && tok != s.tokenHash {
+				return
+			}
 			if len(msg.Data) > 0 {
 				s.sendRaw(msg.Data)
 			}

@@ -141,9 +141,20 @@ func mapKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// logout revokes the session's resume token and closes every session that uses it.
 func logout(ctx context.Context, s *Session, _ *Request) (reply, error) {
-	if _, err := s.db.quick.Delete(ctx, sessionKey(s.tokenHash), 0); err != nil {
-		return nil, fmt.Errorf("revoking session: %w", err)
+	if err := s.db.revokeTokens(ctx, s.user, []string{s.tokenHash}, "logged out"); err != nil {
+		return nil, err
+	}
+	if _, err := s.db.updateUser(ctx, s.user, func(u *UserRecord) error {
+		i := slices.Index(u.Tokens, s.tokenHash)
+		if i < 0 {
+			return errNoChange
+		}
+		u.Tokens = slices.Delete(u.Tokens, i, i+1)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	s.closeAfterReply = "logged out"
 	return nil, nil

@@ -135,13 +135,22 @@ func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if len(req.ClientID) > maxClientID {
 		return nil, clientErr("client_id longer than %d characters", maxClientID)
 	}
+	if strings.HasPrefix(req.ClientID, scheduledClientID) {
+		return nil, clientErr("client_id may not start with %q", scheduledClientID)
+	}
 	m := &Message{Cmd: "SendMessage", CID: c.CID, FUsername: s.user, Content: req.Content,
 		Kind: "text", ClientID: req.ClientID}
 	dup, err := s.db.insertMessage(ctx, s.db.pool, m)
 	if err != nil {
 		return nil, err
 	}
-	if !dup {
+	if dup {
+		// A resend of a stored message, perhaps to another instance after the first died
+		// before publishing: publish it again (clients drop an id they already have).
+		if err := s.db.deliver(c, m); err != nil {
+			slog.Error("delivering message", "cid", c.CID, "id", m.ID, "err", err)
+		}
+	} else {
 		s.db.afterSend(ctx, c, m)
 	}
 	return &AckReply{OK: true, CID: m.CID, ID: m.ID, MTime: m.MTime, ClientID: m.ClientID}, nil

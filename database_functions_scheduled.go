@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,9 +28,16 @@ func addScheduledMessage(ctx context.Context, s *Session, req *Request) (reply, 
 	if err := checkContent(req.Content); err != nil {
 		return nil, err
 	}
+	// The cap keeps the user view (which lists them all) bounded. Two sessions adding at the
+	// same moment may pass it together by one each; that bounds it all the same.
 	var id int64
 	err = s.db.pool.QueryRow(ctx, `INSERT INTO scheduled_messages (cid, f_username, content, send_at)
-		VALUES ($1, $2, $3, $4) RETURNING id`, c.CID, s.user, req.Content, at).Scan(&id)
+		SELECT $1, $2, $3, $4
+		WHERE $5 <= 0 OR (SELECT count(*) FROM scheduled_messages WHERE upper(f_username) = $6) < $5
+		RETURNING id`, c.CID, s.user, req.Content, at, s.db.cfg.MaxScheduledPerUser, s.upper).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, clientErr("At most %d scheduled messages at a time.", s.db.cfg.MaxScheduledPerUser)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("storing scheduled message: %w", err)
 	}

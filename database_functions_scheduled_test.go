@@ -39,6 +39,53 @@ func TestScheduledMessageCommands(t *testing.T) {
 	}
 }
 
+func TestScheduledMessagesPerUserAreCapped(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxScheduledPerUser = 3
+	srv := startServer(t, cfg)
+	a := register(t, srv, "prolific")
+	cid := newConvo(t, a, "")
+	for i := range 3 {
+		a.ok("AddScheduledMessage", map[string]any{"CID": cid, "Time": formatTime(timeIn(3600)), "Content": fmt.Sprint(i)})
+	}
+	a.fails("AddScheduledMessage", map[string]any{"CID": cid, "Time": formatTime(timeIn(3600)), "Content": "4"}, "At most 3")
+}
+
+// Nobody can take a scheduled message's client_id, and a row that cannot be delivered does not
+// hold up the rows behind it.
+func TestOneBadScheduledRowDoesNotStopTheQueue(t *testing.T) {
+	srv := startServer(t, testConfig(t))
+	a := register(t, srv, "sched")
+	b := register(t, srv, "squatter")
+	cid := newConvo(t, a, "", b)
+	due := func(content string) int64 {
+		var id int64
+		err := srv.db.pool.QueryRow(t.Context(), `INSERT INTO scheduled_messages (cid, f_username, content, send_at)
+			VALUES ($1, $2, $3, now() - interval '1 minute') RETURNING id`, cid, a.name, content).Scan(&id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	bad, good := due("blocked"), due("behind it")
+	b.fails("SendMessage", map[string]any{"CID": cid, "content": "mine", "client_id": fmt.Sprintf("scheduled-%d", bad)}, "may not start with")
+	// A row from before the prefix was reserved: another member's message holds its key.
+	squat := &Message{CID: cid, FUsername: b.name, Content: "squat", Kind: "text", ClientID: fmt.Sprintf("scheduled-%d", bad)}
+	if _, err := srv.db.insertMessage(t.Context(), srv.db.pool, squat); err != nil {
+		t.Fatal(err)
+	}
+	srv.db.deliverDue(t.Context())
+	b.waitPush("the message behind the bad row", func(p map[string]any) bool { return p["content"] == "behind it" })
+	if n := countContent(t, srv, cid, "behind it"); n != 1 {
+		t.Fatalf("message behind the bad row stored %d times", n)
+	}
+	var left int
+	_ = srv.db.pool.QueryRow(t.Context(), "SELECT count(*) FROM scheduled_messages WHERE id = ANY($1)", []int64{bad, good}).Scan(&left)
+	if left != 1 {
+		t.Fatalf("%d of the two rows left; want the bad one only", left)
+	}
+}
+
 // countContent counts the stored messages of a conversation with the given content.
 func countContent(t *testing.T, srv *testServer, cid, content string) int {
 	t.Helper()

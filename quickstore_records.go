@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,7 +122,35 @@ func (db *Database) newSession(ctx context.Context, u *UserRecord) (token, hash 
 	if err := putRecord(ctx, db.quick, sessionKey(hash), &rec, PutOptions{Mode: CreateOnly, TTL: db.cfg.SessionTTL}); err != nil {
 		return "", "", fmt.Errorf("storing session: %w", err)
 	}
+	// The user keeps at most -max-sessions-per-user tokens: the oldest go.
+	var evicted []string
+	_, err = db.updateUser(ctx, u.Username, func(u *UserRecord) error {
+		u.Tokens = append(u.Tokens, hash)
+		evicted = nil
+		if n := db.cfg.MaxSessionsPerUser; n > 0 && len(u.Tokens) > n {
+			evicted = slices.Clone(u.Tokens[:len(u.Tokens)-n])
+			u.Tokens = slices.Clone(u.Tokens[len(u.Tokens)-n:])
+		}
+		return nil
+	})
+	if err != nil {
+		return "", "", fmt.Errorf("listing session: %w", err)
+	}
+	if err := db.revokeTokens(ctx, u.Username, evicted, "too many logins: this one was the oldest"); err != nil {
+		return "", "", err
+	}
 	return token, hash, nil
+}
+
+// revokeTokens deletes resume tokens of user and closes the sessions that use them.
+func (db *Database) revokeTokens(ctx context.Context, user string, hashes []string, reason string) error {
+	for _, h := range hashes {
+		if _, err := db.quick.Delete(ctx, sessionKey(h), 0); err != nil && !isNotFound(err) {
+			return fmt.Errorf("revoking session: %w", err)
+		}
+		db.publishRevoke(user, h, reason)
+	}
+	return nil
 }
 
 // resumeSession finds the user of a live, unrevoked resume token.
