@@ -359,5 +359,8 @@ func init() {
 		"AcceptFriendRequest": acceptFriendRequest,
 		"DenyFriendRequest":   denyFriendRequest,
 		"RemoveFriend":        removeFriend,
+		// blocking (database_functions_block.go)
+		"BlockUser":   blockUser,
+		"UnblockUser": unblockUser,
 	}
 }

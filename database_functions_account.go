@@ -27,7 +27,7 @@ func (db *Database) userView(ctx context.Context, u *UserRecord) (*UserView, err
 		Username: u.Username, Email: u.Email, Phone: u.Phone, AutoreplyMessage: u.AutoreplyMessage,
 		Friends: nonNil(u.Friends), IncomingPendingFriends: nonNil(u.Incoming),
 		OutgoingPendingFriends: nonNil(u.Outgoing), ProfilePic: u.ProfilePic,
-		Quota: u.Quota, QuotaUsed: u.QuotaUsed,
+		Quota: u.Quota, QuotaUsed: u.QuotaUsed, Blocked: nonNil(u.Blocked),
 	}
 	var err error
 	if v.CIDs, err = db.convoSummaries(ctx, u); err != nil {

@@ -152,6 +152,12 @@ func createConversation(ctx context.Context, s *Session, req *Request) (reply, e
 	if err != nil {
 		return nil, err
 	}
+	if s.db.tooManyConvos(me) {
+		return nil, clientErr("You are in %d conversations, the most there can be; leave one first.", len(me.Convos))
+	}
+	if err := s.mayAdd(others); err != nil {
+		return nil, err
+	}
 	c := &ConvoRecord{CID: newCID(), Name: name, ReadTimes: map[string]string{}, Files: []string{},
 		Created: formatTime(time.Now())}
 	addMembers(c, append([]*UserRecord{me}, others...))
@@ -217,6 +223,9 @@ func addUsersToConversation(ctx context.Context, s *Session, req *Request) (repl
 	}
 	if len(added) == 0 {
 		return nil, clientErr("Everyone named is a member already.")
+	}
+	if err := s.mayAdd(added); err != nil {
+		return nil, err
 	}
 	c, err = s.db.updateConvo(ctx, c.CID, func(c *ConvoRecord) error {
 		if !c.isMember(s.user) {

@@ -12,7 +12,10 @@ import (
 // a request that meets the other user's request becomes a friendship on both sides, so two
 // users befriending each other at once end as friends.
 
-const maxFriendMessage = 500
+const (
+	maxFriendMessage   = 500
+	maxIncomingFriends = 500 // pending requests a user can have: nobody can grow another's record without end
+)
 
 // friendList names one of a user's three lists.
 type friendList func(u *UserRecord) *[]FriendView
@@ -71,6 +74,9 @@ func addFriend(ctx context.Context, s *Session, req *Request) (reply, error) {
 	target, err := s.friendTarget(ctx, req.FriendUID)
 	if err != nil {
 		return nil, err
+	}
+	if isBlocked(target, s.user) || len(target.Incoming) >= maxIncomingFriends {
+		return nil, clientErr("%s cannot be asked to be your friend.", target.Username)
 	}
 	var me FriendView
 	_, err = s.db.updateUser(ctx, s.user, func(u *UserRecord) error {
