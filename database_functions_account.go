@@ -341,12 +341,29 @@ func setAutoreply(c *ConvoRecord, user, msg string) {
 	c.Autoreplies[key] = msg
 }
 
-func getUserByUsername(ctx context.Context, s *Session, req *Request) (reply, error) {
-	if !validUsername(req.Username) {
-		return nil, clientErr("No such user.")
+// Contact lookups are budgeted per user (-lookups-per-day), and single lookups that find
+// nobody are throttled further, so that no account can map everyone's addresses and numbers.
+
+// spendLookups takes n lookups from the user's daily budget.
+func (s *Session) spendLookups(n int) error {
+	if !s.db.limits.lookups.spend(s.upper, n) {
+		return clientErr("Too many lookups today; try again tomorrow.")
 	}
-	u, err := s.db.getUser(ctx, req.Username)
-	if isNotFound(err) {
+	return nil
+}
+
+// lookupOne runs a single lookup within the budgets: a miss costs a token of the miss budget.
+func (s *Session) lookupOne(find func() (*UserRecord, error)) (reply, error) {
+	if !s.db.limits.lookupMisses.has(s.upper) {
+		return nil, clientErr("Too many lookups of unknown users; try again in a minute.")
+	}
+	if err := s.spendLookups(1); err != nil {
+		return nil, err
+	}
+	u, err := find()
+	var ce *ClientError
+	if errors.As(err, &ce) || isNotFound(err) {
+		s.db.limits.lookupMisses.spend(s.upper, 1)
 		return nil, clientErr("No such user.")
 	}
 	if err != nil {
@@ -355,16 +372,23 @@ func getUserByUsername(ctx context.Context, s *Session, req *Request) (reply, er
 	return &PublicUser{Username: u.Username, ProfilePic: u.ProfilePic}, nil
 }
 
+func getUserByUsername(ctx context.Context, s *Session, req *Request) (reply, error) {
+	return s.lookupOne(func() (*UserRecord, error) {
+		if !validUsername(req.Username) {
+			return nil, ErrNotFound
+		}
+		return s.db.getUser(ctx, req.Username)
+	})
+}
+
 func getUserByEmail(ctx context.Context, s *Session, req *Request) (reply, error) {
-	email, err := normalEmail(req.Email)
-	if err != nil || email == "" {
-		return nil, clientErr("No such user.")
-	}
-	u, err := s.db.userByLookup(ctx, emailKey(email))
-	if err != nil {
-		return nil, err
-	}
-	return &PublicUser{Username: u.Username, ProfilePic: u.ProfilePic}, nil
+	return s.lookupOne(func() (*UserRecord, error) {
+		email, err := normalEmail(req.Email)
+		if err != nil || email == "" {
+			return nil, ErrNotFound
+		}
+		return s.db.userByLookup(ctx, emailKey(email))
+	})
 }
 
 // userByLookup follows an e-mail or phone lookup record to its user.
@@ -402,6 +426,9 @@ func matchUsers(ctx context.Context, s *Session, req *Request) (reply, error) {
 		if email, err := normalEmail(e.Email); err == nil && email != "" {
 			probes = append(probes, probe{emailKey(email), PublicUser{Email: email, Name: e.Name}})
 		}
+	}
+	if err := s.spendLookups(len(probes)); err != nil {
+		return nil, err
 	}
 	found := make([]*PublicUser, len(probes))
 	err := forEachConcurrently(ctx, len(probes), func(i int) error {

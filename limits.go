@@ -228,6 +228,16 @@ func (b *budget) spend(key string, n int) bool {
 	return b.set.take(key, float64(n), time.Now())
 }
 
+// has reports whether key's budget has a token left.
+func (b *budget) has(key string) bool {
+	if b.set.burst <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.set.has(key, 1, time.Now())
+}
+
 // addrCounter counts things in progress per address, up to a maximum each.
 type addrCounter struct {
 	mu  sync.Mutex

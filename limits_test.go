@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -257,4 +258,34 @@ func TestClientAddressBehindTrustedProxies(t *testing.T) {
 	if a != b || a != "2001:db8:1:2::/64" {
 		t.Errorf("IPv6 limit keys %s and %s, want one /64", a, b)
 	}
+}
+
+// Contact discovery is budgeted per user per day, and lookups that find nobody are throttled.
+func TestContactLookupsAreBudgeted(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LookupsPerDay = 10
+	srv := startServer(t, cfg)
+	known := dialRaw(t, srv)
+	known.name = uniqueName("known")
+	known.ok("CreateUser", map[string]any{"username": known.name, "password": testPassword, "email": known.name + "@example.org"})
+	c := register(t, srv, "prober")
+	var emails []map[string]any
+	for i := range 7 {
+		emails = append(emails, map[string]any{"Name": "x", "Email": fmt.Sprintf("nobody%d@example.org", i)})
+	}
+	emails = append(emails, map[string]any{"Name": "K", "Email": known.name + "@example.org"})
+	found := c.ok("MatchUsers", map[string]any{"Emails": emails})["Users"].([]any)
+	if len(found) != 1 || found[0].(map[string]any)["Username"] != known.name {
+		t.Fatalf("MatchUsers: %v", found)
+	}
+	c.ok("GetUserByUsername", map[string]any{"username": known.name})
+	c.fails("MatchUsers", map[string]any{"Emails": emails[:2]}, "Too many lookups today")
+	c.ok("GetUserByEmail", map[string]any{"email": known.name + "@example.org"})
+	c.fails("GetUserByUsername", map[string]any{"username": known.name}, "Too many lookups today")
+
+	d := register(t, startServer(t, testConfig(t)), "guesser")
+	for i := range missBurst {
+		d.fails("GetUserByEmail", map[string]any{"email": fmt.Sprintf("guess%d@example.org", i)}, "No such user.")
+	}
+	d.fails("GetUserByUsername", map[string]any{"username": d.name}, "unknown users")
 }
