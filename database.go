@@ -139,7 +139,11 @@ func (db *Database) migrate(ctx context.Context) error {
 			created_at timestamptz NOT NULL DEFAULT now()
 		);
 		CREATE INDEX IF NOT EXISTS scheduled_messages_send_at ON scheduled_messages (send_at);
-		CREATE INDEX IF NOT EXISTS scheduled_messages_user ON scheduled_messages (upper(f_username));`)
+		CREATE INDEX IF NOT EXISTS scheduled_messages_user ON scheduled_messages (upper(f_username));
+		CREATE TABLE IF NOT EXISTS pending_deletions (
+			username text        PRIMARY KEY, -- upper case
+			started  timestamptz NOT NULL DEFAULT now()
+		);`)
 	if err != nil {
 		return fmt.Errorf("creating tables: %w", err)
 	}

@@ -477,38 +477,6 @@ func forEachConcurrently(ctx context.Context, n int, fn func(i int) error) error
 	return errors.Join(errs...)
 }
 
-func deleteUser(ctx context.Context, s *Session, req *Request) (reply, error) {
-	u, err := s.checkPasswordOf(ctx, req.Password)
-	if err != nil {
-		return nil, err
-	}
-	// The user record goes first: from then on nobody can log in, befriend or add this user.
-	if _, err := s.db.quick.Delete(ctx, userKey(u.Username), 0); err != nil {
-		return nil, fmt.Errorf("deleting user record: %w", err)
-	}
-	s.db.releaseLookups(ctx, u)
-	for _, cid := range mapKeys(u.Convos) {
-		if err := s.db.removeMember(ctx, cid, u.Username, u.Username); err != nil {
-			return nil, err
-		}
-	}
-	for _, f := range slices.Concat(u.Friends, u.Incoming, u.Outgoing) {
-		if err := s.db.forgetFriend(ctx, f.Username, u.Username); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := s.db.pool.Exec(ctx, "DELETE FROM scheduled_messages WHERE upper(f_username) = $1", u.upper()); err != nil {
-		return nil, fmt.Errorf("deleting scheduled messages: %w", err)
-	}
-	payload, err := ffjson.Marshal(&AckReply{Cmd: "DeleteUser", OK: true})
-	if err != nil {
-		return nil, err
-	}
-	s.db.publishClose(u.Username, payload, "user deleted", "")
-	ffjson.Pool(payload)
-	return nil, nil
-}
-
 func (u *UserRecord) upper() string { return upperName(u.Username) }
 
 // Push-target devices: one list per platform.

@@ -190,11 +190,34 @@ func (db *Database) joinConvo(ctx context.Context, cid string, users []string) e
 			r.Convos[cid] = &UserConvo{}
 			return nil
 		})
-		if err != nil && !isNotFound(err) {
+		if isNotFound(err) {
+			// Deleted since it was named: its name must not stay in the conversation, where
+			// a new account with that name would find it.
+			err = db.dropMember(ctx, cid, u)
+		}
+		if err != nil {
 			return fmt.Errorf("adding %s to %s: %w", u, cid, err)
 		}
 	}
 	return nil
+}
+
+// dropMember removes a name from a conversation's members without telling anyone (for a user
+// that no longer exists).
+func (db *Database) dropMember(ctx context.Context, cid, user string) error {
+	_, err := db.updateConvo(ctx, cid, func(c *ConvoRecord) error {
+		i := slices.IndexFunc(c.Members, func(m string) bool { return strings.EqualFold(m, user) })
+		if i < 0 {
+			return errNoChange
+		}
+		c.Members = slices.Delete(c.Members, i, i+1)
+		delete(c.ReadTimes, upperName(user))
+		return nil
+	})
+	if isNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // leaveConvo removes the conversation from a user's record.

@@ -118,7 +118,9 @@ func TestInjectionAttemptsAreRefusedOrStoredVerbatim(t *testing.T) {
 }
 
 func TestMembershipChanges(t *testing.T) {
-	srv := startServer(t, testConfig(t))
+	cfg := testConfig(t)
+	cfg.CommandBurst = 1000 // for the files below
+	srv := startServer(t, cfg)
 	alice := register(t, srv, "host")
 	bob := register(t, srv, "guest")
 	carol := register(t, srv, "late")

@@ -89,8 +89,12 @@ func updateRecord[T any](ctx context.Context, q QuickStore, key Key, fn func(*T)
 	return nil, fmt.Errorf("updating %s: too much contention", key)
 }
 
+// getUser reads a user; one being deleted counts as gone.
 func (db *Database) getUser(ctx context.Context, name string) (*UserRecord, error) {
 	u, _, err := getRecord[UserRecord](ctx, db.quick, userKey(name))
+	if err == nil && u.Deleting {
+		return nil, ErrNotFound
+	}
 	return u, err
 }
 

@@ -22,6 +22,7 @@ func (db *Database) runScheduler(ctx context.Context) {
 			db.deliverDue(ctx)
 			db.recordBacklog(ctx)
 			db.sweepQuickStore(ctx)
+			db.finishPendingDeletions(ctx)
 		}
 	}
 }
