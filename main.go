@@ -63,8 +63,9 @@ type Config struct {
 	LegacyTransports    bool
 
 	// Set by tests only.
-	bcryptCost   int
-	guessBackoff time.Duration
+	bcryptCost       int
+	guessBackoff     time.Duration
+	transportTimeout time.Duration
 }
 
 func defaultConfig() Config {
@@ -80,6 +81,7 @@ func defaultConfig() Config {
 		CommandBurst:     100,
 		bcryptCost:       bcrypt.DefaultCost,
 		guessBackoff:     time.Second,
+		transportTimeout: transportTimeout,
 
 		LoginTimeout:        30 * time.Second,
 		MaxConnsPerAddr:     256,

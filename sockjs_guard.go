@@ -13,10 +13,9 @@ import (
 // on each write and on reading a send's body, so a client that stops reading or trickles its
 // request cannot hold a session (and the messages queued for it) forever.
 
-const (
-	transportWriteTimeout = 30 * time.Second // per write to an xhr-streaming or polling response
-	sendReadTimeout       = 30 * time.Second // to read one xhr_send body
-)
+// transportTimeout is the default deadline of each write to an xhr-streaming or polling response
+// and of reading one xhr_send body.
+const transportTimeout = 30 * time.Second
 
 var (
 	// modernTransport matches what the web client uses: the info request, websockets (SockJS
@@ -42,9 +41,9 @@ func (s *Server) guardTransports(h http.Handler) http.Handler {
 		}
 		rc := http.NewResponseController(w)
 		if sendPath.MatchString(r.URL.Path) {
-			_ = rc.SetReadDeadline(time.Now().Add(sendReadTimeout))
+			_ = rc.SetReadDeadline(time.Now().Add(s.cfg.transportTimeout))
 		}
-		h.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: rc}, r)
+		h.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: rc, timeout: s.cfg.transportTimeout}, r)
 	})
 }
 
@@ -52,16 +51,17 @@ func (s *Server) guardTransports(h http.Handler) http.Handler {
 // reading fails (and its session closes) instead of blocking the session forever.
 type deadlineWriter struct {
 	http.ResponseWriter
-	rc *http.ResponseController
+	rc      *http.ResponseController
+	timeout time.Duration
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
-	_ = d.rc.SetWriteDeadline(time.Now().Add(transportWriteTimeout))
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
 	return d.ResponseWriter.Write(p)
 }
 
 func (d *deadlineWriter) Flush() {
-	_ = d.rc.SetWriteDeadline(time.Now().Add(transportWriteTimeout))
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
 	_ = d.rc.Flush()
 }
 

@@ -44,8 +44,8 @@ type Message struct {
 
 // Options configures a Server. The zero value accepts any mail without authentication.
 type Options struct {
-	Username, Password string                 // if set, AUTH PLAIN is advertised and required before MAIL; wrong credentials answer 535
-	TLS                *tls.Config            // if set, STARTTLS is advertised and supported
+	Username, Password string                 // if set, AUTH PLAIN is advertised and required (MAIL before it answers 530); wrong credentials answer 535
+	TLS                *tls.Config            // if set, STARTTLS is advertised and supported; the session starts over after it (RFC 3207)
 	RejectRcpt         func(addr string) bool // if set and returns true, RCPT TO answers 550
 	MaxSize            int                    // if > 0, advertised as SIZE and a larger DATA answers 552
 }
@@ -138,8 +138,7 @@ func (s *Server) serve() {
 		}
 		s.wg.Go(func() {
 			defer s.untrack(conn)
-			sess := &session{srv: s, conn: conn, r: newReader(conn)}
-			sess.run()
+			(&session{srv: s, conn: conn, r: newReader(conn)}).run()
 		})
 	}
 }
@@ -188,18 +187,13 @@ type session struct {
 func newReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, maxLine+2) }
 
 func (c *session) run() {
-	if c.reply(220, "smtptest ESMTP ready") != nil {
-		return
+	err := c.reply(220, "smtptest ESMTP ready")
+	for err == nil {
+		err = c.command()
 	}
-	for {
-		err := c.command()
-		if errors.Is(err, errLineTooLong) {
-			c.reply(500, "line too long")
-			c.hangUp()
-		}
-		if err != nil {
-			return
-		}
+	if errors.Is(err, errLineTooLong) {
+		c.reply(500, "line too long")
+		c.hangUp()
 	}
 }
 
@@ -214,36 +208,41 @@ func (c *session) hangUp() {
 	io.Copy(io.Discard, io.LimitReader(c.conn, 1<<20))
 }
 
-// readLine reads one line without its line ending. The deadline also bounds the reply that
+// readLine reads one line without its line ending (a bare LF ends a line too). The deadline also bounds the reply that
 // follows, in case the client stops reading.
 func (c *session) readLine() (string, error) {
 	c.conn.SetDeadline(time.Now().Add(commandTimeout))
 	line, err := c.r.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		return "", errLineTooLong
-	}
-	if err != nil {
-		return "", err
-	}
 	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
-	if len(line) > maxLine {
+	if errors.Is(err, bufio.ErrBufferFull) || len(line) > maxLine {
 		return "", errLineTooLong
 	}
-	return string(line), nil
+	return string(line), err
 }
 
 // reply sends a reply of one or more lines, all but the last marked as continued.
 func (c *session) reply(code int, lines ...string) error {
 	var b strings.Builder
-	for i, l := range lines {
-		sep := "-"
-		if i == len(lines)-1 {
-			sep = " "
-		}
-		fmt.Fprintf(&b, "%d%s%s\r\n", code, sep, l)
+	for _, l := range lines[:len(lines)-1] {
+		fmt.Fprintf(&b, "%d-%s\r\n", code, l)
 	}
+	fmt.Fprintf(&b, "%d %s\r\n", code, lines[len(lines)-1])
 	_, err := io.WriteString(c.conn, b.String())
 	return err
+}
+
+// commands maps each verb, in upper case, to its handler, which gets the rest of the line.
+var commands = map[string]func(c *session, arg string) error{
+	"EHLO":     func(c *session, arg string) error { return c.hello(arg, true) },
+	"HELO":     func(c *session, arg string) error { return c.hello(arg, false) },
+	"STARTTLS": (*session).startTLS,
+	"AUTH":     (*session).authenticate,
+	"MAIL":     (*session).mail,
+	"RCPT":     (*session).rcpt,
+	"DATA":     (*session).data,
+	"RSET":     func(c *session, _ string) error { c.reset(); return c.reply(250, "OK") },
+	"NOOP":     func(c *session, _ string) error { return c.reply(250, "OK") },
+	"QUIT":     func(c *session, _ string) error { c.reply(221, "bye"); return errQuit },
 }
 
 // command reads and handles one command. A non-nil error ends the session.
@@ -253,30 +252,8 @@ func (c *session) command() error {
 		return err
 	}
 	verb, arg, _ := strings.Cut(line, " ")
-	arg = strings.TrimSpace(arg)
-	switch strings.ToUpper(verb) {
-	case "EHLO":
-		return c.hello(arg, true)
-	case "HELO":
-		return c.hello(arg, false)
-	case "STARTTLS":
-		return c.startTLS(arg)
-	case "AUTH":
-		return c.authenticate(arg)
-	case "MAIL":
-		return c.mail(arg)
-	case "RCPT":
-		return c.rcpt(arg)
-	case "DATA":
-		return c.data(arg)
-	case "RSET":
-		c.reset()
-		return c.reply(250, "OK")
-	case "NOOP":
-		return c.reply(250, "OK")
-	case "QUIT":
-		c.reply(221, "bye")
-		return errQuit
+	if handle, ok := commands[strings.ToUpper(verb)]; ok {
+		return handle(c, strings.TrimSpace(arg))
 	}
 	return c.reply(502, "command not implemented")
 }
@@ -314,14 +291,12 @@ func (c *session) hello(domain string, extended bool) error {
 	return c.reply(250, lines...)
 }
 
-func (c *session) startTLS(arg string) error {
+func (c *session) startTLS(string) error {
 	switch {
 	case c.srv.opts.TLS == nil:
 		return c.reply(502, "STARTTLS not available")
 	case c.tls:
 		return c.reply(503, "already using TLS")
-	case arg != "":
-		return c.reply(501, "STARTTLS takes no parameters")
 	}
 	if err := c.reply(220, "ready to start TLS"); err != nil {
 		return err
@@ -330,12 +305,10 @@ func (c *session) startTLS(arg string) error {
 	if err := tc.Handshake(); err != nil {
 		return err
 	}
-	// RFC 3207 section 4.2: forget everything learnt before the upgrade and wait for a new
-	// EHLO. The new reader also drops any plaintext the client pipelined after STARTTLS, which
-	// must not be taken as sent over TLS.
-	c.conn, c.r, c.tls = tc, newReader(tc), true
-	c.greeted, c.auth = false, ""
-	c.reset()
+	// RFC 3207 section 4.2: forget everything learnt before the upgrade (EHLO, AUTH, any
+	// transaction). The new reader also drops any plaintext the client pipelined after
+	// STARTTLS, which must not be taken as sent over TLS.
+	*c = session{srv: c.srv, conn: tc, r: newReader(tc), tls: true}
 	return nil
 }
 
@@ -354,21 +327,17 @@ func (c *session) authenticate(arg string) error {
 		return c.reply(504, "unrecognized authentication type")
 	}
 	if !hasResp {
-		if err := c.reply(334, ""); err != nil {
-			return err
+		var err error
+		if err = c.reply(334, ""); err == nil {
+			resp, err = c.readLine()
 		}
-		line, err := c.readLine()
 		if err != nil {
 			return err
 		}
-		resp = line
-	}
-	if resp == "*" {
-		return c.reply(501, "authentication cancelled")
 	}
 	user, pass, ok := decodePlain(resp)
-	if !ok {
-		return c.reply(501, "malformed AUTH PLAIN response")
+	if !ok { // including "*", with which the client cancels
+		return c.reply(501, "malformed or cancelled AUTH PLAIN response")
 	}
 	if user != o.Username || pass != o.Password {
 		return c.reply(535, "authentication credentials invalid")
@@ -384,11 +353,8 @@ func decodePlain(resp string) (user, pass string, ok bool) {
 		resp = "" // RFC 4954: "=" stands for an empty response
 	}
 	b, err := base64.StdEncoding.DecodeString(resp)
-	if err != nil {
-		return "", "", false
-	}
 	parts := strings.Split(string(b), "\x00")
-	if len(parts) != 3 {
+	if err != nil || len(parts) != 3 {
 		return "", "", false
 	}
 	return parts[1], parts[2], true
@@ -401,21 +367,17 @@ func (c *session) mail(arg string) error {
 	case c.srv.opts.Username != "" && c.auth == "":
 		return c.reply(530, "authentication required") // RFC 4954's code for this
 	}
-	rest, ok := cutPrefixFold(arg, "FROM:")
-	addr, params, ok2 := parsePath(rest)
-	if !ok || !ok2 {
+	addr, params, ok := parsePath(arg, "FROM:")
+	if !ok {
 		return c.reply(501, "syntax: MAIL FROM:<address>")
 	}
-	for _, p := range params {
-		key, val, _ := strings.Cut(p, "=")
-		if !strings.EqualFold(key, "SIZE") {
-			continue // BODY=, SMTPUTF8 and the rest change nothing here
-		}
-		n, err := strconv.ParseInt(val, 10, 64)
-		if err != nil || n < 0 {
+	for _, p := range params { // BODY=, SMTPUTF8 and the rest change nothing here
+		v, isSize := cutPrefixFold(p, "SIZE=")
+		n, err := strconv.Atoi(v)
+		if isSize && (err != nil || n < 0) {
 			return c.reply(501, "bad SIZE parameter")
 		}
-		if n > int64(c.maxData()) {
+		if isSize && n > c.maxData() { // RFC 1870: refuse early what DATA would refuse
 			return c.reply(552, "message exceeds fixed maximum message size")
 		}
 	}
@@ -427,9 +389,8 @@ func (c *session) rcpt(arg string) error {
 	if !c.inMail {
 		return c.reply(503, "bad sequence of commands")
 	}
-	rest, ok := cutPrefixFold(arg, "TO:")
-	addr, _, ok2 := parsePath(rest) // parameters such as NOTIFY= are ignored
-	if !ok || !ok2 || addr == "" {
+	addr, _, ok := parsePath(arg, "TO:") // parameters such as NOTIFY= are ignored
+	if !ok || addr == "" {
 		return c.reply(501, "syntax: RCPT TO:<address>")
 	}
 	if reject := c.srv.opts.RejectRcpt; reject != nil && reject(addr) {
@@ -439,11 +400,8 @@ func (c *session) rcpt(arg string) error {
 	return c.reply(250, "OK")
 }
 
-func (c *session) data(arg string) error {
-	switch {
-	case arg != "":
-		return c.reply(501, "DATA takes no parameters")
-	case !c.inMail || len(c.to) == 0:
+func (c *session) data(string) error {
+	if !c.inMail || len(c.to) == 0 {
 		return c.reply(503, "bad sequence of commands")
 	}
 	if err := c.reply(354, "end data with <CR><LF>.<CR><LF>"); err != nil {
@@ -476,20 +434,20 @@ func (c *session) readData() (body []byte, tooBig bool, err error) {
 			return body, tooBig, nil
 		}
 		line = strings.TrimPrefix(line, ".")
-		if len(body)+len(line)+2 > limit {
-			tooBig = true
-		}
+		tooBig = tooBig || len(body)+len(line)+2 > limit
 		if !tooBig {
 			body = append(append(body, line...), "\r\n"...)
 		}
 	}
 }
 
-// parsePath splits "<address> PARAM=value ..." into the address and its parameters.
-func parsePath(s string) (addr string, params []string, ok bool) {
+// parsePath splits the argument of MAIL or RCPT, "FROM:<address> PARAM=value ..." or
+// "TO:<address> ...", into the address and its parameters.
+func parsePath(arg, prefix string) (addr string, params []string, ok bool) {
+	s, ok := cutPrefixFold(arg, prefix)
 	s = strings.TrimLeft(s, " ")
 	end := strings.IndexByte(s, '>')
-	if !strings.HasPrefix(s, "<") || end < 0 {
+	if !ok || !strings.HasPrefix(s, "<") || end < 0 {
 		return "", nil, false
 	}
 	return s[1:end], strings.Fields(s[end+1:]), true
