@@ -64,7 +64,7 @@ func TestChangeUserPasswordRevokesOtherSessions(t *testing.T) {
 func TestChangeEmailPhoneAndProfile(t *testing.T) {
 	srv := startServer(t, testConfig(t))
 	phone := uniquePhone()
-	a, _ := registerWith(t, srv, "mover", map[string]any{"email": "old@" + strings.ToLower(uniqueName("d")) + ".org", "phone": phone})
+	a, _ := registerWith(t, srv, "mover", map[string]any{"email": "old@" + strings.ReplaceAll(strings.ToLower(uniqueName("d")), "_", "-") + ".org", "phone": phone})
 	a2 := login(t, srv, a.name)
 	b := register(t, srv, "taker")
 	newEmail := strings.ToLower(uniqueName("new")) + "@example.org"

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"golang.org/x/net/idna"
 )
 
 // Validation of everything a client names, before it reaches a query or a key.
@@ -53,17 +54,39 @@ func checkPassword(p string) error {
 	return nil
 }
 
-// normalEmail lower-cases a valid address; "" stays "".
+// normalEmail is the form in which an address is compared and stored: the domain in IDNA
+// ASCII form, lower case; the local part lower-cased only where it is ASCII. Unicode case
+// folding is never applied (it folds, for one, U+212A KELVIN SIGN into "k"), so no address can
+// stand for another. "" stays "".
 func normalEmail(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", nil
 	}
+	bad := clientErr("Invalid e-mail address.")
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Address != s || len(s) > 254 {
-		return "", clientErr("Invalid e-mail address.")
+		return "", bad
 	}
-	return strings.ToLower(s), nil
+	at := strings.LastIndexByte(s, '@')
+	local, domain := s[:at], s[at+1:]
+	domain, err = idna.Lookup.ToASCII(domain)
+	if err != nil || domain == "" {
+		return "", bad
+	}
+	if isASCII(local) {
+		local = strings.ToLower(local)
+	}
+	return local + "@" + strings.ToLower(domain), nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // normalPhone strips spaces, dashes and brackets from an E.164 number; "" stays "".
