@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -25,16 +26,14 @@ func createUser(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An address or number given here is unverified: it claims nothing yet (see
+	// database_functions_verify.go), but one that someone has verified is taken.
+	if err := s.db.lookupsFree(ctx, u); err != nil {
+		return nil, err
+	}
 	if err := putRecord(ctx, s.db.quick, userKey(u.Username), u, PutOptions{Mode: CreateOnly}); err != nil {
 		if errors.Is(err, ErrExists) {
 			return nil, clientErr("Username already taken.")
-		}
-		return nil, err
-	}
-	if err := s.db.claimLookups(ctx, u); err != nil {
-		s.db.releaseLookups(ctx, u)
-		if _, derr := s.db.quick.Delete(ctx, userKey(u.Username), 0); derr != nil {
-			return nil, errors.Join(err, derr)
 		}
 		return nil, err
 	}
@@ -121,26 +120,17 @@ func (db *Database) hashSecQuests(qs []SecQuest) ([]SecQuest, error) {
 // normalAnswer is how security answers compare: trimmed, without regard to case.
 func normalAnswer(a string) string { return strings.ToLower(strings.TrimSpace(a)) }
 
-// claimLookups creates the user's e-mail and phone lookup records, create-only, which is what
-// makes addresses and numbers unique.
-func (db *Database) claimLookups(ctx context.Context, u *UserRecord) error {
-	claims := []struct {
-		key  Key
-		used string
-	}{
-		{emailKey(u.Email), "E-mail address already used."},
-		{phoneKey(u.Phone), "Phone number already used."},
-	}
-	for _, c := range claims {
-		if c.key.Key == "" {
+// lookupsFree checks that nobody has verified the user's e-mail address or phone number.
+func (db *Database) lookupsFree(ctx context.Context, u *UserRecord) error {
+	for kind, k := range contacts {
+		v := k.value(u)
+		if v == "" {
 			continue
 		}
-		err := putRecord(ctx, db.quick, c.key, &LookupRecord{Username: u.Username}, PutOptions{Mode: CreateOnly})
-		if errors.Is(err, ErrExists) {
-			return clientErr("%s", c.used)
-		}
-		if err != nil {
-			return err
+		if _, err := db.quick.Get(ctx, k.key(v)); err == nil {
+			return clientErr("%s", k.used)
+		} else if !isNotFound(err) {
+			return fmt.Errorf("checking %s: %w", kind, err)
 		}
 	}
 	return nil

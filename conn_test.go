@@ -96,19 +96,6 @@ func TestLoginErrors(t *testing.T) {
 	c.fails("ValidateUser", map[string]any{"username": owner.name, "session": "forged"}, "expired or revoked")
 }
 
-func TestEmailAndPhoneAreUnique(t *testing.T) {
-	srv := startServer(t, testConfig(t))
-	c := dialRaw(t, srv)
-	first, phone := uniqueName("first"), uniquePhone()
-	c.ok("CreateUser", map[string]any{"username": first, "password": testPassword, "email": first + "@example.org", "phone": phone})
-	d := dialRaw(t, srv)
-	second := uniqueName("second")
-	d.fails("CreateUser", map[string]any{"username": second, "password": testPassword, "email": strings.ToUpper(first) + "@EXAMPLE.ORG"}, "E-mail address already used.")
-	d.fails("CreateUser", map[string]any{"username": second, "password": testPassword, "phone": strings.ReplaceAll(phone, " ", "-")}, "Phone number already used.")
-	// The failed attempts left nothing behind: the name is still free.
-	d.ok("CreateUser", map[string]any{"username": second, "password": testPassword})
-}
-
 func TestBadFramesAnswerErrorsAndKeepTheConnection(t *testing.T) {
 	srv := startServer(t, testConfig(t))
 	c := register(t, srv, "frames")

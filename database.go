@@ -348,6 +348,9 @@ func init() {
 		"GetUserByUsername":    getUserByUsername,
 		"GetUserByEmail":       getUserByEmail,
 		"MatchUsers":           matchUsers,
+		// verifying e-mail and phone (database_functions_verify.go)
+		"SendVerificationCode": sendVerificationCode,
+		"VerifyContact":        verifyContact,
 		"AddAndroidDev":        deviceCommand("android", "add"),
 		"ChangeAndroidDev":     deviceCommand("android", "change"),
 		"RemoveAndroidDev":     deviceCommand("android", "remove"),

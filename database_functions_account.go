@@ -28,6 +28,7 @@ func (db *Database) userView(ctx context.Context, u *UserRecord) (*UserView, err
 		Friends: nonNil(u.Friends), IncomingPendingFriends: nonNil(u.Incoming),
 		OutgoingPendingFriends: nonNil(u.Outgoing), ProfilePic: u.ProfilePic,
 		Quota: u.Quota, QuotaUsed: u.QuotaUsed, Blocked: nonNil(u.Blocked),
+		EmailVerified: u.EmailVerified, PhoneVerified: u.PhoneVerified,
 	}
 	var err error
 	if v.CIDs, err = db.convoSummaries(ctx, u); err != nil {
@@ -245,38 +246,43 @@ func changeUserPassword(ctx context.Context, s *Session, req *Request) (reply, e
 	return v, nil
 }
 
-// changeLookup moves the user's e-mail or phone lookup record from old to new: the new one is
-// claimed create-only first (which is what keeps addresses unique), the old one released last.
-func (s *Session) changeLookup(ctx context.Context, key func(string) Key, value string, used string,
-	get func(*UserRecord) *string) (reply, error) {
-	u, err := s.db.getUser(ctx, s.user)
-	if err != nil {
-		return nil, err
-	}
-	old := *get(u)
-	if value == old {
-		return s.db.userView(ctx, u)
-	}
+// changeContact sets the user's e-mail address or phone number, unverified: the lookup of a
+// verified old one is released, and the new one claims nothing until VerifyContact.
+func (s *Session) changeContact(ctx context.Context, kind, value string) (reply, error) {
+	k := contacts[kind]
 	if value != "" {
-		err := putRecord(ctx, s.db.quick, key(value), &LookupRecord{Username: s.user}, PutOptions{Mode: CreateOnly})
-		if errors.Is(err, ErrExists) {
-			return nil, clientErr("%s", used)
-		}
-		if err != nil {
+		if l, _, err := getRecord[LookupRecord](ctx, s.db.quick, k.key(value)); err == nil && upperName(l.Username) != s.upper {
+			return nil, clientErr("%s", k.used)
+		} else if err != nil && !isNotFound(err) {
 			return nil, err
 		}
 	}
-	rep, err := s.changeSelf(ctx, func(u *UserRecord) error { *get(u) = value; return nil })
-	if err != nil {
-		if value != "" {
-			s.db.releaseLookup(ctx, key(value), s.user)
+	var old string
+	var wasVerified bool
+	rep, err := s.changeSelf(ctx, func(u *UserRecord) error {
+		old, wasVerified = k.value(u), *k.verified(u)
+		if old == value {
+			return errNoChange
 		}
+		*contactField(u, kind) = value
+		*k.verified(u) = false
+		delete(u.Codes, kind)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	if old != "" {
-		s.db.releaseLookup(ctx, key(old), s.user)
+	if old != value && wasVerified {
+		s.db.releaseLookup(ctx, k.key(old), s.user)
 	}
 	return rep, nil
+}
+
+func contactField(u *UserRecord, kind string) *string {
+	if kind == kindEmail {
+		return &u.Email
+	}
+	return &u.Phone
 }
 
 func changeUserEmail(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -284,7 +290,7 @@ func changeUserEmail(ctx context.Context, s *Session, req *Request) (reply, erro
 	if err != nil {
 		return nil, err
 	}
-	return s.changeLookup(ctx, emailKey, email, "E-mail address already used.", func(u *UserRecord) *string { return &u.Email })
+	return s.changeContact(ctx, kindEmail, email)
 }
 
 func changeUserPhone(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -292,7 +298,7 @@ func changeUserPhone(ctx context.Context, s *Session, req *Request) (reply, erro
 	if err != nil {
 		return nil, err
 	}
-	return s.changeLookup(ctx, phoneKey, phone, "Phone number already used.", func(u *UserRecord) *string { return &u.Phone })
+	return s.changeContact(ctx, kindPhone, phone)
 }
 
 func changeProfilePic(ctx context.Context, s *Session, req *Request) (reply, error) {

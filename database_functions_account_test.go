@@ -62,7 +62,9 @@ func TestChangeUserPasswordRevokesOtherSessions(t *testing.T) {
 }
 
 func TestChangeEmailPhoneAndProfile(t *testing.T) {
-	srv := startServer(t, testConfig(t))
+	cfg := testConfig(t)
+	relay := withMailRelay(t, &cfg)
+	srv := startServer(t, cfg)
 	phone := uniquePhone()
 	a, _ := registerWith(t, srv, "mover", map[string]any{"email": "old@" + strings.ReplaceAll(strings.ToLower(uniqueName("d")), "_", "-") + ".org", "phone": phone})
 	a2 := login(t, srv, a.name)
@@ -72,11 +74,14 @@ func TestChangeEmailPhoneAndProfile(t *testing.T) {
 	if p := a2.waitPush("UpdateUser", isCmd("UpdateUser")); p["Email"] != newEmail {
 		t.Fatalf("other session's UpdateUser: %v", p)
 	}
+	verified(t, relay, a, "email", newEmail, "")
+	verified(t, relay, a, "phone", strings.ReplaceAll(strings.TrimPrefix(phone, "+1"), " ", "")+"@vtext.com", "verizon")
 	b.fails("ChangeUserEmail", map[string]any{"email": strings.ToUpper(newEmail)}, "already used")
 	b.fails("ChangeUserPhone", map[string]any{"phone": phone}, "already used")
 	// Released on change: b can take a's old phone once a moves on.
 	a.ok("ChangeUserPhone", map[string]any{"phone": uniquePhone()})
 	b.ok("ChangeUserPhone", map[string]any{"phone": phone})
+	verified(t, relay, b, "phone", strings.ReplaceAll(strings.TrimPrefix(phone, "+1"), " ", "")+"@tmomail.net", "tmobile")
 	a.fails("ChangeUserEmail", map[string]any{"email": "nope"}, "Invalid e-mail")
 
 	a.ok("ChangeProfilePic", map[string]any{"ProfilePic": "https://pics.example/me.png"})

@@ -399,6 +399,7 @@ type limits struct {
 	lookupMisses  *budget      // per user: single lookups that found nobody
 	convoChanges  *budget      // per user, per hour: conversations created or joined by others
 	handshakes    *addrCounter // pre-login commands in progress per address
+	codes         *budget      // verification codes sent per user, per day
 }
 
 const (
@@ -416,6 +417,7 @@ func newLimits(cfg Config) *limits {
 		lookupMisses:  newBudget(missBurst, missBurst*missEvery),
 		convoChanges:  newBudget(cfg.ConvosPerHour, time.Hour),
 		handshakes:    newAddrCounter(cfg.HandshakesPerAddr),
+		codes:         newBudget(codesPerDay, 24*time.Hour),
 	}
 }
 

@@ -264,10 +264,12 @@ func TestClientAddressBehindTrustedProxies(t *testing.T) {
 func TestContactLookupsAreBudgeted(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.LookupsPerDay = 10
+	relay := withMailRelay(t, &cfg)
 	srv := startServer(t, cfg)
 	known := dialRaw(t, srv)
 	known.name = uniqueName("known")
 	known.ok("CreateUser", map[string]any{"username": known.name, "password": testPassword, "email": known.name + "@example.org"})
+	verified(t, relay, known, "email", strings.ToLower(known.name)+"@example.org", "")
 	c := register(t, srv, "prober")
 	var emails []map[string]any
 	for i := range 7 {

@@ -62,10 +62,18 @@ type Config struct {
 	MetricsToken        string
 	LegacyTransports    bool
 
+	// Outbound mail (mail_outbound.go); FILL_ME or empty: not configured.
+	SMTPRelay    string
+	SMTPUser     string
+	SMTPPassword string
+	MailFrom     string
+	MailDomain   string
+
 	// Set by tests only.
 	bcryptCost       int
 	guessBackoff     time.Duration
 	transportTimeout time.Duration
+	smtpRoots        *x509.CertPool // trusted for the relay's STARTTLS (nil: the system's)
 }
 
 func defaultConfig() Config {
@@ -92,6 +100,7 @@ func defaultConfig() Config {
 		ConvosPerHour:       100,
 		MaxSessionsPerUser:  50,
 		MaxScheduledPerUser: 100,
+		MailDomain:          "localhost",
 	}
 }
 
@@ -117,6 +126,11 @@ func parseFlags(args []string) (Config, error) {
 	fset.IntVar(&cfg.CommandBurst, "command-burst", cfg.CommandBurst, "commands a session may send in a burst above -command-rate")
 	fset.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "serve /metrics and /debug/pprof here (e.g. 127.0.0.1:6060)")
 	fset.StringVar(&cfg.MetricsToken, "metrics-token", cfg.MetricsToken, "also serve /metrics on -addr to requests with 'Authorization: Bearer <token>'")
+	fset.StringVar(&cfg.SMTPRelay, "smtp-relay", cfg.SMTPRelay, "host:port of the SMTP relay that sends the server's mail (verification codes); empty or FILL_ME: no mail")
+	fset.StringVar(&cfg.SMTPUser, "smtp-user", cfg.SMTPUser, "user for AUTH PLAIN at the relay (empty: none)")
+	fset.StringVar(&cfg.SMTPPassword, "smtp-password", cfg.SMTPPassword, "password for AUTH PLAIN at the relay")
+	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
+	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")
 	fset.DurationVar(&cfg.LoginTimeout, "login-timeout", cfg.LoginTimeout, "how long a connection may stay open without logging in")

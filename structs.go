@@ -40,6 +40,10 @@ type Request struct {
 	OldDevice   string       `json:"old_device,omitempty"`
 	Phones      []NamedPhone `json:"Phones,omitempty"`
 	Emails      []NamedEmail `json:"Emails,omitempty"`
+	// Contact verification: kind "email" or "phone", the code received, the phone's carrier.
+	Kind    string `json:"kind,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Carrier string `json:"carrier,omitempty"`
 }
 
 // SecQuest is a security question with its answer (plain on the wire, hashed in storage).
@@ -118,6 +122,8 @@ type UserView struct {
 	Quota                  int64           `json:"Quota"`
 	QuotaUsed              int64           `json:"QuotaUsed"`
 	Blocked                []string        `json:"Blocked"`
+	EmailVerified          bool            `json:"EmailVerified"`
+	PhoneVerified          bool            `json:"PhoneVerified"`
 	Session                string          `json:"session,omitempty"`
 }
 
@@ -220,6 +226,12 @@ type UserRecord struct {
 	// Tokens are the hashes of the user's resume tokens, oldest first, so that their number
 	// stays bounded.
 	Tokens []string `json:"Tokens,omitempty"`
+	// EmailVerified and PhoneVerified: the user proved the address or number with a code;
+	// only then is it claimed in the lookup records that contact discovery reads.
+	EmailVerified bool `json:"EmailVerified,omitempty"`
+	PhoneVerified bool `json:"PhoneVerified,omitempty"`
+	// Codes are the verification codes sent and not yet used, by kind.
+	Codes map[string]*PendingCode `json:"Codes,omitempty"`
 	// Deleting marks a user whose deletion has begun: it cannot log in, and its name stays
 	// taken until the deletion is complete.
 	Deleting bool `json:"Deleting,omitempty"`
@@ -248,6 +260,14 @@ type ConvoRecord struct {
 	// the members whose autoreply was sent since they last wrote here.
 	Autoreplies   map[string]string `json:"Autoreplies,omitempty"`
 	AutoreplySent map[string]bool   `json:"AutoreplySent,omitempty"`
+}
+
+// PendingCode is a verification code sent to an address or number.
+type PendingCode struct {
+	Value   string `json:"Value"` // the address or number it was sent to
+	Hash    string `json:"Hash"`  // SHA-256 of the code
+	Expires string `json:"Expires"`
+	Tries   int    `json:"Tries"`
 }
 
 // SessionRecord is a resumable login (namespace users, set session, key SHA-256 of the token).

@@ -6246,6 +6246,351 @@ done:
 }
 
 // MarshalJSON marshal bytes to json - template
+func (j *PendingCode) MarshalJSON() ([]byte, error) {
+	var buf fflib.Buffer
+	if j == nil {
+		buf.WriteString("null")
+		return buf.Bytes(), nil
+	}
+	err := j.MarshalJSONBuf(&buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// MarshalJSONBuf marshal buff to json - template
+func (j *PendingCode) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
+	if j == nil {
+		buf.WriteString("null")
+		return nil
+	}
+	var err error
+	var obj []byte
+	_ = obj
+	_ = err
+	buf.WriteString(`{"Value":`)
+	fflib.WriteJsonString(buf, string(j.Value))
+	buf.WriteString(`,"Hash":`)
+	fflib.WriteJsonString(buf, string(j.Hash))
+	buf.WriteString(`,"Expires":`)
+	fflib.WriteJsonString(buf, string(j.Expires))
+	buf.WriteString(`,"Tries":`)
+	fflib.FormatBits2(buf, uint64(j.Tries), 10, j.Tries < 0)
+	buf.WriteByte('}')
+	return nil
+}
+
+const (
+	ffjtPendingCodebase = iota
+	ffjtPendingCodenosuchkey
+
+	ffjtPendingCodeValue
+
+	ffjtPendingCodeHash
+
+	ffjtPendingCodeExpires
+
+	ffjtPendingCodeTries
+)
+
+var ffjKeyPendingCodeValue = []byte("Value")
+
+var ffjKeyPendingCodeHash = []byte("Hash")
+
+var ffjKeyPendingCodeExpires = []byte("Expires")
+
+var ffjKeyPendingCodeTries = []byte("Tries")
+
+// UnmarshalJSON umarshall json - template of ffjson
+func (j *PendingCode) UnmarshalJSON(input []byte) error {
+	fs := fflib.NewFFLexer(input)
+	return j.UnmarshalJSONFFLexer(fs, fflib.FFParse_map_start)
+}
+
+// UnmarshalJSONFFLexer fast json unmarshall - template ffjson
+func (j *PendingCode) UnmarshalJSONFFLexer(fs *fflib.FFLexer, state fflib.FFParseState) error {
+	var err error
+	currentKey := ffjtPendingCodebase
+	_ = currentKey
+	tok := fflib.FFTok_init
+	wantedTok := fflib.FFTok_init
+
+mainparse:
+	for {
+		tok = fs.Scan()
+		//	println(fmt.Sprintf("debug: tok: %v  state: %v", tok, state))
+		if tok == fflib.FFTok_error {
+			goto tokerror
+		}
+
+		switch state {
+
+		case fflib.FFParse_map_start:
+			if tok != fflib.FFTok_left_bracket {
+				wantedTok = fflib.FFTok_left_bracket
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_key
+			continue
+
+		case fflib.FFParse_after_value:
+			if tok == fflib.FFTok_comma {
+				state = fflib.FFParse_want_key
+			} else if tok == fflib.FFTok_right_bracket {
+				goto done
+			} else {
+				wantedTok = fflib.FFTok_comma
+				goto wrongtokenerror
+			}
+
+		case fflib.FFParse_want_key:
+			// json {} ended. goto exit. woo.
+			if tok == fflib.FFTok_right_bracket {
+				goto done
+			}
+			if tok != fflib.FFTok_string {
+				wantedTok = fflib.FFTok_string
+				goto wrongtokenerror
+			}
+
+			kn := fs.Output.Bytes()
+			if len(kn) <= 0 {
+				// "" case. hrm.
+				currentKey = ffjtPendingCodenosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			} else {
+				switch kn[0] {
+
+				case 'E':
+
+					if bytes.Equal(ffjKeyPendingCodeExpires, kn) {
+						currentKey = ffjtPendingCodeExpires
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'H':
+
+					if bytes.Equal(ffjKeyPendingCodeHash, kn) {
+						currentKey = ffjtPendingCodeHash
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'T':
+
+					if bytes.Equal(ffjKeyPendingCodeTries, kn) {
+						currentKey = ffjtPendingCodeTries
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'V':
+
+					if bytes.Equal(ffjKeyPendingCodeValue, kn) {
+						currentKey = ffjtPendingCodeValue
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				}
+
+				if fflib.EqualFoldRight(ffjKeyPendingCodeTries, kn) {
+					currentKey = ffjtPendingCodeTries
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyPendingCodeExpires, kn) {
+					currentKey = ffjtPendingCodeExpires
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyPendingCodeHash, kn) {
+					currentKey = ffjtPendingCodeHash
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyPendingCodeValue, kn) {
+					currentKey = ffjtPendingCodeValue
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				currentKey = ffjtPendingCodenosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			}
+
+		case fflib.FFParse_want_colon:
+			if tok != fflib.FFTok_colon {
+				wantedTok = fflib.FFTok_colon
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_value
+			continue
+		case fflib.FFParse_want_value:
+
+			if tok == fflib.FFTok_left_brace || tok == fflib.FFTok_left_bracket || tok == fflib.FFTok_integer || tok == fflib.FFTok_double || tok == fflib.FFTok_string || tok == fflib.FFTok_bool || tok == fflib.FFTok_null {
+				switch currentKey {
+
+				case ffjtPendingCodeValue:
+					goto handle_Value
+
+				case ffjtPendingCodeHash:
+					goto handle_Hash
+
+				case ffjtPendingCodeExpires:
+					goto handle_Expires
+
+				case ffjtPendingCodeTries:
+					goto handle_Tries
+
+				case ffjtPendingCodenosuchkey:
+					err = fs.SkipField(tok)
+					if err != nil {
+						return fs.WrapErr(err)
+					}
+					state = fflib.FFParse_after_value
+					goto mainparse
+				}
+			} else {
+				goto wantedvalue
+			}
+		}
+	}
+
+handle_Value:
+
+	/* handler: j.Value type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Value = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Hash:
+
+	/* handler: j.Hash type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Hash = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Expires:
+
+	/* handler: j.Expires type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Expires = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Tries:
+
+	/* handler: j.Tries type=int kind=int quoted=false*/
+
+	{
+		if tok != fflib.FFTok_integer && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for int", tok))
+		}
+	}
+
+	{
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			tval, err := fflib.ParseInt(fs.Output.Bytes(), 10, 64)
+
+			if err != nil {
+				return fs.WrapErr(err)
+			}
+
+			j.Tries = int(tval)
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+wantedvalue:
+	return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+wrongtokenerror:
+	return fs.WrapErr(fmt.Errorf("ffjson: wanted token: %v, but got token: %v output=%s", wantedTok, tok, fs.Output.String()))
+tokerror:
+	if fs.BigError != nil {
+		return fs.WrapErr(fs.BigError)
+	}
+	err = fs.Error.ToError()
+	if err != nil {
+		return fs.WrapErr(err)
+	}
+	panic("ffjson-generated: unreachable, please report bug.")
+done:
+
+	return nil
+}
+
+// MarshalJSON marshal bytes to json - template
 func (j *PublicUser) MarshalJSON() ([]byte, error) {
 	var buf fflib.Buffer
 	if j == nil {
@@ -6995,6 +7340,21 @@ func (j *Request) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		}
 		buf.WriteByte(',')
 	}
+	if len(j.Kind) != 0 {
+		buf.WriteString(`"kind":`)
+		fflib.WriteJsonString(buf, string(j.Kind))
+		buf.WriteByte(',')
+	}
+	if len(j.Code) != 0 {
+		buf.WriteString(`"code":`)
+		fflib.WriteJsonString(buf, string(j.Code))
+		buf.WriteByte(',')
+	}
+	if len(j.Carrier) != 0 {
+		buf.WriteString(`"carrier":`)
+		fflib.WriteJsonString(buf, string(j.Carrier))
+		buf.WriteByte(',')
+	}
 	buf.Rewind(1)
 	buf.WriteByte('}')
 	return nil
@@ -7063,6 +7423,12 @@ const (
 	ffjtRequestPhones
 
 	ffjtRequestEmails
+
+	ffjtRequestKind
+
+	ffjtRequestCode
+
+	ffjtRequestCarrier
 )
 
 var ffjKeyRequestCmd = []byte("cmd")
@@ -7124,6 +7490,12 @@ var ffjKeyRequestOldDevice = []byte("old_device")
 var ffjKeyRequestPhones = []byte("Phones")
 
 var ffjKeyRequestEmails = []byte("Emails")
+
+var ffjKeyRequestKind = []byte("kind")
+
+var ffjKeyRequestCode = []byte("code")
+
+var ffjKeyRequestCarrier = []byte("carrier")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *Request) UnmarshalJSON(input []byte) error {
@@ -7296,6 +7668,16 @@ mainparse:
 						currentKey = ffjtRequestClientID
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyRequestCode, kn) {
+						currentKey = ffjtRequestCode
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyRequestCarrier, kn) {
+						currentKey = ffjtRequestCarrier
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
 				case 'd':
@@ -7323,6 +7705,14 @@ mainparse:
 
 					} else if bytes.Equal(ffjKeyRequestFriendUID, kn) {
 						currentKey = ffjtRequestFriendUID
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'k':
+
+					if bytes.Equal(ffjKeyRequestKind, kn) {
+						currentKey = ffjtRequestKind
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -7390,6 +7780,24 @@ mainparse:
 						goto mainparse
 					}
 
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyRequestCarrier, kn) {
+					currentKey = ffjtRequestCarrier
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyRequestCode, kn) {
+					currentKey = ffjtRequestCode
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyRequestKind, kn) {
+					currentKey = ffjtRequestKind
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.EqualFoldRight(ffjKeyRequestEmails, kn) {
@@ -7678,6 +8086,15 @@ mainparse:
 
 				case ffjtRequestEmails:
 					goto handle_Emails
+
+				case ffjtRequestKind:
+					goto handle_Kind
+
+				case ffjtRequestCode:
+					goto handle_Code
+
+				case ffjtRequestCarrier:
+					goto handle_Carrier
 
 				case ffjtRequestnosuchkey:
 					err = fs.SkipField(tok)
@@ -8667,6 +9084,84 @@ handle_Emails:
 
 				wantVal = false
 			}
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Kind:
+
+	/* handler: j.Kind type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Kind = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Code:
+
+	/* handler: j.Code type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Code = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Carrier:
+
+	/* handler: j.Carrier type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Carrier = string(string(outBuf))
+
 		}
 	}
 
@@ -11212,6 +11707,31 @@ func (j *UserRecord) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		}
 		buf.WriteByte(',')
 	}
+	if j.EmailVerified != false {
+		if j.EmailVerified {
+			buf.WriteString(`"EmailVerified":true`)
+		} else {
+			buf.WriteString(`"EmailVerified":false`)
+		}
+		buf.WriteByte(',')
+	}
+	if j.PhoneVerified != false {
+		if j.PhoneVerified {
+			buf.WriteString(`"PhoneVerified":true`)
+		} else {
+			buf.WriteString(`"PhoneVerified":false`)
+		}
+		buf.WriteByte(',')
+	}
+	if len(j.Codes) != 0 {
+		buf.WriteString(`"Codes":`)
+		/* Falling back. type=map[string]*ffjsongentmp.PendingCode kind=map */
+		err = buf.Encode(j.Codes)
+		if err != nil {
+			return err
+		}
+		buf.WriteByte(',')
+	}
 	if j.Deleting != false {
 		if j.Deleting {
 			buf.WriteString(`"Deleting":true`)
@@ -11267,6 +11787,12 @@ const (
 
 	ffjtUserRecordTokens
 
+	ffjtUserRecordEmailVerified
+
+	ffjtUserRecordPhoneVerified
+
+	ffjtUserRecordCodes
+
 	ffjtUserRecordDeleting
 )
 
@@ -11307,6 +11833,12 @@ var ffjKeyUserRecordUserID = []byte("UserID")
 var ffjKeyUserRecordBlocked = []byte("Blocked")
 
 var ffjKeyUserRecordTokens = []byte("Tokens")
+
+var ffjKeyUserRecordEmailVerified = []byte("EmailVerified")
+
+var ffjKeyUserRecordPhoneVerified = []byte("PhoneVerified")
+
+var ffjKeyUserRecordCodes = []byte("Codes")
 
 var ffjKeyUserRecordDeleting = []byte("Deleting")
 
@@ -11398,6 +11930,11 @@ mainparse:
 						currentKey = ffjtUserRecordCreated
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserRecordCodes, kn) {
+						currentKey = ffjtUserRecordCodes
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
 				case 'D':
@@ -11417,6 +11954,11 @@ mainparse:
 
 					if bytes.Equal(ffjKeyUserRecordEmail, kn) {
 						currentKey = ffjtUserRecordEmail
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserRecordEmailVerified, kn) {
+						currentKey = ffjtUserRecordEmailVerified
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -11459,6 +12001,11 @@ mainparse:
 
 					} else if bytes.Equal(ffjKeyUserRecordProfilePic, kn) {
 						currentKey = ffjtUserRecordProfilePic
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserRecordPhoneVerified, kn) {
+						currentKey = ffjtUserRecordPhoneVerified
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -11514,6 +12061,24 @@ mainparse:
 
 				if fflib.SimpleLetterEqualFold(ffjKeyUserRecordDeleting, kn) {
 					currentKey = ffjtUserRecordDeleting
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyUserRecordCodes, kn) {
+					currentKey = ffjtUserRecordCodes
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyUserRecordPhoneVerified, kn) {
+					currentKey = ffjtUserRecordPhoneVerified
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyUserRecordEmailVerified, kn) {
+					currentKey = ffjtUserRecordEmailVerified
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -11705,6 +12270,15 @@ mainparse:
 
 				case ffjtUserRecordTokens:
 					goto handle_Tokens
+
+				case ffjtUserRecordEmailVerified:
+					goto handle_EmailVerified
+
+				case ffjtUserRecordPhoneVerified:
+					goto handle_PhoneVerified
+
+				case ffjtUserRecordCodes:
+					goto handle_Codes
 
 				case ffjtUserRecordDeleting:
 					goto handle_Deleting
@@ -12699,6 +13273,181 @@ handle_Tokens:
 	state = fflib.FFParse_after_value
 	goto mainparse
 
+handle_EmailVerified:
+
+	/* handler: j.EmailVerified type=bool kind=bool quoted=false*/
+
+	{
+		if tok != fflib.FFTok_bool && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for bool", tok))
+		}
+	}
+
+	{
+		if tok == fflib.FFTok_null {
+
+		} else {
+			tmpb := fs.Output.Bytes()
+
+			if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
+
+				j.EmailVerified = true
+
+			} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
+
+				j.EmailVerified = false
+
+			} else {
+				err = errors.New("unexpected bytes for true/false value")
+				return fs.WrapErr(err)
+			}
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_PhoneVerified:
+
+	/* handler: j.PhoneVerified type=bool kind=bool quoted=false*/
+
+	{
+		if tok != fflib.FFTok_bool && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for bool", tok))
+		}
+	}
+
+	{
+		if tok == fflib.FFTok_null {
+
+		} else {
+			tmpb := fs.Output.Bytes()
+
+			if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
+
+				j.PhoneVerified = true
+
+			} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
+
+				j.PhoneVerified = false
+
+			} else {
+				err = errors.New("unexpected bytes for true/false value")
+				return fs.WrapErr(err)
+			}
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Codes:
+
+	/* handler: j.Codes type=map[string]*ffjsongentmp.PendingCode kind=map quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_left_bracket && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for ", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+			j.Codes = nil
+		} else {
+
+			j.Codes = make(map[string]*PendingCode, 0)
+
+			wantVal := true
+
+			for {
+
+				var k string
+
+				var tmpJCodes *PendingCode
+
+				tok = fs.Scan()
+				if tok == fflib.FFTok_error {
+					goto tokerror
+				}
+				if tok == fflib.FFTok_right_bracket {
+					break
+				}
+
+				if tok == fflib.FFTok_comma {
+					if wantVal == true {
+						// TODO(pquerna): this isn't an ideal error message, this handles
+						// things like [,,,] as an array value.
+						return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+					}
+					continue
+				} else {
+					wantVal = true
+				}
+
+				/* handler: k type=string kind=string quoted=false*/
+
+				{
+
+					{
+						if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+							return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+						}
+					}
+
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						outBuf := fs.Output.Bytes()
+
+						k = string(string(outBuf))
+
+					}
+				}
+
+				// Expect ':' after key
+				tok = fs.Scan()
+				if tok != fflib.FFTok_colon {
+					return fs.WrapErr(fmt.Errorf("wanted colon token, but got token: %v", tok))
+				}
+
+				tok = fs.Scan()
+				/* handler: tmpJCodes type=*ffjsongentmp.PendingCode kind=ptr quoted=false*/
+
+				{
+					if tok == fflib.FFTok_null {
+
+						tmpJCodes = nil
+
+					} else {
+
+						if tmpJCodes == nil {
+							tmpJCodes = new(PendingCode)
+						}
+
+						err = tmpJCodes.UnmarshalJSONFFLexer(fs, fflib.FFParse_want_key)
+						if err != nil {
+							return err
+						}
+					}
+					state = fflib.FFParse_after_value
+				}
+
+				j.Codes[k] = tmpJCodes
+
+				wantVal = false
+			}
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
 handle_Deleting:
 
 	/* handler: j.Deleting type=bool kind=bool quoted=false*/
@@ -12916,6 +13665,16 @@ func (j *UserView) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	} else {
 		buf.WriteString(`null`)
 	}
+	if j.EmailVerified {
+		buf.WriteString(`,"EmailVerified":true`)
+	} else {
+		buf.WriteString(`,"EmailVerified":false`)
+	}
+	if j.PhoneVerified {
+		buf.WriteString(`,"PhoneVerified":true`)
+	} else {
+		buf.WriteString(`,"PhoneVerified":false`)
+	}
 	buf.WriteByte(',')
 	if len(j.Session) != 0 {
 		buf.WriteString(`"session":`)
@@ -12961,6 +13720,10 @@ const (
 
 	ffjtUserViewBlocked
 
+	ffjtUserViewEmailVerified
+
+	ffjtUserViewPhoneVerified
+
 	ffjtUserViewSession
 )
 
@@ -12993,6 +13756,10 @@ var ffjKeyUserViewQuota = []byte("Quota")
 var ffjKeyUserViewQuotaUsed = []byte("QuotaUsed")
 
 var ffjKeyUserViewBlocked = []byte("Blocked")
+
+var ffjKeyUserViewEmailVerified = []byte("EmailVerified")
+
+var ffjKeyUserViewPhoneVerified = []byte("PhoneVerified")
 
 var ffjKeyUserViewSession = []byte("session")
 
@@ -13087,6 +13854,11 @@ mainparse:
 						currentKey = ffjtUserViewEmail
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserViewEmailVerified, kn) {
+						currentKey = ffjtUserViewEmailVerified
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
 				case 'F':
@@ -13122,6 +13894,11 @@ mainparse:
 
 					} else if bytes.Equal(ffjKeyUserViewProfilePic, kn) {
 						currentKey = ffjtUserViewProfilePic
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserViewPhoneVerified, kn) {
+						currentKey = ffjtUserViewPhoneVerified
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -13183,6 +13960,18 @@ mainparse:
 
 				if fflib.EqualFoldRight(ffjKeyUserViewSession, kn) {
 					currentKey = ffjtUserViewSession
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyUserViewPhoneVerified, kn) {
+					currentKey = ffjtUserViewPhoneVerified
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyUserViewEmailVerified, kn) {
+					currentKey = ffjtUserViewEmailVerified
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -13338,6 +14127,12 @@ mainparse:
 
 				case ffjtUserViewBlocked:
 					goto handle_Blocked
+
+				case ffjtUserViewEmailVerified:
+					goto handle_EmailVerified
+
+				case ffjtUserViewPhoneVerified:
+					goto handle_PhoneVerified
 
 				case ffjtUserViewSession:
 					goto handle_Session
@@ -14006,6 +14801,76 @@ handle_Blocked:
 
 				wantVal = false
 			}
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_EmailVerified:
+
+	/* handler: j.EmailVerified type=bool kind=bool quoted=false*/
+
+	{
+		if tok != fflib.FFTok_bool && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for bool", tok))
+		}
+	}
+
+	{
+		if tok == fflib.FFTok_null {
+
+		} else {
+			tmpb := fs.Output.Bytes()
+
+			if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
+
+				j.EmailVerified = true
+
+			} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
+
+				j.EmailVerified = false
+
+			} else {
+				err = errors.New("unexpected bytes for true/false value")
+				return fs.WrapErr(err)
+			}
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_PhoneVerified:
+
+	/* handler: j.PhoneVerified type=bool kind=bool quoted=false*/
+
+	{
+		if tok != fflib.FFTok_bool && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for bool", tok))
+		}
+	}
+
+	{
+		if tok == fflib.FFTok_null {
+
+		} else {
+			tmpb := fs.Output.Bytes()
+
+			if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
+
+				j.PhoneVerified = true
+
+			} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
+
+				j.PhoneVerified = false
+
+			} else {
+				err = errors.New("unexpected bytes for true/false value")
+				return fs.WrapErr(err)
+			}
+
 		}
 	}
 
