@@ -26,11 +26,6 @@ func createUser(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	// An address or number given here is unverified: it claims nothing yet (see
-	// database_functions_verify.go), but one that someone has verified is taken.
-	if err := s.db.lookupsFree(ctx, u); err != nil {
-		return nil, err
-	}
 	if err := putRecord(ctx, s.db.quick, userKey(u.Username), u, PutOptions{Mode: CreateOnly}); err != nil {
 		if errors.Is(err, ErrExists) {
 			return nil, clientErr("Username already taken.")
@@ -49,20 +44,24 @@ func (db *Database) checkNewUser(ctx context.Context, req *Request) error {
 	if err := checkPassword(req.Password); err != nil {
 		return err
 	}
-	if _, err := normalEmail(req.Email); err != nil {
+	email, err := normalEmail(req.Email)
+	if err != nil {
 		return err
 	}
-	if _, err := normalPhone(req.Phone); err != nil {
+	phone, err := normalPhone(req.Phone)
+	if err != nil {
 		return err
 	}
-	_, err := db.quick.Get(ctx, userKey(req.Username))
+	_, err = db.quick.Get(ctx, userKey(req.Username))
 	switch {
 	case err == nil:
 		return clientErr("Username already taken.")
 	case !isNotFound(err):
 		return err
 	}
-	return nil
+	// An address or number given here is unverified: it claims nothing yet (see
+	// database_functions_verify.go), but one that someone has verified is taken.
+	return db.lookupsFree(ctx, &UserRecord{Email: email, Phone: phone})
 }
 
 // newUserRecord makes the record to store for a CreateUser request that checkNewUser passed.
