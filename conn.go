@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/igm/sockjs-go/v3/sockjs"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go"
 	"github.com/pquerna/ffjson/ffjson"
 	"golang.org/x/time/rate"
@@ -52,6 +56,7 @@ type Session struct {
 	tokenHash string // the resume token this session logged in with or was issued
 	sub       *nats.Subscription
 	pushes    chan *nats.Msg
+	resync    chan struct{} // a Resync push is due (resync.go)
 
 	// closeAfterReply, when set by a command, closes the session with this reason once the
 	// command's reply is sent.
@@ -76,6 +81,7 @@ func (db *Database) sockHandler(srvCtx context.Context, sock sockjs.Session) {
 		remote:  db.clientKey(sock),
 		limiter: rate.NewLimiter(rate.Limit(db.cfg.CommandRate), db.cfg.CommandBurst),
 		done:    make(chan struct{}),
+		resync:  make(chan struct{}, 1),
 	}
 	frames := make(chan string, 16)
 	go s.readFrames(ctx, frames)
@@ -272,8 +278,8 @@ func (s *Session) errorText(cmd string, err error) string {
 	if errors.As(err, &ce) {
 		return ce.Msg
 	}
-	if errors.Is(err, ErrUnavailable) {
-		slog.Error("quick store unavailable", "cmd", cmd, "user", s.user, "err", err)
+	if errors.Is(err, ErrUnavailable) || postgresUnavailable(err) {
+		slog.Error("storage unavailable", "cmd", cmd, "user", s.user, "err", err)
 		return "storage unavailable, try again shortly"
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -282,6 +288,24 @@ func (s *Session) errorText(cmd string, err error) string {
 	}
 	slog.Error("command failed", "cmd", cmd, "user", s.user, "err", err)
 	return "internal error, try again"
+}
+
+// postgresUnavailable reports whether err means PostgreSQL could not be reached (as opposed to
+// a statement that failed), so that both stores' outages read the same to a client.
+func postgresUnavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false // a command's own deadline, which errorText words itself
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || isAdminShutdown(err)
+}
+
+// isAdminShutdown: the server is shutting down or restarting (57P01, 57P02, 57P03).
+func isAdminShutdown(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "57P0")
 }
 
 // ClientError is an error whose message the client may see.
@@ -378,14 +402,21 @@ func (s *Session) login(u *UserRecord, hash string) error {
 		return fmt.Errorf("subscribing to events: %w", err)
 	}
 	// The server must have the subscription before the client hears it is logged in, so that
-	// no event published after the reply is missed.
-	if err := s.db.nc.Flush(); err != nil {
-		_ = sub.Unsubscribe()
-		return fmt.Errorf("subscribing to events: %w", err)
+	// no event published after the reply is missed. While NATS is away the login goes ahead at
+	// once: the subscription is sent on reconnect, and every session then resyncs.
+	connected := s.db.nc.Status() == nats.CONNECTED
+	if connected {
+		if err := s.db.nc.FlushTimeout(5 * time.Second); err != nil {
+			_ = sub.Unsubscribe()
+			return fmt.Errorf("subscribing to events: %w", err)
+		}
 	}
 	s.user, s.upper, s.tokenHash = u.Username, upperName(u.Username), hash
 	s.sub, s.pushes = sub, pushes
 	s.db.subs.Store(sub, s)
+	if !connected {
+		s.requestResync() // in case NATS came back before this session was listed
+	}
 	return nil
 }
 

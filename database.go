@@ -28,8 +28,11 @@ type Database struct {
 
 	// sessions counts running sockHandlers, so that shutdown can wait for them.
 	sessions sync.WaitGroup
-	// subs maps a session's NATS subscription to the session, for slow-consumer handling.
+	// subs maps a session's NATS subscription to the session, for slow-consumer handling and
+	// resyncs.
 	subs sync.Map // *nats.Subscription → *Session
+	// missed are publishes NATS refused, repaired when it is back (resync.go).
+	missed missedPublishes
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
@@ -157,6 +160,8 @@ func (db *Database) connectNATS(natsURL string) error {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ErrorHandler(db.natsError),
+		nats.DisconnectErrHandler(db.natsDisconnected),
+		nats.ReconnectHandler(db.natsReconnected),
 	}
 	if natsURL == "" {
 		ns, err := natsserver.NewServer(&natsserver.Options{DontListen: true, NoSigs: true, NoLog: true})
@@ -176,6 +181,10 @@ func (db *Database) connectNATS(natsURL string) error {
 		return fmt.Errorf("connecting to NATS %s: %w; is it running? leave -nats empty for the embedded server", redactURL(natsURL), err)
 	}
 	db.nc = nc
+	// A Resync for everyone here, when some instance lost more than it could remember.
+	if _, err := nc.Subscribe(broadcastSubject, func(*nats.Msg) { db.resyncSessions() }); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", broadcastSubject, err)
+	}
 	return nil
 }
 
@@ -221,10 +230,7 @@ func (db *Database) publish(users []string, payload []byte, skipSession string) 
 		if skipSession != "" {
 			msg.Header = nats.Header{hdrSkipSession: []string{skipSession}}
 		}
-		if err := db.nc.PublishMsg(msg); err != nil {
-			db.metrics.natsError()
-			slog.Error("publishing event", "user", u, "err", err)
-		}
+		db.publishMsg(msg)
 	}
 }
 
@@ -235,21 +241,14 @@ func (db *Database) publishClose(user string, payload []byte, reason, skipSessio
 	if skipSession != "" {
 		msg.Header.Set(hdrSkipSession, skipSession)
 	}
-	if err := db.nc.PublishMsg(msg); err != nil {
-		db.metrics.natsError()
-		slog.Error("publishing close", "user", user, "err", err)
-	}
+	db.publishMsg(msg)
 }
 
 // publishRevoke closes every session of user that logged in with (or was issued) the resume
 // token whose hash is given, on every instance.
 func (db *Database) publishRevoke(user, tokenHash, reason string) {
-	msg := &nats.Msg{Subject: userSubject(upperName(user)),
-		Header: nats.Header{hdrClose: []string{reason}, hdrCloseToken: []string{tokenHash}}}
-	if err := db.nc.PublishMsg(msg); err != nil {
-		db.metrics.natsError()
-		slog.Error("publishing revocation", "user", user, "err", err)
-	}
+	db.publishMsg(&nats.Msg{Subject: userSubject(upperName(user)),
+		Header: nats.Header{hdrClose: []string{reason}, hdrCloseToken: []string{tokenHash}}})
 }
 
 // Run is the main loop of a logged-in session: it waits on the client's frames, the user's NATS
@@ -272,6 +271,8 @@ func (s *Session) Run(ctx context.Context, frames <-chan string) {
 			s.handleFrame(ctx, frame)
 		case msg := <-s.pushes:
 			s.forward(msg)
+		case <-s.resync:
+			s.sendRaw(resyncPayload)
 		}
 	}
 }
@@ -348,6 +349,7 @@ func init() {
 		"GetUserByUsername":    getUserByUsername,
 		"GetUserByEmail":       getUserByEmail,
 		"MatchUsers":           matchUsers,
+		"GetUserView":          getUserView,
 		// verifying e-mail and phone (database_functions_verify.go)
 		"SendVerificationCode": sendVerificationCode,
 		"VerifyContact":        verifyContact,

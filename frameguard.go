@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"time"
 )
 
 // sockjs-go reads whole websocket messages into memory without a size limit, so a client could
@@ -16,11 +17,17 @@ import (
 var errFrameTooLarge = errors.New("websocket message over the hard frame limit")
 
 // guardWebsockets wraps the response writer of upgrade requests so the hijacked connection is
-// guarded.
-func guardWebsockets(h http.Handler, limit int64) http.Handler {
+// guarded. On the raw websocket path (rawPath) it also finds half-dead clients: the server pings
+// every heartbeat and every websocket client answers with a pong, so a connection that sends
+// nothing for rawIdle is dead, and its read fails.
+func guardWebsockets(h http.Handler, limit int64, rawPath string, rawIdle time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hj, ok := w.(http.Hijacker); ok && r.Header.Get("Upgrade") != "" {
-			w = &guardedWriter{ResponseWriter: w, hj: hj, limit: limit}
+			g := &guardedWriter{ResponseWriter: w, hj: hj, limit: limit}
+			if r.URL.Path == rawPath {
+				g.idle = rawIdle
+			}
+			w = g
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -30,6 +37,7 @@ type guardedWriter struct {
 	http.ResponseWriter
 	hj    http.Hijacker
 	limit int64
+	idle  time.Duration
 }
 
 func (g *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -37,7 +45,7 @@ func (g *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	gc := &guardConn{Conn: c, limit: g.limit}
+	gc := &guardConn{Conn: c, limit: g.limit, idle: g.idle}
 	if brw.Reader.Buffered() > 0 {
 		return nil, nil, errors.New("client sent data before the handshake completed")
 	}
@@ -49,13 +57,17 @@ func (g *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 type guardConn struct {
 	net.Conn
 	limit   int64
-	hdr     []byte // the header bytes of the frame being read
-	need    int    // header bytes still missing; 0 while in a payload
-	payload int64  // payload bytes left in the current frame
-	message int64  // bytes of the current message so far
+	idle    time.Duration // > 0: a read that waits longer fails
+	hdr     []byte        // the header bytes of the frame being read
+	need    int           // header bytes still missing; 0 while in a payload
+	payload int64         // payload bytes left in the current frame
+	message int64         // bytes of the current message so far
 }
 
 func (g *guardConn) Read(p []byte) (int, error) {
+	if g.idle > 0 {
+		_ = g.Conn.SetReadDeadline(time.Now().Add(g.idle))
+	}
 	n, err := g.Conn.Read(p)
 	if ferr := g.scan(p[:n]); ferr != nil {
 		_ = g.Conn.Close()

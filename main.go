@@ -74,6 +74,7 @@ type Config struct {
 	guessBackoff     time.Duration
 	transportTimeout time.Duration
 	smtpRoots        *x509.CertPool // trusted for the relay's STARTTLS (nil: the system's)
+	heartbeat        time.Duration  // how often sessions are sent a heartbeat
 }
 
 func defaultConfig() Config {
@@ -90,6 +91,7 @@ func defaultConfig() Config {
 		bcryptCost:       bcrypt.DefaultCost,
 		guessBackoff:     time.Second,
 		transportTimeout: transportTimeout,
+		heartbeat:        10 * time.Second,
 
 		LoginTimeout:        30 * time.Second,
 		MaxConnsPerAddr:     256,
@@ -204,7 +206,10 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	// TCP keepalive finds peers that vanished (a laptop closed, a NAT that forgot us) within
+	// about half a minute, on every transport.
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}}
+	ln, err := lc.Listen(ctx, "tcp", cfg.Addr)
 	if err != nil {
 		srv.Close()
 		return fmt.Errorf("listening on %s: %w (is another server using it? choose one with -addr)", cfg.Addr, err)
@@ -279,12 +284,15 @@ func (s *Server) routes() http.Handler {
 	opts.SockJSURL = "/vendor/sockjs.min.js"
 	opts.RawWebsocket = true
 	opts.WebsocketWriteTimeout = 10 * time.Second
+	opts.HeartbeatDelay = s.cfg.heartbeat // SockJS "h" frames; pings on the raw websocket
 	// One origin check for both the websocket upgrades and the CORS answers of the XHR
 	// transports: the server's own origin and -allowed-origins.
 	opts.CheckOrigin = s.checkOrigin
 	opts.WebsocketUpgrader = &websocket.Upgrader{CheckOrigin: s.checkOrigin}
 	sock := sockjs.NewHandler("/ws", opts, func(sess sockjs.Session) { s.db.sockHandler(s.ctx, sess) })
-	mux.Handle("/ws/", s.guardTransports(guardWebsockets(limitBody(sock), hardFrameLimit)))
+	// A raw websocket client that has not answered two pings and a half is gone.
+	rawIdle := s.cfg.heartbeat*5/2 + time.Second
+	mux.Handle("/ws/", s.guardTransports(guardWebsockets(limitBody(sock), hardFrameLimit, "/ws/websocket", rawIdle)))
 	mux.Handle("/", securityHeaders(webHandler(s.web)))
 	if s.cfg.MetricsToken != "" {
 		mux.Handle("/metrics", requireBearer(s.cfg.MetricsToken, s.db.metrics.Handler()))

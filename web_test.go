@@ -499,6 +499,28 @@ func TestWebClient(t *testing.T) {
 		return
 	}
 
+	if !t.Run("a lost push is fetched when the server says Resync", func(t *testing.T) {
+		// Stored, but its push lost (as when NATS was away): nothing shows until the server tells
+		// the clients to resync; then it does, once, without a reload.
+		lost := "Sent while the fan-out was down."
+		m := &Message{CID: cid, FUsername: bobName, Content: lost, Kind: "text", ClientID: "lost-1"}
+		if _, err := srv.db.insertMessage(t.Context(), srv.db.pool, m); err != nil {
+			t.Fatal(err)
+		}
+		alice.send(t, "A later message, pushed live.")
+		bob.waitJS(t, "the later message", messageCount("A later message, pushed live.")+` === 1`)
+		var shown int
+		alice.eval(t, messageCount(lost), &shown)
+		if shown != 0 {
+			t.Fatalf("the lost message showed without a resync")
+		}
+		srv.db.resyncSessions()
+		alice.waitJS(t, "the lost message after Resync", messageCount(lost)+` === 1`)
+		bob.waitJS(t, "the lost message after Resync", messageCount(lost)+` === 1`)
+	}) {
+		return
+	}
+
 	for _, tr := range []struct{ param, want string }{
 		{"xhr-streaming,xhr-polling", "xhr-streaming"},
 		{"xhr-polling", "xhr-polling"},

@@ -17,17 +17,15 @@
 
 import {ConnectionError, ServerError} from './conn.js';
 import {LocalStore} from './store.js';
-import {parseWireTime, randomId, sameUser, wireTime, codePoints} from './util.js';
+import {randomId, sameUser, wireTime, codePoints} from './util.js';
 
 export const MAX_CONTENT = 8000; // DESIGN §7
 const PAGE = 50; // messages per GetConvoData / GetMoreConvoMessages page
 const TYPING_EVERY_MS = 3000; // at most one typing notification per 3 s (the server's rate limit)
 const TYPING_IDLE_MS = 5000; // stopped typing after this long without a key
 const TYPING_SHOWN_MS = 7000; // how long another user's typing shows without a refresh
-// On sync, ask for a little more than the newest stored message: two messages committed close
-// together may be pushed out of order, and a drop between the two pushes would otherwise leave
-// a hole. Messages already stored are recognised by id, so the overlap costs nothing.
-const SYNC_OVERLAP_MS = 10_000;
+// Clients told to resync together spread their requests over this long.
+const RESYNC_JITTER_MS = 2_000;
 const AUTH_KEY = 'pingedchat.auth';
 const DEVICE_KEY = 'pingedchat.device';
 
@@ -73,6 +71,8 @@ export class Chat extends EventTarget {
     this.openCid = null; // the conversation on screen
     this.attentive = false; // the page is visible and the open conversation scrolled to its end
     this.needsSync = new Set(); // conversations not yet synced since this login
+    this.syncing = false; // a syncAll is running
+    this.syncAgain = false; // conversations were added to needsSync while it ran
     this.metaStale = new Set(); // up to date but not fetched since this login: members, read times
     this.typing = new Map(); // cid → Map(username → expiry ms)
     this.typingSent = new Map(); // cid → {at, timer}
@@ -223,14 +223,13 @@ export class Chat extends EventTarget {
     this.loggedIn = true;
     this.conn.resetBackoff();
     const serverMtimes = this.applySummaries(view.CIDs || []);
-    // A conversation needs a sync before live pushes may advance its sync point (what was sent
-    // while we were away is not in them) unless nothing can be missing: no message newer than
-    // its sync point, and its sync point set by a sync, not by pushes (two pushes may arrive out
-    // of order; the sync's overlap is what repairs that). The others' members and read times
-    // are refreshed when they are opened.
+    // A conversation needs a sync unless nothing can be missing: no message newer than its sync
+    // point. The sync point moves only with the server's history pages, never with pushes, so a
+    // push missed for any reason is fetched by the next sync. The others' members and read
+    // times are refreshed when they are opened.
     this.metaStale.clear();
     for (const c of this.store.convos.find()) {
-      if (!c.syncedTo || c.pushed || (serverMtimes.get(c.CID) || '') > c.syncedTo) this.needsSync.add(c.CID);
+      if (!c.syncedTo || (serverMtimes.get(c.CID) || '') > c.syncedTo) this.needsSync.add(c.CID);
       else this.metaStale.add(c.CID);
     }
     this.emit('loggedin', {username});
@@ -260,7 +259,44 @@ export class Chat extends EventTarget {
 
   // Sync
 
+  /** resync answers the server's Resync push (it may have lost events for us, e.g. while its
+   * NATS connection was down): read the conversation list again and sync every conversation
+   * from its sync point. A short random wait spreads the load of many clients told at once. */
+  async resync() {
+    await new Promise((r) => setTimeout(r, Math.random() * RESYNC_JITTER_MS));
+    if (!this.loggedIn) return;
+    let view;
+    try {
+      view = await this.conn.request('GetUserView');
+    } catch (err) {
+      if (!(err instanceof ConnectionError)) this.problem(describeError(err, 'GetUserView'));
+      return; // a lost connection resyncs on its next login anyway
+    }
+    await this.serially(() => {
+      this.applySummaries(view.CIDs || []);
+      for (const c of this.store.convos.find()) this.needsSync.add(c.CID);
+    });
+    this.syncAll();
+  }
+
   async syncAll() {
+    if (this.syncing) {
+      this.syncAgain = true; // what was added meanwhile is synced when this round ends
+      return;
+    }
+    this.syncing = true;
+    try {
+      do {
+        this.syncAgain = false;
+        await this.syncRound();
+      } while (this.syncAgain && this.loggedIn);
+    } finally {
+      this.syncing = false;
+    }
+    if (this.loggedIn) this.setState('online');
+  }
+
+  async syncRound() {
     // The conversation on screen first, then the most recently active ones.
     if (this.openCid && this.metaStale.delete(this.openCid)) this.needsSync.add(this.openCid);
     const order = this.store.convoList().map((c) => c.CID).filter((cid) => this.needsSync.has(cid));
@@ -272,7 +308,6 @@ export class Chat extends EventTarget {
       }
     });
     await Promise.all(workers);
-    if (this.loggedIn) this.setState('online');
   }
 
   /** syncConvo fetches what is new in one conversation since its sync point (or, the first
@@ -280,7 +315,10 @@ export class Chat extends EventTarget {
   async syncConvo(cid) {
     const c = this.store.convo(cid);
     if (!c) return;
-    let since = c.syncedTo ? wireTime(new Date(parseWireTime(c.syncedTo).getTime() - SYNC_OVERLAP_MS)) : '';
+    // The sync point is the newest m_time of a history page, and a page is complete up to its
+    // newest message (the server commits a conversation's messages in m_time order), so asking
+    // from exactly there misses nothing.
+    let since = c.syncedTo || '';
     // The server answers in pages; a page that says More is followed from its last m_time.
     for (;;) {
       let data;
@@ -311,7 +349,7 @@ export class Chat extends EventTarget {
       if (m.m_time > newest) newest = m.m_time;
     }
     const c = this.store.convo(cid);
-    const fields = {syncedTo: newest > c.syncedTo ? newest : c.syncedTo, pushed: false};
+    const fields = {syncedTo: newest > c.syncedTo ? newest : c.syncedTo};
     if (!since) fields.historyComplete = msgs.length < PAGE;
     this.store.upsertConvo(cid, fields);
     this.needsSync.delete(cid);
@@ -373,6 +411,9 @@ export class Chat extends EventTarget {
       case 'UpdateUser':
         if (Array.isArray(p.CIDs)) this.applySummaries(p.CIDs);
         break;
+      case 'Resync':
+        this.resync();
+        break;
       case 'DeleteUser':
         this.forgetSession();
         this.emit('authrequired', {message: 'This account was deleted.'});
@@ -393,9 +434,6 @@ export class Chat extends EventTarget {
       this.syncConvo(cid);
     }
     const {record, added, confirmed} = this.store.putServerMessage(cid, p, this.me);
-    if (!this.needsSync.has(cid) && (c.syncedTo || c.historyComplete) && p.m_time > c.syncedTo) {
-      this.store.upsertConvo(cid, {syncedTo: p.m_time, pushed: true});
-    }
     const fromOther = !sameUser(p.f_username, this.me);
     if (fromOther) this.setTyping(cid, p.f_username, false);
     if (added && fromOther) {

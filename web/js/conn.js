@@ -21,9 +21,13 @@ export class ConnectionError extends Error {
 
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 10_000;
-// The server sends a SockJS heartbeat every 25 s; a socket silent for longer than two of them
+// The server sends a SockJS heartbeat every 10 s; a socket silent for longer than two of them
 // is dead even if the browser has not noticed (e.g. a laptop that slept, a NAT that forgot us).
-const SILENCE_LIMIT_MS = 60_000;
+const SILENCE_LIMIT_MS = 25_000;
+// A request unanswered this long, with nothing else heard meanwhile, means the same sooner: a
+// half-dead socket must not show "Online" and "Sending…" for long.
+const REPLY_SILENCE_MS = 8_000;
+const WATCHDOG_EVERY_MS = 2_000;
 
 export class Connection extends EventTarget {
   /**
@@ -151,10 +155,14 @@ export class Connection extends EventTarget {
   startWatchdog() {
     clearInterval(this.watchdog);
     this.watchdog = setInterval(() => {
-      if (this.sock && Date.now() - this.lastFrame > SILENCE_LIMIT_MS) {
-        this.sock.close(1000, 'silent too long');
+      if (!this.sock) return;
+      const now = Date.now();
+      const silent = now - this.lastFrame;
+      const unanswered = [...this.pending.values()].some((w) => now - w.sent > REPLY_SILENCE_MS && w.sent > this.lastFrame);
+      if (silent > SILENCE_LIMIT_MS || (unanswered && silent > REPLY_SILENCE_MS)) {
+        this.sock.close(4000, 'server silent'); // onclose reconnects and fails what is pending
       }
-    }, 10_000);
+    }, WATCHDOG_EVERY_MS);
   }
 
   receive(data) {
@@ -196,7 +204,7 @@ export class Connection extends EventTarget {
         this.pending.delete(rid);
         reject(new ConnectionError('no reply from the server'));
       }, this.timeout);
-      this.pending.set(rid, {resolve, reject, timer, cmd});
+      this.pending.set(rid, {resolve, reject, timer, cmd, sent: Date.now()});
       this.sock.send(JSON.stringify({...fields, cmd, rid}));
     });
   }

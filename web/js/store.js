@@ -3,11 +3,11 @@
 // so that a reload shows the last state before the socket connects.
 //
 // Records:
-//   convos   {CID, Name, M_time, UnreadCount, Members:[{username, read_time}], syncedTo, pushed,
+//   convos   {CID, Name, M_time, UnreadCount, Members:[{username, read_time}], syncedTo,
 //             historyComplete, last:{f_username, content, m_time}|null}
 //            syncedTo: every message of the conversation up to this m_time is stored here (from
-//            the oldest one stored on); sync asks the server only for what is newer. pushed: live
-//            pushes moved syncedTo since the last sync.
+//            the oldest one stored on); sync asks the server only for what is newer. Only the
+//            server's history pages move it, never live pushes, so a missed push is fetched.
 //   messages {CID, id, m_time, f_username, content, client_id, state, error, created}
 //            state: 'sent' (stored by the server), 'pending' (in the outbox), 'failed'.
 //   outbox   {client_id, CID, content, created}: messages written but not yet acknowledged.
@@ -128,7 +128,7 @@ export class LocalStore {
       return c;
     }
     return this.convos.insert({
-      CID: cid, Name: '', M_time: '', UnreadCount: 0, Members: [], syncedTo: '', pushed: false,
+      CID: cid, Name: '', M_time: '', UnreadCount: 0, Members: [], syncedTo: '',
       historyComplete: false, last: null, ...fields,
     });
   }
