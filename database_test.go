@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -174,4 +176,85 @@ func TestBusySessionsKeepUpWithTheirEvents(t *testing.T) {
 			return count == n*len(users)
 		})
 	}
+}
+
+// pgProxy forwards TCP connections to the local PostgreSQL socket and can cut them all, which is
+// what a PostgreSQL outage looks like to the server.
+type pgProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	down  bool
+	conns []net.Conn
+}
+
+func startPGProxy(t *testing.T) *pgProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pgProxy{ln: ln}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.down {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("unix", "/run/postgresql/.s.PGSQL.5432")
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *pgProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+// cut closes every connection and refuses new ones until restore.
+func (p *pgProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *pgProxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
+}
+
+// A PostgreSQL outage reads the same to a client as a quick-store outage, and the server
+// carries on when PostgreSQL is back.
+func TestPostgresOutageAnswersStorageUnavailable(t *testing.T) {
+	proxy := startPGProxy(t)
+	cfg := testConfig(t)
+	cfg.Postgres = fmt.Sprintf("host=127.0.0.1 port=%d %s connect_timeout=2", proxy.port(), testDatabase(t))
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "alice")
+	cid := newConvo(t, alice, "")
+	alice.ok("SendMessage", map[string]any{"CID": cid, "content": "before"})
+	proxy.cut()
+	alice.fails("SendMessage", map[string]any{"CID": cid, "content": "during"}, "storage unavailable, try again shortly")
+	proxy.restore()
+	waitUntil(t, "PostgreSQL to be usable again", func() bool {
+		return alice.call("SendMessage", map[string]any{"CID": cid, "content": "after", "client_id": "after-1"})["error"] == nil
+	})
 }
