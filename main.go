@@ -34,6 +34,7 @@ type Config struct {
 	Addr             string
 	Postgres         string
 	QuickStore       string
+	QuickStoreWait   time.Duration
 	NATS             string
 	ScheduleInterval time.Duration
 	TLSCert          string
@@ -82,6 +83,7 @@ func defaultConfig() Config {
 		Addr:             ":8080",
 		Postgres:         "dbname=pingedchat",
 		QuickStore:       "postgres",
+		QuickStoreWait:   30 * time.Second,
 		ScheduleInterval: 2 * time.Minute,
 		LogLevel:         "info",
 		SessionTTL:       30 * 24 * time.Hour,
@@ -114,6 +116,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.Addr, "addr", cfg.Addr, "address to serve HTTP (or HTTPS with -tls-cert) on")
 	fset.StringVar(&cfg.Postgres, "postgres", cfg.Postgres, "PostgreSQL connection string (libpq defaults; the database is created if missing)")
 	fset.StringVar(&cfg.QuickStore, "quickstore", cfg.QuickStore, "quick store for users and conversation metadata: postgres, or aerospike://host:3000[,host2:3000]")
+	fset.DurationVar(&cfg.QuickStoreWait, "quickstore-wait", cfg.QuickStoreWait, "at start-up, how long to wait for an Aerospike quick store that is not ready yet")
 	fset.StringVar(&cfg.NATS, "nats", cfg.NATS, "NATS URL (nats://host:4222, comma-separated for a cluster); empty runs an embedded NATS server")
 	fset.DurationVar(&cfg.ScheduleInterval, "schedule-interval", cfg.ScheduleInterval, "how often scheduled messages are delivered")
 	fset.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate file; with -tls-key serves HTTPS")

@@ -90,7 +90,7 @@ func openQuickStore(ctx context.Context, spec string, db *Database) (QuickStore,
 	case spec == "" || spec == "postgres":
 		return newPostgresQuickStore(ctx, db.pool)
 	case strings.HasPrefix(spec, "aerospike://"):
-		q, err := openAerospikeQuickStore(ctx, spec)
+		q, err := waitForAerospike(ctx, spec, db.cfg.QuickStoreWait)
 		if err != nil {
 			return nil, err
 		}
@@ -126,6 +126,9 @@ func checkBins(bins Bins) error {
 	for name, v := range bins {
 		if name == "" || len(name) > 15 {
 			return fmt.Errorf("%w: bin name %q must be 1 to 15 bytes", ErrBadBin, name)
+		}
+		if strings.HasPrefix(name, "_") {
+			return fmt.Errorf("%w: bin names starting with _ are the store's own", ErrBadBin)
 		}
 		if err := checkBinValue(v, true); err != nil {
 			return fmt.Errorf("bin %q: %w", name, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"slices"
@@ -123,6 +124,32 @@ func parseAerospikeHost(s string) (*as.Host, error) {
 	return as.NewHost(host, port), nil
 }
 
+// waitForAerospike opens the store, trying again with back-off for up to wait: a node that has
+// just started refuses clients for a few seconds ("not yet fully initialized"), and pingedchat
+// started together with Aerospike should wait for it rather than exit. A bad spec or a missing
+// namespace is not worth waiting for.
+func waitForAerospike(ctx context.Context, spec string, wait time.Duration) (QuickStore, error) {
+	if _, err := parseAerospikeSpec(spec); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(wait)
+	pause := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		q, err := openAerospikeQuickStore(ctx, spec)
+		var ae *aerospikeError
+		if err == nil || !errors.As(err, &ae) || !ae.unavailable || time.Now().Add(pause).After(deadline) {
+			return q, err
+		}
+		slog.Warn("Aerospike is not ready; waiting", "attempt", attempt, "err", err, "gives_up_in", time.Until(deadline).Round(time.Second))
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 4*time.Second)
+	}
+}
+
 // openAerospikeQuickStore connects to the cluster that spec names and checks that it has the
 // namespaces the store uses.
 func openAerospikeQuickStore(ctx context.Context, spec string) (QuickStore, error) {
@@ -139,7 +166,7 @@ func openAerospikeQuickStore(ctx context.Context, spec string) (QuickStore, erro
 	}
 	client, aerr := as.NewClientWithPolicyAndHost(policy, cfg.hosts...)
 	if aerr != nil {
-		return nil, &aerospikeError{err: aerr, msg: fmt.Sprintf("connecting to Aerospike at %s: %s; "+
+		return nil, &aerospikeError{err: aerr, unavailable: true, msg: fmt.Sprintf("connecting to Aerospike at %s: %s; "+
 			"is the server running and reachable there? Start it, fix the -quickstore address, "+
 			"or use -quickstore postgres", hosts, briefAerospikeError(aerr))}
 	}
@@ -231,10 +258,12 @@ func (s *aerospikeQuickStore) Get(ctx context.Context, key Key) (*Record, error)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	policy := aerospikeBasePolicy(aerospikeDeadline(ctx), aerospikeAttempts)
-	rec, aerr := s.client.Get(&policy, k)
+	rec, aerr := s.liveRecord(aerospikeDeadline(ctx), k)
 	if aerr != nil {
 		return nil, fmt.Errorf("get %s: %w", key, s.translate(aerr, false, false))
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
 	bins, err := binsFromAerospike(rec.Bins)
 	if err != nil {
@@ -263,16 +292,41 @@ func (s *aerospikeQuickStore) Put(ctx context.Context, key Key, bins Bins, opts 
 	if len(ops) == 0 {
 		return 0, fmt.Errorf("put %s: %w: no bin to write (Aerospike keeps no record without bins)", key, ErrBadBin)
 	}
+	if (opts.Mode == UpdateOnly || opts.Mode == ReplaceOnly) && opts.Generation == 0 {
+		rec, err := s.mustExistWrite(deadline, k, ops, opts)
+		if err != nil {
+			return 0, fmt.Errorf("put %s: %w", key, err)
+		}
+		return rec.Generation, nil
+	}
+	for {
+		rec, err := s.operate(deadline, k, policy, ops, opts)
+		if errors.Is(err, ErrExists) && opts.Mode == CreateOnly {
+			rec, err = s.createOverTombstone(deadline, k, bins, opts)
+			if errors.Is(err, errRetryCreate) {
+				continue
+			}
+		}
+		if err != nil {
+			return 0, fmt.Errorf("put %s: %w", key, err)
+		}
+		return rec.Generation, nil
+	}
+}
+
+// operate runs one write: retried after a transient answer, resent after an in-doubt failure
+// only when a read proves it did not happen.
+func (s *aerospikeQuickStore) operate(deadline time.Time, k *as.Key, policy *as.WritePolicy, ops []*as.Operation, opts PutOptions) (*as.Record, error) {
 	once := policy.MaxRetries == 0
-	rec, aerr := s.client.Operate(policy, k, ops...)
+	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.client.Operate(policy, k, ops...) })
 	for once && s.shouldResend(aerr, deadline, k, opts.Generation, opts.Mode == CreateOnly) {
 		policy.BasePolicy = aerospikeBasePolicy(deadline, 0)
 		rec, aerr = s.client.Operate(policy, k, ops...)
 	}
 	if aerr != nil {
-		return 0, fmt.Errorf("put %s: %w", key, s.translate(aerr, true, opts.Generation != 0))
+		return nil, s.translate(aerr, true, opts.Generation != 0)
 	}
-	return rec.Generation, nil
+	return rec, nil
 }
 
 // shouldResend decides whether to send again a write that may not be retried blindly: only if
@@ -356,46 +410,18 @@ func recordExistsAction(mode PutMode) as.RecordExistsAction {
 // aerospikePutOps writes each bin; a nil bin removes it. A replace drops the nil bins: it removes every
 // bin it does not write anyway, and the server refuses a bin removal inside a replace.
 func aerospikePutOps(bins Bins, replace bool) []*as.Operation {
-	ops := make([]*as.Operation, 0, len(bins))
+	ops := make([]*as.Operation, 0, len(bins)+1)
 	for name, v := range bins {
 		if v == nil && replace {
 			continue
 		}
 		ops = append(ops, as.PutOp(as.NewBin(name, v)))
 	}
+	if !replace && len(ops) > 0 {
+		// A merge over a tombstone must not keep its mark (quickstore_aerospike_deletes.go).
+		ops = append(ops, as.PutOp(as.NewBin(tombstoneBin, nil)))
+	}
 	return ops
-}
-
-func (s *aerospikeQuickStore) Delete(ctx context.Context, key Key, generation uint32) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, fmt.Errorf("delete %s: %w", key, err)
-	}
-	k, err := s.key(key)
-	if err != nil {
-		return false, fmt.Errorf("delete %s: %w", key, err)
-	}
-	deadline := aerospikeDeadline(ctx)
-	policy := as.NewWritePolicy(0, 0)
-	policy.BasePolicy = aerospikeBasePolicy(deadline, 0) // one attempt: see the type's comment
-	policy.CommitLevel = as.COMMIT_ALL
-	if generation != 0 {
-		policy.GenerationPolicy = as.EXPECT_GEN_EQUAL
-		policy.Generation = generation
-	}
-	existed, aerr := s.client.Delete(policy, k)
-	// Only a delete with an expected generation can be proven not to have happened.
-	for generation != 0 && s.shouldResend(aerr, deadline, k, generation, false) {
-		policy.BasePolicy = aerospikeBasePolicy(deadline, 0)
-		existed, aerr = s.client.Delete(policy, k)
-	}
-	if aerr != nil {
-		return false, fmt.Errorf("delete %s: %w", key, s.translate(aerr, true, generation != 0))
-	}
-	if !existed && generation != 0 {
-		// Our interface: an expected generation on a missing record is a mismatch.
-		return false, fmt.Errorf("delete %s: %w", key, ErrGeneration)
-	}
-	return existed, nil
 }
 
 // translate maps a client error onto the store's errors. A missing record under an expected
@@ -420,8 +446,51 @@ func (s *aerospikeQuickStore) translate(err as.Error, write, withGeneration bool
 	case types.BIN_NAME_TOO_LONG, types.BIN_TYPE_ERROR:
 		return fmt.Errorf("%w: %w", ErrBadBin, &aerospikeError{msg: "aerospike answered " + ae.ResultCode.String(), err: err})
 	}
-	unavailable := ae.ResultCode <= 0 || ae.ResultCode == types.TIMEOUT
-	return &aerospikeError{msg: s.describe(ae, err, write), err: err, unavailable: unavailable}
+	return &aerospikeError{msg: s.describe(ae, err, write), err: err, unavailable: aerospikeUnavailable(ae.ResultCode)}
+}
+
+// aerospikeUnavailable reports whether a result code means that the cluster could not serve
+// the command just now (a node down or restarting, partitions migrating, an overload), as
+// opposed to an answer about the record or the request. The client reports its own failures
+// (network, no connection, retries exhausted) with negative codes.
+func aerospikeUnavailable(code types.ResultCode) bool {
+	switch code {
+	case types.TIMEOUT, types.PARTITION_UNAVAILABLE, types.CLUSTER_KEY_MISMATCH, types.KEY_BUSY,
+		types.DEVICE_OVERLOAD, types.SERVER_MEM_ERROR:
+		return true
+	case types.SERIALIZE_ERROR, types.PARSE_ERROR, types.TYPE_NOT_SUPPORTED, types.CLUSTER_NAME_MISMATCH_ERROR,
+		types.RECORDSET_CLOSED, types.QUERY_TERMINATED, types.SCAN_TERMINATED:
+		return false
+	}
+	return code < 0
+}
+
+// aerospikeTransientAnswer reports whether err is the server's answer that it could not serve a
+// command now: such a command was not applied, so it may be sent again, whatever it is.
+func aerospikeTransientAnswer(err as.Error) bool {
+	if err == nil || err.IsInDoubt() {
+		return false
+	}
+	switch aerospikeResultCode(err) {
+	case types.PARTITION_UNAVAILABLE, types.CLUSTER_KEY_MISMATCH, types.KEY_BUSY, types.DEVICE_OVERLOAD:
+		return true
+	}
+	return false
+}
+
+// retryTransient runs cmd again, with back-off, while the cluster answers that it cannot serve
+// it yet (for about two seconds after a node restarts, reads answer PARTITION_UNAVAILABLE), until
+// the deadline.
+func retryTransient[T any](deadline time.Time, cmd func() (T, as.Error)) (T, as.Error) {
+	wait := 25 * time.Millisecond
+	for {
+		v, err := cmd()
+		if !aerospikeTransientAnswer(err) || time.Now().Add(wait).After(deadline) {
+			return v, err
+		}
+		time.Sleep(wait) // back-off before asking the cluster again
+		wait = min(2*wait, 400*time.Millisecond)
+	}
 }
 
 // describe says in one line what went wrong and what to do about it.

@@ -88,3 +88,34 @@ func TestAerospikeOutageAndRecovery(t *testing.T) {
 	}
 	login(t, srv, bob.name)
 }
+
+// What pingedchat deletes stays deleted through an Aerospike cold restart (CE brings back
+// deleted data): a token revoked by Logout, a deleted user and its name.
+func TestDeletesSurviveAerospikeColdRestart(t *testing.T) {
+	as := qsStartAerotest(t, "127.0.0.1:0")
+	testQuickStore = "aerospike://" + as.Addr()
+	t.Cleanup(func() { testQuickStore = "" })
+	srv := startServer(t, testConfig(t))
+	c := dialRaw(t, srv)
+	c.name = uniqueName("revoked")
+	token := c.ok("CreateUser", map[string]any{"username": c.name, "password": testPassword})["session"]
+	c.ok("Logout", nil)
+	gone := register(t, srv, "gone")
+	gone.ok("DeleteUser", map[string]any{"password": testPassword})
+	gone.waitFor("the deleted user's session to close", func() bool { return gone.closed != nil })
+
+	if err := as.ColdRestart(); err != nil {
+		t.Fatal(err)
+	}
+	var rep map[string]any
+	waitUntil(t, "the quick store to answer again", func() bool {
+		rep = dialRaw(t, srv).call("ValidateUser", map[string]any{"username": c.name, "session": token})
+		e, _ := rep["error"].(string)
+		return !strings.Contains(e, "storage unavailable")
+	})
+	if e, _ := rep["error"].(string); !strings.Contains(e, "expired or revoked") {
+		t.Fatalf("the revoked token after a cold restart: %v", rep)
+	}
+	dialRaw(t, srv).fails("ValidateUser", map[string]any{"username": gone.name, "password": testPassword}, "Invalid username or password")
+	dialRaw(t, srv).ok("CreateUser", map[string]any{"username": gone.name, "password": testPassword})
+}

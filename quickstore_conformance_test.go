@@ -10,12 +10,16 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"pingedchat/internal/aerotest"
+
+	as "github.com/aerospike/aerospike-client-go/v7"
+	"github.com/aerospike/aerospike-client-go/v7/types"
 )
 
 // One conformance suite for every QuickStore backend: the same calls must give the same
@@ -24,12 +28,15 @@ import (
 // One set per run rather than per subtest, because a real Aerospike namespace never forgets a
 // set name and holds at most 4095 of them.
 
-func runQuickStoreConformance(t *testing.T, open func(t *testing.T) QuickStore) {
+// coldRestart, when not nil, restarts the backend's server the way that loses its index
+// (Aerospike CE's cold start); nil when the test cannot restart it.
+func runQuickStoreConformance(t *testing.T, open func(t *testing.T) QuickStore, coldRestart func(t *testing.T)) {
 	set := qsRandomSet(t)
 	tests := []struct {
 		name string
 		fn   func(*testing.T, *qsFixture)
 	}{
+		{"DeletesStayDeleted", func(t *testing.T, f *qsFixture) { qsDeletesStayDeleted(t, f, coldRestart) }},
 		{"GetMissing", qsGetMissing},
 		{"PutModesOnMissingRecord", qsPutModesOnMissing},
 		{"PutModesOnExistingRecord", qsPutModesOnExisting},
@@ -110,6 +117,26 @@ func (f *qsFixture) expect(k Key, want Bins, gen uint32) {
 	}
 	if !qsSameBins(rec.Bins, want) {
 		f.t.Fatalf("get %s:\n got  %#v\n want %#v", k, rec.Bins, want)
+	}
+}
+
+// expectMissingEventually is expectMissing for right after a server restart: a read that
+// fails because the server is not back yet is tried again, within a deadline.
+func (f *qsFixture) expectMissingEventually(k Key) {
+	f.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := f.q.Get(f.ctx, k)
+		if errors.Is(err, ErrNotFound) {
+			return
+		}
+		if err == nil {
+			f.t.Fatalf("%s came back after the restart", k)
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("get %s after the restart: %v", k, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval while the server comes back
 	}
 }
 
@@ -261,14 +288,61 @@ func qsDelete(t *testing.T, f *qsFixture) {
 		t.Fatalf("delete of a missing record with a generation: %v, want ErrGeneration", err)
 	}
 
-	// Unconditional delete; then the key is free again and starts over at generation 1.
+	// Unconditional delete; then the key is free again: a create-only write makes a new record.
+	// (Its generation need not start at 1: on Aerospike it goes on from the tombstone's.)
 	f.put(k, Bins{"a": "y"}, PutOptions{})
 	if existed, err := f.q.Delete(f.ctx, k, 0); err != nil || !existed {
 		t.Fatalf("delete: %v, %v", existed, err)
 	}
-	if gen := f.put(k, Bins{"a": "z"}, PutOptions{Mode: CreateOnly}); gen != 1 {
-		t.Fatalf("create after delete: generation %d, want 1", gen)
+	gen = f.put(k, Bins{"a": "z"}, PutOptions{Mode: CreateOnly})
+	f.expect(k, Bins{"a": "z"}, gen)
+	f.putErr(k, Bins{"a": "w"}, PutOptions{Mode: CreateOnly}, ErrExists)
+	// Update-only and replace-only writes find a deleted record missing.
+	if _, err := f.q.Delete(f.ctx, k, 0); err != nil {
+		t.Fatal(err)
 	}
+	for _, mode := range []PutMode{UpdateOnly, ReplaceOnly} {
+		f.putErr(k, Bins{"a": "v"}, PutOptions{Mode: mode}, ErrNotFound)
+	}
+	// An upsert over a deleted record writes a fresh one, without anything of the old.
+	gen = f.put(k, Bins{"b": "fresh"}, PutOptions{})
+	f.expect(k, Bins{"b": "fresh"}, gen)
+}
+
+// qsDeletesStayDeleted: deleted records stay deleted across a restart that rebuilds the
+// server's index (Aerospike CE brings back deleted data on a cold start unless it is
+// overwritten): tokens with a TTL, and records without one, deleted with and without an
+// expected generation; and a key freed by a delete can be created again and survive too.
+func qsDeletesStayDeleted(t *testing.T, f *qsFixture, coldRestart func(t *testing.T)) {
+	token := f.key(nsUsers, "token")
+	user := f.key(nsUsers, "user")
+	convo := f.key(nsConvos, "convo")
+	reborn := f.key(nsUsers, "reborn")
+	f.put(token, Bins{"u": "alice"}, PutOptions{TTL: time.Hour})
+	userGen := f.put(user, Bins{"u": "bob"}, PutOptions{})
+	f.put(convo, Bins{"m": []any{"a", "b"}}, PutOptions{})
+	f.put(reborn, Bins{"v": "first"}, PutOptions{})
+	for _, k := range []Key{token, convo, reborn} {
+		if existed, err := f.q.Delete(f.ctx, k, 0); err != nil || !existed {
+			t.Fatalf("delete %s: %v %v", k, existed, err)
+		}
+	}
+	if existed, err := f.q.Delete(f.ctx, user, userGen); err != nil || !existed {
+		t.Fatalf("delete with generation: %v %v", existed, err)
+	}
+	rebornGen := f.put(reborn, Bins{"v": "second"}, PutOptions{Mode: CreateOnly})
+	if coldRestart == nil {
+		t.Log("no cold restart for this server: only the reads after the deletes are checked")
+	} else {
+		coldRestart(t)
+	}
+	for _, k := range []Key{token, user, convo} {
+		f.expectMissingEventually(k)
+	}
+	f.expect(reborn, Bins{"v": "second"}, rebornGen)
+	// The freed keys can be used again.
+	gen := f.put(token, Bins{"u": "carol"}, PutOptions{Mode: CreateOnly, TTL: time.Hour})
+	f.expect(token, Bins{"u": "carol"}, gen)
 }
 
 // qsTTLExpiry needs the users namespace to allow TTLs (nsup-period set, as aerospike.conf does).
@@ -495,6 +569,10 @@ func TestQuickStoreAerospike(t *testing.T) {
 	t.Run("aerotest", func(t *testing.T) {
 		runQuickStoreConformance(t, func(t *testing.T) QuickStore {
 			return qsOpenAerospike(t, "aerospike://"+srv.Addr())
+		}, func(t *testing.T) {
+			if err := srv.ColdRestart(); err != nil {
+				t.Fatal(err)
+			}
 		})
 	})
 	host := os.Getenv("AEROSPIKE_HOST")
@@ -504,7 +582,17 @@ func TestQuickStoreAerospike(t *testing.T) {
 	spec := fmt.Sprintf("aerospike://%s?users=%s&convos=%s", host,
 		qsEnvOr("AEROSPIKE_USERS_NS", "users"), qsEnvOr("AEROSPIKE_CONVOS_NS", "convos"))
 	t.Run("real", func(t *testing.T) {
-		runQuickStoreConformance(t, func(t *testing.T) QuickStore { return qsOpenAerospike(t, spec) })
+		// A real server cannot be cold-restarted from here: AEROSPIKE_COLD_RESTART names a
+		// command that does it (e.g. one that restarts the container), if the tester has one.
+		var cold func(t *testing.T)
+		if cmd := os.Getenv("AEROSPIKE_COLD_RESTART"); cmd != "" {
+			cold = func(t *testing.T) {
+				if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
+					t.Fatalf("AEROSPIKE_COLD_RESTART: %v\n%s", err, out)
+				}
+			}
+		}
+		runQuickStoreConformance(t, func(t *testing.T) QuickStore { return qsOpenAerospike(t, spec) }, cold)
 	})
 }
 
@@ -516,7 +604,8 @@ func TestQuickStorePostgres(t *testing.T) {
 		}
 		t.Cleanup(q.Close)
 		return q
-	})
+	}, func(*testing.T) {}) // PostgreSQL's deletes are durable: a restart changes nothing
+
 }
 
 func qsEnvOr(name, def string) string {
@@ -574,6 +663,75 @@ func TestQuickStoreAerospikeReconnect(t *testing.T) {
 	}
 	f.put(k, Bins{"v": "after"}, PutOptions{})
 	f.expect(k, Bins{"v": "after"}, 0)
+}
+
+// Started together with Aerospike, pingedchat waits for it (-quickstore-wait) instead of
+// exiting; with no wait left it gives up with the clear error.
+func TestQuickStoreWaitsForAerospikeAtStartUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if _, err := waitForAerospike(context.Background(), "aerospike://"+addr, 0); err == nil || !strings.Contains(err.Error(), "-quickstore postgres") {
+		t.Fatalf("no wait: %v", err)
+	}
+	started := make(chan *aerotest.Server, 1)
+	late := time.AfterFunc(700*time.Millisecond, func() { // the scenario: Aerospike comes up later
+		srv, err := aerotest.Start(aerotest.Config{Addr: addr, Namespaces: map[string]aerotest.NamespaceConfig{"users": {NsupPeriod: time.Second}, "convos": {}}})
+		if err != nil {
+			t.Error(err)
+		}
+		started <- srv
+	})
+	defer late.Stop()
+	q, err := waitForAerospike(context.Background(), "aerospike://"+addr, 20*time.Second)
+	if err != nil {
+		t.Fatalf("waiting for a late Aerospike: %v", err)
+	}
+	q.Close()
+	if srv := <-started; srv != nil {
+		srv.Close()
+	}
+}
+
+// Result codes: the cluster's transient states read as "storage unavailable" and the ones the
+// server answered without applying the command are retried; answers about the record are not.
+func TestAerospikeResultCodeClassification(t *testing.T) {
+	cases := []struct {
+		code                 types.ResultCode
+		unavailable, retried bool
+	}{
+		{types.PARTITION_UNAVAILABLE, true, true},
+		{types.CLUSTER_KEY_MISMATCH, true, true},
+		{types.KEY_BUSY, true, true},
+		{types.DEVICE_OVERLOAD, true, true},
+		{types.SERVER_MEM_ERROR, true, false},
+		{types.TIMEOUT, true, false},
+		{types.SERVER_NOT_AVAILABLE, true, false},
+		{types.MAX_RETRIES_EXCEEDED, true, false},
+		{types.NO_AVAILABLE_CONNECTIONS_TO_NODE, true, false},
+		{types.NETWORK_ERROR, true, false},
+		{types.INVALID_NODE_ERROR, true, false},
+		{types.NO_RESPONSE, true, false},
+		{types.KEY_NOT_FOUND_ERROR, false, false},
+		{types.GENERATION_ERROR, false, false},
+		{types.KEY_EXISTS_ERROR, false, false},
+		{types.PARAMETER_ERROR, false, false},
+		{types.RECORD_TOO_BIG, false, false},
+		{types.FAIL_FORBIDDEN, false, false},
+		{types.PARSE_ERROR, false, false},
+		{types.SERVER_ERROR, false, false},
+	}
+	for _, c := range cases {
+		if got := aerospikeUnavailable(c.code); got != c.unavailable {
+			t.Errorf("%v: unavailable %v, want %v", c.code, got, c.unavailable)
+		}
+		if got := aerospikeTransientAnswer(&as.AerospikeError{ResultCode: c.code}); got != c.retried {
+			t.Errorf("%v: retried %v, want %v", c.code, got, c.retried)
+		}
+	}
 }
 
 func TestOpenAerospikeQuickStoreErrors(t *testing.T) {

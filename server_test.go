@@ -92,6 +92,7 @@ func testConfig(t testing.TB) Config {
 	// Every test user comes from 127.0.0.1: the per-address limits are tested on their own.
 	cfg.MaxConnsPerAddr, cfg.HandshakesPerAddr, cfg.RegistrationsPerDay = 0, 0, 0
 	cfg.LookupsPerDay, cfg.ConvosPerHour = 0, 0
+	cfg.QuickStoreWait = 2 * time.Second
 	cfg.ShutdownTimeout = 5 * time.Second
 	return cfg
 }

@@ -129,7 +129,7 @@ func (ns *namespace) delete(m *message, digest [20]byte) reply {
 	if !keyMatches(m, r) {
 		return reply{result: resultKeyMismatch}
 	}
-	delete(ns.records, digest)
+	ns.remove(digest)
 	return reply{}
 }
 
@@ -171,14 +171,14 @@ func (ns *namespace) write(m *message, digest [20]byte, now time.Time) reply {
 		if !live {
 			return reply{result: resultNotFound}
 		}
-		delete(ns.records, digest)
+		ns.remove(digest)
 		return reply{bins: out}
 	}
 	rec := ns.newVersion(m, old, live, bins, now)
 	if rec.size() > ns.cfg.MaxRecordSize {
 		return reply{result: resultRecordTooBig}
 	}
-	ns.records[digest] = rec
+	ns.put(digest, rec)
 	return reply{generation: uint32(rec.gen), voidTime: rec.voidTime(), bins: out}
 }
 

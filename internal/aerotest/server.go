@@ -179,6 +179,16 @@ func (s *Server) Restart() error {
 	return nil
 }
 
+// ColdRestart stops the server and starts it again as Aerospike Community Edition does after a
+// cold start (a restart that rebuilds its index from the storage device): records deleted
+// since they were written come back unless they have expired, because CE's deletes are not
+// durable. A record overwritten after its delete keeps its newest version.
+func (s *Server) ColdRestart() error {
+	s.Stop()
+	s.store.coldStart(time.Now())
+	return s.Restart()
+}
+
 // Close stops the server for good and drops its data.
 func (s *Server) Close() {
 	s.mu.Lock()

@@ -357,6 +357,56 @@ func TestStopRestartKeepsData(t *testing.T) {
 	}
 }
 
+// A cold restart brings back what Community Edition brings back: deleted records that have not
+// expired, unless a newer version was written after the delete.
+func TestColdRestartBringsBackDeletedRecords(t *testing.T) {
+	srv := startServer(t)
+	c := connect(t, srv)
+	deleted, overwritten, expiring := key(t, "users", "u", "deleted"), key(t, "users", "u", "overwritten"), key(t, "users", "u", "expiring")
+	for _, k := range []*as.Key{deleted, overwritten} {
+		if err := c.Put(nil, k, as.BinMap{"a": 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Put(as.NewWritePolicy(0, 1), expiring, as.BinMap{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []*as.Key{deleted, overwritten, expiring} {
+		if _, err := c.Delete(nil, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Put(nil, overwritten, as.BinMap{"tomb": 1}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop() // a warm restart keeps the index: nothing comes back
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Len("users") != 1 {
+		t.Fatalf("after a warm restart Len = %d, want 1", srv.Len("users"))
+	}
+	waitExpired := time.Now().Add(1100 * time.Millisecond)
+	for time.Now().Before(waitExpired) {
+		time.Sleep(50 * time.Millisecond) // the 1 s TTL must pass: time itself is the condition
+	}
+	if err := srv.ColdRestart(); err != nil {
+		t.Fatal(err)
+	}
+	policy := as.NewPolicy()
+	policy.TotalTimeout = 3 * time.Second
+	rec, err := c.Get(policy, deleted)
+	if err != nil || rec.Bins["a"] != 1 {
+		t.Fatalf("the deleted record after a cold restart: %v %v, want it back", rec, err)
+	}
+	if rec, err := c.Get(policy, overwritten); err != nil || rec.Bins["tomb"] != 1 || rec.Bins["a"] != nil {
+		t.Fatalf("the overwritten record after a cold restart: %v %v, want its newest version", rec, err)
+	}
+	if _, err := c.Get(policy, expiring); err == nil {
+		t.Fatal("an expired deleted record came back")
+	}
+}
+
 func TestCompressedRequest(t *testing.T) {
 	srv := startServer(t)
 	c := connect(t, srv)

@@ -69,6 +69,10 @@ type namespace struct {
 
 	mu      sync.Mutex // held for a whole command, which makes each command atomic
 	records map[[20]byte]*record
+	// ghosts are the last versions of deleted records. Community Edition deletes from the
+	// index only; the data stays on the device until a newer version of the record is written
+	// (or defragmentation reclaims it), and a cold start brings it back unless it has expired.
+	ghosts map[[20]byte]*record
 }
 
 type store struct {
@@ -81,7 +85,7 @@ func newStore(cfgs map[string]NamespaceConfig) *store {
 		if cfg.MaxRecordSize <= 0 {
 			cfg.MaxRecordSize = defaultMaxRecordSize
 		}
-		s.namespaces[name] = &namespace{name: name, cfg: cfg, records: map[[20]byte]*record{}}
+		s.namespaces[name] = &namespace{name: name, cfg: cfg, records: map[[20]byte]*record{}, ghosts: map[[20]byte]*record{}}
 	}
 	return s
 }
@@ -90,6 +94,7 @@ func (s *store) clear() {
 	for _, ns := range s.namespaces {
 		ns.mu.Lock()
 		ns.records = map[[20]byte]*record{}
+		ns.ghosts = map[[20]byte]*record{}
 		ns.mu.Unlock()
 	}
 }
@@ -119,5 +124,34 @@ func (s *store) reap(name string, now time.Time) {
 		if !r.live(now) {
 			delete(ns.records, d)
 		}
+	}
+}
+
+// remove deletes a record from the index, leaving its data behind as a ghost.
+func (ns *namespace) remove(digest [20]byte) {
+	if r := ns.records[digest]; r != nil {
+		ns.ghosts[digest] = r
+	}
+	delete(ns.records, digest)
+}
+
+// put stores a new version of a record, which supersedes any ghost of it.
+func (ns *namespace) put(digest [20]byte, r *record) {
+	ns.records[digest] = r
+	delete(ns.ghosts, digest)
+}
+
+// coldStart rebuilds the index from the "device": every deleted record whose last version has
+// not expired comes back, as on Aerospike Community Edition.
+func (s *store) coldStart(now time.Time) {
+	for _, ns := range s.namespaces {
+		ns.mu.Lock()
+		for d, g := range ns.ghosts {
+			if g.live(now) && ns.records[d] == nil {
+				ns.records[d] = g
+			}
+		}
+		ns.ghosts = map[[20]byte]*record{}
+		ns.mu.Unlock()
 	}
 }
