@@ -130,29 +130,6 @@ func createDatabase(ctx context.Context, cc *pgx.ConnConfig) error {
 	return nil
 }
 
-// migrate creates the shared tables; conversation tables are created with their conversation.
-func (db *Database) migrate(ctx context.Context) error {
-	_, err := db.pool.Exec(ctx, `
-		CREATE TABLE IF NOT EXISTS scheduled_messages (
-			id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-			cid        text        NOT NULL,
-			f_username text        NOT NULL,
-			content    text        NOT NULL,
-			send_at    timestamptz NOT NULL,
-			created_at timestamptz NOT NULL DEFAULT now()
-		);
-		CREATE INDEX IF NOT EXISTS scheduled_messages_send_at ON scheduled_messages (send_at);
-		CREATE INDEX IF NOT EXISTS scheduled_messages_user ON scheduled_messages (upper(f_username));
-		CREATE TABLE IF NOT EXISTS pending_deletions (
-			username text        PRIMARY KEY, -- upper case
-			started  timestamptz NOT NULL DEFAULT now()
-		);`)
-	if err != nil {
-		return fmt.Errorf("creating tables: %w", err)
-	}
-	return nil
-}
-
 // connectNATS connects to the configured NATS, or starts an embedded server in-process.
 func (db *Database) connectNATS(natsURL string) error {
 	opts := []nats.Option{

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,6 +63,7 @@ type Config struct {
 	MaxScheduledPerUser int
 	MetricsToken        string
 	LegacyTransports    bool
+	ShowVersion         bool
 
 	// Outbound mail (mail_outbound.go); FILL_ME or empty: not configured.
 	SMTPRelay    string
@@ -136,6 +138,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.SMTPPassword, "smtp-password", cfg.SMTPPassword, "password for AUTH PLAIN at the relay")
 	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
+	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")
 	fset.DurationVar(&cfg.LoginTimeout, "login-timeout", cfg.LoginTimeout, "how long a connection may stay open without logging in")
@@ -185,6 +188,10 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pingedchat:", err)
 		os.Exit(2)
+	}
+	if cfg.ShowVersion {
+		fmt.Println(versionString())
+		return
 	}
 	setupLogging(cfg.LogLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -248,7 +255,9 @@ type Server struct {
 	http   *http.Server
 	redir  *http.Server
 	web    fs.FS
-	bg     sync.WaitGroup
+	// draining is set when shutdown begins: /readyz answers 503 from then on.
+	draining atomic.Bool
+	bg       sync.WaitGroup
 }
 
 // NewServer connects to every dependency and starts the background goroutines.
@@ -297,6 +306,8 @@ func (s *Server) routes() http.Handler {
 	rawIdle := s.cfg.heartbeat*5/2 + time.Second
 	mux.Handle("/ws/", s.guardTransports(guardWebsockets(limitBody(sock), hardFrameLimit, "/ws/websocket", rawIdle)))
 	mux.Handle("/", securityHeaders(webHandler(s.web)))
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
 	if s.cfg.MetricsToken != "" {
 		mux.Handle("/metrics", requireBearer(s.cfg.MetricsToken, s.db.metrics.Handler()))
 	}
@@ -428,6 +439,7 @@ func requireBearer(token string, h http.Handler) http.Handler {
 // Shutdown stops accepting, closes every session, waits for handlers to drain (until ctx
 // ends), then closes the shared connections.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.draining.Store(true)
 	s.cancel() // ends every session's Run loop and the scheduler
 	if err := s.http.Shutdown(ctx); err != nil {
 		slog.Warn("http shutdown", "err", err)

@@ -16,11 +16,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
 func TestWebClientIsServedWithSecurityHeaders(t *testing.T) {
@@ -216,5 +218,56 @@ func TestWebDirServesOnlyItsFiles(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
 		}
+	}
+}
+
+// /healthz answers while the process runs; /readyz only while PostgreSQL, the quick store and
+// NATS are reachable and the server is not draining.
+func TestHealthAndReadiness(t *testing.T) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	cfg := testConfig(t)
+	cfg.NATS = ns.ClientURL()
+	srv := startServer(t, cfg)
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + srv.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz: %d", code)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	ns.Shutdown()
+	waitUntil(t, "/readyz to report NATS", func() bool {
+		code, body := get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "nats")
+	})
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz while NATS is away: %d", code)
+	}
+	srv.draining.Store(true) // what Shutdown does first
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
+		t.Fatalf("/readyz while draining: %d %s", code, body)
+	}
+}
+
+func TestVersionString(t *testing.T) {
+	v := versionString()
+	if !strings.HasPrefix(v, "pingedchat ") || !strings.Contains(v, runtime.Version()) {
+		t.Fatalf("version: %q", v)
 	}
 }

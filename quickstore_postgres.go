@@ -33,7 +33,16 @@ CREATE TABLE IF NOT EXISTS quickstore (
 CREATE INDEX IF NOT EXISTS quickstore_expires ON quickstore (expires_at) WHERE expires_at IS NOT NULL;`
 
 func newPostgresQuickStore(ctx context.Context, pool *pgxpool.Pool) (QuickStore, error) {
-	if _, err := pool.Exec(ctx, quickstoreSchema); err != nil {
+	// Under the schema lock (schema.go): CREATE TABLE IF NOT EXISTS is not safe against another
+	// instance creating the same table at the same moment.
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(schemaLock)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, quickstoreSchema)
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("creating quickstore table: %w", err)
 	}
 	return &postgresQuickStore{pool: pool}, nil

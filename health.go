@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Health and version, for load balancers, systemd and operators.
+
+// healthz answers while the process runs.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+// readyz answers 200 when PostgreSQL, the quick store and NATS are reachable and the server is
+// not shutting down, else 503 with what is wrong, so a load balancer sends sessions elsewhere.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	problems := s.readiness(r.Context())
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, strings.Join(problems, "\n"))
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func (s *Server) readiness(ctx context.Context) []string {
+	if s.draining.Load() {
+		return []string{"draining: shutting down"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var problems []string
+	if err := s.db.pool.Ping(ctx); err != nil {
+		problems = append(problems, "postgres: "+err.Error())
+	}
+	if _, err := s.db.quick.Get(ctx, Key{nsUsers, "health", "probe"}); err != nil && !isNotFound(err) {
+		problems = append(problems, "quick store: "+err.Error())
+	}
+	if st := s.db.nc.Status(); st != nats.CONNECTED {
+		problems = append(problems, "nats: "+st.String())
+	}
+	return problems
+}
+
+// versionString is what -version prints: the module version, the commit it was built from and
+// the Go version, from the binary's build information.
+func versionString() string {
+	version, commit, when, dirty := "(devel)", "unknown", "", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, st := range bi.Settings {
+			switch st.Key {
+			case "vcs.revision":
+				commit = st.Value
+			case "vcs.time":
+				when = " " + st.Value
+			case "vcs.modified":
+				if st.Value == "true" {
+					dirty = " (modified)"
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("pingedchat %s, commit %s%s%s, %s %s/%s", version, commit, dirty, when, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Schema versions. The server records in schema_version which of the migrations below it has
+// applied, and applies the missing ones at start-up, in order, each in the transaction that
+// records it. The whole run holds an advisory lock, so instances starting together migrate once:
+// the others wait, then find nothing to do. A migration is never edited once released: a change
+// is a new one at the end. Conversation tables are created with their conversation (at the
+// version of the release that creates them).
+
+// schemaLock is the advisory lock key of migrations (any constant no other lock uses).
+const schemaLock = 0x70696e6765640001
+
+// migrations[i] brings the schema from version i to i+1.
+var migrations = []string{
+	// 1: scheduled messages (the first release).
+	`CREATE TABLE IF NOT EXISTS scheduled_messages (
+		id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		cid        text        NOT NULL,
+		f_username text        NOT NULL,
+		content    text        NOT NULL,
+		send_at    timestamptz NOT NULL,
+		created_at timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE INDEX IF NOT EXISTS scheduled_messages_send_at ON scheduled_messages (send_at);
+	CREATE INDEX IF NOT EXISTS scheduled_messages_user ON scheduled_messages (upper(f_username));`,
+	// 2: resumable user deletion (database_functions_delete.go).
+	`CREATE TABLE IF NOT EXISTS pending_deletions (
+		username text        PRIMARY KEY, -- upper case
+		started  timestamptz NOT NULL DEFAULT now()
+	);`,
+}
+
+// schemaVersion is the version this binary needs.
+func schemaVersion() int { return len(migrations) }
+
+// migrate brings the database to schemaVersion. A database newer than this binary is refused:
+// running an old binary on a new schema could misread it.
+func (db *Database) migrate(ctx context.Context) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(schemaLock)); err != nil {
+		return fmt.Errorf("migrating: taking the schema lock: %w", err)
+	}
+	defer func() { _, _ = conn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", int64(schemaLock)) }()
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+		version    int PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("migrating: %w", err)
+	}
+	var current int
+	if err := conn.QueryRow(ctx, "SELECT COALESCE(max(version), 0) FROM schema_version").Scan(&current); err != nil {
+		return fmt.Errorf("migrating: reading the schema version: %w", err)
+	}
+	if current > schemaVersion() {
+		return fmt.Errorf("the database's schema is version %d, newer than this pingedchat's %d: run the newer release", current, schemaVersion())
+	}
+	for v := current; v < schemaVersion(); v++ {
+		if err := applyMigration(ctx, conn.Conn(), v+1, migrations[v]); err != nil {
+			return err
+		}
+		slog.Info("migrated the database", "version", v+1)
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, conn *pgx.Conn, version int, sql string) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("migration %d: %w", version, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_version (version) VALUES ($1)", version); err != nil {
+			return fmt.Errorf("recording migration %d: %w", version, err)
+		}
+		return nil
+	})
+}
