@@ -27,6 +27,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/igm/sockjs-go/v3/sockjs"
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -41,6 +43,10 @@ type Config struct {
 	TLSCert          string
 	TLSKey           string
 	RedirectAddr     string
+	AcmeDomain       string
+	AcmeEmail        string
+	AcmeCA           string
+	DataDir          string
 	LogLevel         string
 	WebDir           string
 	AllowedOrigins   string
@@ -77,6 +83,7 @@ type Config struct {
 	guessBackoff     time.Duration
 	transportTimeout time.Duration
 	smtpRoots        *x509.CertPool // trusted for the relay's STARTTLS (nil: the system's)
+	acmeRoots        *x509.CertPool // trusted for the ACME CA's API (nil: the system's)
 	heartbeat        time.Duration  // how often sessions are sent a heartbeat
 }
 
@@ -87,6 +94,8 @@ func defaultConfig() Config {
 		QuickStore:       "postgres",
 		QuickStoreWait:   30 * time.Second,
 		ScheduleInterval: 2 * time.Minute,
+		AcmeCA:           acme.LetsEncryptURL,
+		DataDir:          "./data",
 		LogLevel:         "info",
 		SessionTTL:       30 * 24 * time.Hour,
 		ShutdownTimeout:  10 * time.Second,
@@ -123,7 +132,11 @@ func parseFlags(args []string) (Config, error) {
 	fset.DurationVar(&cfg.ScheduleInterval, "schedule-interval", cfg.ScheduleInterval, "how often scheduled messages are delivered")
 	fset.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate file; with -tls-key serves HTTPS")
 	fset.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS key file")
-	fset.StringVar(&cfg.RedirectAddr, "redirect-addr", cfg.RedirectAddr, "with TLS, an address (e.g. :80) answering 301 to https")
+	fset.StringVar(&cfg.RedirectAddr, "redirect-addr", cfg.RedirectAddr, "with TLS, an address (e.g. :80) answering 301 to https (and ACME HTTP-01; :80 by default with -acme-domain)")
+	fset.StringVar(&cfg.AcmeDomain, "acme-domain", cfg.AcmeDomain, "comma-separated domains to get TLS certificates for from an ACME CA (Let's Encrypt), renewed automatically")
+	fset.StringVar(&cfg.AcmeEmail, "acme-email", cfg.AcmeEmail, "contact address for the ACME account (expiry warnings)")
+	fset.StringVar(&cfg.AcmeCA, "acme-ca", cfg.AcmeCA, "the ACME CA's directory URL")
+	fset.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "where the server keeps its files (ACME account and certificates)")
 	fset.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fset.StringVar(&cfg.WebDir, "web-dir", cfg.WebDir, "serve the web client from this directory instead of the embedded copy (development)")
 	fset.StringVar(&cfg.AllowedOrigins, "allowed-origins", cfg.AllowedOrigins, "comma-separated origins allowed to open sessions besides the server's own ('*' for any)")
@@ -161,6 +174,9 @@ func parseFlags(args []string) (Config, error) {
 	fset.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var envErr error
 	fset.VisitAll(func(f *flag.Flag) {
+		if f.Name == "version" {
+			return // an action, not a setting: PINGED_VERSION would make every start just print
+		}
 		env := "PINGED_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok && !given[f.Name] {
 			if err := f.Value.Set(v); err != nil && envErr == nil {
@@ -176,6 +192,9 @@ func parseFlags(args []string) (Config, error) {
 	}
 	if _, err := parseProxies(cfg.TrustedProxies); err != nil {
 		return cfg, err
+	}
+	if cfg.AcmeDomain != "" && !given["redirect-addr"] && os.Getenv("PINGED_REDIRECT_ADDR") == "" {
+		cfg.RedirectAddr = ":80" // where the CA checks HTTP-01 challenges
 	}
 	return cfg, nil
 }
@@ -226,14 +245,14 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	if cfg.RedirectAddr != "" && cfg.TLSCert != "" {
+	if cfg.RedirectAddr != "" && srv.tlsOn() {
 		go func() { errc <- srv.ServeRedirect(cfg.RedirectAddr) }()
 	}
 	if cfg.DebugAddr != "" {
 		dbg := &http.Server{Addr: cfg.DebugAddr, Handler: srv.debugRoutes(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { slog.Error("debug server stopped", "err", dbg.ListenAndServe()) }()
 	}
-	slog.Info("pingedchat listening", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "")
+	slog.Info("pingedchat listening", "addr", ln.Addr().String(), "tls", srv.tlsOn(), "acme", cfg.AcmeDomain)
 	select {
 	case <-ctx.Done():
 		slog.Info("shutting down")
@@ -255,6 +274,8 @@ type Server struct {
 	http   *http.Server
 	redir  *http.Server
 	web    fs.FS
+	acme   *autocert.Manager // with -acme-domain
+	hosts  []string          // the names the certificate is for (redirects go only there)
 	// draining is set when shutdown begins: /readyz answers 503 from then on.
 	draining atomic.Bool
 	bg       sync.WaitGroup
@@ -271,8 +292,13 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	m, domains, err := acmeManager(cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	sctx, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, db: db, ctx: sctx, cancel: cancel, web: web}
+	s := &Server{cfg: cfg, db: db, ctx: sctx, cancel: cancel, web: web, acme: m, hosts: domains}
 	s.http = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -308,7 +334,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/", securityHeaders(webHandler(s.web)))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	if s.cfg.MetricsToken != "" {
+	if !notConfigured(s.cfg.MetricsToken) {
 		mux.Handle("/metrics", requireBearer(s.cfg.MetricsToken, s.db.metrics.Handler()))
 	}
 	return mux
@@ -356,9 +382,12 @@ func (s *Server) Serve(ln net.Listener) error {
 			proxies: s.db.limits.proxies, onRefuse: s.db.metrics.connRefused}
 	}
 	var err error
-	if s.cfg.TLSCert != "" {
+	switch {
+	case s.acme != nil:
+		err = s.http.Serve(tls.NewListener(ln, s.acme.TLSConfig()))
+	case s.cfg.TLSCert != "":
 		err = s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
-	} else {
+	default:
 		err = s.http.Serve(ln)
 	}
 	if errors.Is(err, http.ErrServerClosed) {
@@ -370,13 +399,19 @@ func (s *Server) Serve(ln net.Listener) error {
 // ServeRedirect answers every request on addr with a 301 to the same URL over https, on a
 // host that the certificate names.
 func (s *Server) ServeRedirect(addr string) error {
-	hosts, err := certHosts(s.cfg.TLSCert, s.cfg.TLSKey)
-	if err != nil {
-		return err
+	hosts := s.hosts
+	if s.acme == nil {
+		var err error
+		if hosts, err = certHosts(s.cfg.TLSCert, s.cfg.TLSKey); err != nil {
+			return err
+		}
 	}
-	s.redir = &http.Server{Addr: addr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
-		Handler: redirectHandler(s.cfg.Addr, hosts)}
-	err = s.redir.ListenAndServe()
+	var h http.Handler = redirectHandler(s.cfg.Addr, hosts)
+	if s.acme != nil {
+		h = s.acme.HTTPHandler(h) // HTTP-01 challenges first, everything else redirected
+	}
+	s.redir = &http.Server{Addr: addr, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, Handler: h}
+	err := s.redir.ListenAndServe()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -406,6 +441,9 @@ func redirectHandler(tlsAddr string, hosts []string) http.Handler {
 		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
 	})
 }
+
+// tlsOn reports whether the server speaks TLS (a certificate file, or ACME).
+func (s *Server) tlsOn() bool { return s.cfg.TLSCert != "" || s.acme != nil }
 
 // certHosts are the host names and addresses a certificate is for.
 func certHosts(certFile, keyFile string) ([]string, error) {

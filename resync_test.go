@@ -21,32 +21,37 @@ import (
 // every acknowledged message, live or through a Resync it is told to do. NATS here is a real
 // nats-server process, built from the module the server embeds, killed with SIGKILL.
 
-var natsBinary struct {
-	once sync.Once
-	path string
-	err  error
+// toolBinaries are programs the tests build from modules in go.mod, once per test run.
+var toolBinaries struct {
+	mu    sync.Mutex
+	built map[string]string // package → path
+	dir   string
 }
 
-// natsServerBinary builds nats-server once per test run.
-func natsServerBinary(t testing.TB) string {
+// buildTool builds a main package of a module the project requires and returns its path.
+func buildTool(t testing.TB, pkg string) string {
 	t.Helper()
-	natsBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "pinged-nats-")
-		if err != nil {
-			natsBinary.err = err
-			return
-		}
-		natsBinary.path = filepath.Join(dir, "nats-server")
-		out, err := exec.Command("go", "build", "-o", natsBinary.path, "github.com/nats-io/nats-server/v2").CombinedOutput()
-		if err != nil {
-			natsBinary.err = fmt.Errorf("building nats-server: %v\n%s", err, out)
-		}
-	})
-	if natsBinary.err != nil {
-		t.Fatal(natsBinary.err)
+	toolBinaries.mu.Lock()
+	defer toolBinaries.mu.Unlock()
+	if p := toolBinaries.built[pkg]; p != "" {
+		return p
 	}
-	return natsBinary.path
+	if toolBinaries.dir == "" {
+		dir, err := os.MkdirTemp("", "pinged-tools-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		toolBinaries.dir, toolBinaries.built = dir, map[string]string{}
+	}
+	path := filepath.Join(toolBinaries.dir, filepath.Base(pkg))
+	if out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	}
+	toolBinaries.built[pkg] = path
+	return path
 }
+
+func natsServerBinary(t testing.TB) string { return buildTool(t, "github.com/nats-io/nats-server/v2") }
 
 func freePort(t testing.TB) int {
 	t.Helper()
