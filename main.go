@@ -200,6 +200,13 @@ func parseFlags(args []string) (Config, error) {
 }
 
 func main() {
+	if ok, err := runSubcommand(context.Background(), os.Args[1:]); ok {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pingedchat:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg, err := parseFlags(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return
