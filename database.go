@@ -33,6 +33,8 @@ type Database struct {
 	subs sync.Map // *nats.Subscription → *Session
 	// missed are publishes NATS refused, repaired when it is back (resync.go).
 	missed missedPublishes
+	// convTables are the conversations whose tables are known to be current (convtable.go).
+	convTables sync.Map // CID → true
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.

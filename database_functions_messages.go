@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pquerna/ffjson/ffjson"
 )
 
@@ -20,97 +16,6 @@ import (
 // own table, conv_<32 hex digits of the CID>.
 
 const pageSize = 50
-
-// createConvoTable creates a conversation's message table.
-func (db *Database) createConvoTable(ctx context.Context, cid string) error {
-	t := convTable(cid)
-	_, err := db.pool.Exec(ctx, fmt.Sprintf(`
-		CREATE TABLE %[1]s (
-			id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-			f_username text        NOT NULL,
-			m_time     timestamptz NOT NULL,
-			content    text        NOT NULL,
-			kind       text        NOT NULL DEFAULT 'text',
-			client_id  text        UNIQUE
-		);
-		CREATE INDEX %[1]s_m_time ON %[1]s (m_time);`, t))
-	if err != nil {
-		return fmt.Errorf("creating table %s: %w", t, err)
-	}
-	return nil
-}
-
-func (db *Database) dropConvoTable(ctx context.Context, cid string) {
-	_, _ = db.pool.Exec(ctx, "DROP TABLE IF EXISTS "+convTable(cid))
-}
-
-// lockKey is the advisory lock that serialises inserts into one conversation, so that m_times
-// are strictly increasing in commit order.
-func lockKey(cid string) int64 {
-	b, _ := hex.DecodeString(strings.ReplaceAll(cid, "-", "")[:16])
-	return int64(binary.BigEndian.Uint64(b))
-}
-
-// querier is a pool or a transaction.
-type querier interface {
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// insertMessage stores a message and returns it with its id and m_time. A message whose
-// client_id is already stored is not stored again: the stored one is returned with dup set.
-//
-// The lock and the insert go in one batch, which PostgreSQL runs as one implicit transaction:
-// the lock is held until the commit, and the insert's own snapshot (taken after the lock) sees
-// the newest m_time, so m_time = max(now, newest + 1µs) is strictly increasing.
-func (db *Database) insertMessage(ctx context.Context, q querier, m *Message) (dup bool, err error) {
-	t := convTable(m.CID)
-	var clientID *string
-	if m.ClientID != "" {
-		clientID = &m.ClientID
-	}
-	b := &pgx.Batch{}
-	b.Queue("SELECT pg_advisory_xact_lock($1)", lockKey(m.CID))
-	b.Queue(fmt.Sprintf(`INSERT INTO %[1]s (f_username, m_time, content, kind, client_id)
-		SELECT $1, GREATEST(clock_timestamp(), COALESCE(max(m_time), '-infinity') + interval '1 microsecond'), $2, $3, $4
-		FROM %[1]s ON CONFLICT (client_id) DO NOTHING RETURNING id, m_time`, t),
-		m.FUsername, m.Content, m.Kind, clientID)
-	res := q.SendBatch(ctx, b)
-	if _, err := res.Exec(); err != nil {
-		res.Close()
-		return false, fmt.Errorf("locking %s: %w", t, err)
-	}
-	var mt time.Time
-	err = res.QueryRow().Scan(&m.ID, &mt)
-	if cerr := res.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	if errors.Is(err, pgx.ErrNoRows) && clientID != nil {
-		return true, storedByClientID(ctx, q, m)
-	}
-	if err != nil {
-		return false, fmt.Errorf("inserting into %s: %w", t, err)
-	}
-	m.MTime = formatTime(mt)
-	return false, nil
-}
-
-// storedByClientID fills m from the stored message with m's client_id.
-func storedByClientID(ctx context.Context, q querier, m *Message) error {
-	var mt time.Time
-	var from string
-	err := q.QueryRow(ctx, fmt.Sprintf(
-		"SELECT id, m_time, f_username, content, kind FROM %s WHERE client_id = $1", convTable(m.CID)),
-		m.ClientID).Scan(&m.ID, &mt, &from, &m.Content, &m.Kind)
-	if err != nil {
-		return fmt.Errorf("reading message by client_id: %w", err)
-	}
-	if !strings.EqualFold(from, m.FUsername) {
-		return clientErr("client_id already used by another message")
-	}
-	m.MTime = formatTime(mt)
-	return nil
-}
 
 func checkContent(content string) error {
 	switch {

@@ -36,6 +36,9 @@ var migrations = []string{
 		username text        PRIMARY KEY, -- upper case
 		started  timestamptz NOT NULL DEFAULT now()
 	);`,
+	// 3: conversation tables of version 2 (convtable.go) exist from now on, which releases
+	// before this one could not write to: recording the version keeps them from starting.
+	`SELECT 1;`,
 }
 
 // schemaVersion is the version this binary needs.

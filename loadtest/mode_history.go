@@ -72,8 +72,8 @@ func convTableName(cid string) string {
 // increasing m_times ending an hour ago, then analyses it as autovacuum eventually would.
 func fillHistory(ctx context.Context, tgt *target, table, from string, n int) error {
 	start := time.Now()
-	_, err := tgt.pool.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (f_username, m_time, content, kind)
-		SELECT $1, now() - interval '1 hour' - ($2 - g) * interval '1 millisecond',
+	_, err := tgt.pool.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, f_username, m_time, content, kind)
+		SELECT g, $1, now() - interval '1 hour' - ($2 - g) * interval '1 millisecond',
 		       'history message number ' || g || ' with some ordinary chat text', 'text'
 		FROM generate_series(1, $2::int) g`, table), from, n)
 	if err != nil {

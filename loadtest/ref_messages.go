@@ -16,17 +16,16 @@ import (
 // References for the messages mode, measured in the same run on the same machine.
 
 // convTableDDL is the shape of a conversation's table; it mirrors createConvoTable in
-// database_functions_messages.go, so that the references pay for the same indexes.
+// convtable.go, so that the references pay for the same indexes.
 const convTableDDL = `
 	CREATE TABLE %[1]s (
-		id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		m_time     timestamptz PRIMARY KEY,
+		id         bigint      NOT NULL,
 		f_username text        NOT NULL,
-		m_time     timestamptz NOT NULL,
 		content    text        NOT NULL,
 		kind       text        NOT NULL DEFAULT 'text',
 		client_id  text        UNIQUE
-	);
-	CREATE INDEX %[1]s_m_time ON %[1]s (m_time);`
+	);`
 
 const refConns = 8
 
@@ -40,7 +39,9 @@ func referenceInserts(ctx context.Context, tgt *target, d time.Duration, rep *Re
 	defer func() { _, _ = tgt.pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) }()
 	logf("reference: raw inserts from %d connections for %s", refConns, d)
 	content := makeContent(0, 0, time.Now(), 64)
-	insert := "INSERT INTO " + table + " (f_username, m_time, content, kind, client_id) VALUES ($1, clock_timestamp(), $2, 'text', $3)"
+	// The id comes from the client here (the server takes the newest row's + 1 under its lock);
+	// two connections may read the same microsecond, so a clash on the m_time key is skipped.
+	insert := "INSERT INTO " + table + " (m_time, id, f_username, content, kind, client_id) VALUES (clock_timestamp(), $4, $1, $2, 'text', $3) ON CONFLICT DO NOTHING"
 	var rows, errs atomic.Int64
 	var lat latencies
 	watch := startCPUWatch(0, tgt.dbname)
@@ -53,7 +54,7 @@ func referenceInserts(ctx context.Context, tgt *target, d time.Duration, rep *Re
 			defer wg.Done()
 			for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
 				t0 := time.Now()
-				if _, err := tgt.pool.Exec(ctx, insert, "ref_user", content, strconv.Itoa(w)+"-"+strconv.Itoa(i)); err != nil {
+				if _, err := tgt.pool.Exec(ctx, insert, "ref_user", content, strconv.Itoa(w)+"-"+strconv.Itoa(i), w*1_000_000_000+i); err != nil {
 					errs.Add(1)
 					continue
 				}

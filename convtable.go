@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Conversation tables: conv_<32 hex digits of the CID>, one per conversation (DESIGN §4).
+//
+// A table is five relations and 24 KB when empty: the heap, its TOAST table and TOAST index, the
+// primary key on m_time (unique and strictly increasing already, and what every history query
+// orders by) and the unique client_id index. id has no sequence: it is assigned under the
+// conversation's insert lock as the newest row's id + 1, so ids increase with m_time too.
+//
+// Tables made by releases before this one (version 1: an identity id as primary key, and a
+// separate m_time index: seven relations) are migrated lazily, the first time this process
+// writes to one, under the same lock that inserts take, so a write never sees a half-migrated
+// table; reads work on both shapes. Each table records its version in its comment.
+
+const (
+	convTableVersion = "pingedchat conv v2"
+	// The migration from version 1: the identity (and its sequence) and the id key go, m_time
+	// becomes the key, its separate index goes.
+	convTableMigrationV2 = `ALTER TABLE %[1]s ALTER COLUMN id DROP IDENTITY;
+		ALTER TABLE %[1]s DROP CONSTRAINT %[1]s_pkey;
+		ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_pkey PRIMARY KEY (m_time);
+		DROP INDEX IF EXISTS %[1]s_m_time;
+		COMMENT ON TABLE %[1]s IS '` + convTableVersion + `';`
+)
+
+// createConvoTable creates a conversation's message table.
+func (db *Database) createConvoTable(ctx context.Context, cid string) error {
+	t := convTable(cid)
+	_, err := db.pool.Exec(ctx, fmt.Sprintf(`
+		CREATE TABLE %[1]s (
+			m_time     timestamptz PRIMARY KEY,
+			id         bigint      NOT NULL,
+			f_username text        NOT NULL,
+			content    text        NOT NULL,
+			kind       text        NOT NULL DEFAULT 'text',
+			client_id  text        UNIQUE
+		);
+		COMMENT ON TABLE %[1]s IS '%[2]s';`, t, convTableVersion))
+	if err != nil {
+		return fmt.Errorf("creating table %s: %w", t, err)
+	}
+	db.convTables.Store(cid, true)
+	return nil
+}
+
+func (db *Database) dropConvoTable(ctx context.Context, cid string) {
+	_, _ = db.pool.Exec(ctx, "DROP TABLE IF EXISTS "+convTable(cid))
+	db.convTables.Delete(cid)
+}
+
+// ensureConvTable migrates a conversation's table to the current version if it is older; the
+// answer is remembered for the life of the process.
+func (db *Database) ensureConvTable(ctx context.Context, cid string) error {
+	if _, ok := db.convTables.Load(cid); ok {
+		return nil
+	}
+	t := convTable(cid)
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(cid)); err != nil {
+			return err
+		}
+		var comment *string
+		if err := tx.QueryRow(ctx, "SELECT obj_description(to_regclass($1), 'pg_class')", t).Scan(&comment); err != nil {
+			return err
+		}
+		if comment != nil && *comment == convTableVersion {
+			return nil
+		}
+		_, err := tx.Exec(ctx, fmt.Sprintf(convTableMigrationV2, t))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("migrating table %s: %w", t, err)
+	}
+	db.convTables.Store(cid, true)
+	return nil
+}
+
+// lockKey is the advisory lock that serialises inserts into one conversation, so that m_times
+// are strictly increasing in commit order.
+func lockKey(cid string) int64 {
+	b, _ := hex.DecodeString(strings.ReplaceAll(cid, "-", "")[:16])
+	return int64(binary.BigEndian.Uint64(b))
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// insertMessage stores a message and returns it with its id and m_time. A message whose
+// client_id is already stored is not stored again: the stored one is returned with dup set.
+//
+// The lock and the insert go in one batch, which PostgreSQL runs as one implicit transaction:
+// the lock is held until the commit, and the insert's own snapshot (taken after the lock) sees
+// the newest row, so m_time = max(now, newest + 1µs) and id = newest id + 1 are strictly
+// increasing. The newest row is one probe of the m_time key.
+func (db *Database) insertMessage(ctx context.Context, q querier, m *Message) (dup bool, err error) {
+	if err := db.ensureConvTable(ctx, m.CID); err != nil {
+		return false, err
+	}
+	t := convTable(m.CID)
+	var clientID *string
+	if m.ClientID != "" {
+		clientID = &m.ClientID
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", lockKey(m.CID))
+	b.Queue(fmt.Sprintf(`INSERT INTO %[1]s (m_time, id, f_username, content, kind, client_id)
+		SELECT GREATEST(clock_timestamp(), COALESCE(last.m_time, '-infinity') + interval '1 microsecond'),
+			COALESCE(last.id, 0) + 1, $1, $2, $3, $4
+		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT m_time, id FROM %[1]s ORDER BY m_time DESC LIMIT 1) last ON true
+		ON CONFLICT (client_id) DO NOTHING RETURNING id, m_time`, t),
+		m.FUsername, m.Content, m.Kind, clientID)
+	res := q.SendBatch(ctx, b)
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return false, fmt.Errorf("locking %s: %w", t, err)
+	}
+	var mt time.Time
+	err = res.QueryRow().Scan(&m.ID, &mt)
+	if cerr := res.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if errors.Is(err, pgx.ErrNoRows) && clientID != nil {
+		return true, storedByClientID(ctx, q, m)
+	}
+	if err != nil {
+		return false, fmt.Errorf("inserting into %s: %w", t, err)
+	}
+	m.MTime = formatTime(mt)
+	return false, nil
+}
+
+// storedByClientID fills m from the stored message with m's client_id.
+func storedByClientID(ctx context.Context, q querier, m *Message) error {
+	var mt time.Time
+	var from string
+	err := q.QueryRow(ctx, fmt.Sprintf(
+		"SELECT id, m_time, f_username, content, kind FROM %s WHERE client_id = $1", convTable(m.CID)),
+		m.ClientID).Scan(&m.ID, &mt, &from, &m.Content, &m.Kind)
+	if err != nil {
+		return fmt.Errorf("reading message by client_id: %w", err)
+	}
+	if !strings.EqualFold(from, m.FUsername) {
+		return clientErr("client_id already used by another message")
+	}
+	m.MTime = formatTime(mt)
+	return nil
+}
