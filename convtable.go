@@ -119,12 +119,7 @@ func (db *Database) insertMessage(ctx context.Context, q querier, m *Message) (d
 	}
 	b := &pgx.Batch{}
 	b.Queue("SELECT pg_advisory_xact_lock($1)", lockKey(m.CID))
-	b.Queue(fmt.Sprintf(`INSERT INTO %[1]s (m_time, id, f_username, content, kind, client_id)
-		SELECT GREATEST(clock_timestamp(), COALESCE(last.m_time, '-infinity') + interval '1 microsecond'),
-			COALESCE(last.id, 0) + 1, $1, $2, $3, $4
-		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT m_time, id FROM %[1]s ORDER BY m_time DESC LIMIT 1) last ON true
-		ON CONFLICT (client_id) DO NOTHING RETURNING id, m_time`, t),
-		m.FUsername, m.Content, m.Kind, clientID)
+	b.Queue(insertSQL(m.CID), m.FUsername, m.Content, m.Kind, clientID)
 	res := q.SendBatch(ctx, b)
 	if _, err := res.Exec(); err != nil {
 		res.Close()
@@ -143,6 +138,16 @@ func (db *Database) insertMessage(ctx context.Context, q querier, m *Message) (d
 	}
 	m.MTime = formatTime(mt)
 	return false, nil
+}
+
+// insertSQL inserts one message ($1 sender, $2 content, $3 kind, $4 client_id) after the
+// conversation's newest row; a client_id already stored inserts nothing. Run it under the lock.
+func insertSQL(cid string) string {
+	return fmt.Sprintf(`INSERT INTO %[1]s (m_time, id, f_username, content, kind, client_id)
+		SELECT GREATEST(clock_timestamp(), COALESCE(last.m_time, '-infinity') + interval '1 microsecond'),
+			COALESCE(last.id, 0) + 1, $1, $2, $3, $4
+		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT m_time, id FROM %[1]s ORDER BY m_time DESC LIMIT 1) last ON true
+		ON CONFLICT (client_id) DO NOTHING RETURNING id, m_time`, convTable(cid))
 }
 
 // storedByClientID fills m from the stored message with m's client_id.

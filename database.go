@@ -35,6 +35,8 @@ type Database struct {
 	missed missedPublishes
 	// convTables are the conversations whose tables are known to be current (convtable.go).
 	convTables sync.Map // CID → true
+	// writers group the sends to each conversation (groupcommit.go).
+	writers sync.Map // CID → *convWriter
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.

@@ -45,7 +45,7 @@ func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 	}
 	m := &Message{Cmd: "SendMessage", CID: c.CID, FUsername: s.user, Content: req.Content,
 		Kind: "text", ClientID: req.ClientID}
-	dup, err := s.db.insertMessage(ctx, s.db.pool, m)
+	dup, err := s.db.insertGrouped(ctx, m)
 	if err != nil {
 		return nil, err
 	}

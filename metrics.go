@@ -29,6 +29,7 @@ type Metrics struct {
 	natsErrors       prometheus.Counter
 	scheduledBacklog prometheus.Gauge
 	connsRefused     prometheus.Counter
+	insertGroups     prometheus.Histogram
 
 	// knownCommands bounds the cmd label: a client can send any string as cmd, and one series
 	// per distinct string would let it grow the server's memory without limit.
@@ -92,10 +93,15 @@ func newMetrics() *Metrics {
 			Name: "pinged_conns_refused_total",
 			Help: "Connections closed on accept because their address had -max-conns-per-addr open.",
 		}),
+		insertGroups: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pinged_insert_group_size",
+			Help:    "Messages written to one conversation in one commit (group commit).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
 		knownCommands: knownCommandNames(),
 	}
 	m.reg.MustRegister(m.sessions, m.commands, m.deliverLatency, m.storeErrors, m.natsErrors,
-		m.scheduledBacklog, m.connsRefused, collectors.NewGoCollector(),
+		m.scheduledBacklog, m.connsRefused, m.insertGroups, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -191,6 +197,12 @@ func (m *Metrics) storeError(store string) {
 func (m *Metrics) connRefused() {
 	if m != nil {
 		m.connsRefused.Inc()
+	}
+}
+
+func (m *Metrics) insertGroup(n int) {
+	if m != nil {
+		m.insertGroups.Observe(float64(n))
 	}
 }
 

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Group commit. Every insert into a conversation holds that conversation's lock through its own
+// commit (that is what keeps m_time strictly increasing in commit order, across instances), so
+// a busy conversation's messages would wait for one disk sync each. Instead, the sends to one
+// conversation that arrive on this instance while an insert into it is running wait for it to
+// finish and are then written together: one lock, one statement each in one pipelined
+// transaction, one commit, one sync. A lone message goes at once (no timer), an acknowledgement
+// waits only for its own group's commit, and different conversations are written in parallel.
+
+// maxGroup bounds a group, so that one commit never grows without limit.
+const maxGroup = 256
+
+// convWriter queues the sends to one conversation.
+type convWriter struct {
+	cid     string
+	mu      sync.Mutex
+	queue   []*queuedInsert
+	running bool // a group is being written
+}
+
+type queuedInsert struct {
+	m    *Message
+	dup  bool
+	err  error
+	done chan struct{}
+}
+
+// insertGrouped stores m like insertMessage does, written together with the other sends to its
+// conversation that are waiting at the same moment.
+func (db *Database) insertGrouped(ctx context.Context, m *Message) (dup bool, err error) {
+	v, _ := db.writers.LoadOrStore(m.CID, &convWriter{cid: m.CID})
+	w := v.(*convWriter)
+	q := &queuedInsert{m: m, done: make(chan struct{})}
+	w.mu.Lock()
+	w.queue = append(w.queue, q)
+	lead := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if lead {
+		db.writeGroups(w)
+	}
+	select {
+	case <-q.done:
+		return q.dup, q.err
+	case <-ctx.Done():
+		// It may still be written: the client's resend (same client_id) will find it.
+		return false, fmt.Errorf("waiting for the write: %w", ctx.Err())
+	}
+}
+
+// writeGroups writes the first group waiting on w; if more arrived meanwhile, another goroutine
+// writes them, so that this caller's acknowledgement waits only for its own group.
+func (db *Database) writeGroups(w *convWriter) {
+	w.mu.Lock()
+	n := min(len(w.queue), maxGroup)
+	group := w.queue[:n:n]
+	w.queue = w.queue[n:]
+	w.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	db.writeGroup(ctx, group)
+	cancel()
+	db.metrics.insertGroup(len(group))
+
+	w.mu.Lock()
+	more := len(w.queue) > 0
+	if !more {
+		w.running = false
+		// Idle writers go, so the map holds only busy conversations. A send that still holds
+		// this one leads its own group; the conversation's lock keeps two groups apart.
+		db.writers.CompareAndDelete(w.cid, w)
+	}
+	w.mu.Unlock()
+	if more {
+		go db.writeGroups(w)
+	}
+}
+
+// writeGroup inserts the group in one transaction; if that fails, each message on its own, so
+// that one bad message cannot fail the others.
+func (db *Database) writeGroup(ctx context.Context, group []*queuedInsert) {
+	defer func() {
+		for _, q := range group {
+			close(q.done)
+		}
+	}()
+	if len(group) == 1 {
+		group[0].dup, group[0].err = db.insertMessage(ctx, db.pool, group[0].m)
+		return
+	}
+	err := db.insertMany(ctx, group)
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+	case errors.As(err, &pgErr):
+		// A statement failed, so the transaction did not commit: try each on its own.
+		for _, q := range group {
+			q.dup, q.err = db.insertMessage(ctx, db.pool, q.m)
+		}
+	default:
+		// The commit's outcome is unknown: every sender is told, and a resend with the same
+		// client_id finds what was stored.
+		for _, q := range group {
+			q.err = err
+		}
+	}
+}
+
+// insertMany writes several messages of one conversation under one lock and one commit: the
+// statements are pipelined in one batch, which PostgreSQL runs as one implicit transaction, and
+// each insert sees the rows of the ones before it.
+func (db *Database) insertMany(ctx context.Context, group []*queuedInsert) error {
+	cid := group[0].m.CID
+	if err := db.ensureConvTable(ctx, cid); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", lockKey(cid))
+	for _, q := range group {
+		var clientID *string
+		if q.m.ClientID != "" {
+			clientID = &q.m.ClientID
+		}
+		b.Queue(insertSQL(cid), q.m.FUsername, q.m.Content, q.m.Kind, clientID)
+	}
+	res := db.pool.SendBatch(ctx, b)
+	if _, err := res.Exec(); err != nil {
+		res.Close()
+		return fmt.Errorf("locking %s: %w", convTable(cid), err)
+	}
+	var dups []*queuedInsert
+	for _, q := range group {
+		var mt time.Time
+		err := res.QueryRow().Scan(&q.m.ID, &mt)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows) && q.m.ClientID != "":
+			dups = append(dups, q)
+		case err != nil:
+			res.Close()
+			return fmt.Errorf("inserting into %s: %w", convTable(cid), err)
+		default:
+			q.m.MTime = formatTime(mt)
+		}
+	}
+	if err := res.Close(); err != nil {
+		return fmt.Errorf("committing into %s: %w", convTable(cid), err)
+	}
+	for _, q := range dups { // stored before (a resend): answer with the stored message
+		q.dup, q.err = true, storedByClientID(ctx, db.pool, q.m)
+	}
+	return nil
+}
