@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -188,4 +189,68 @@ func publishPaced(ctx context.Context, nc *nats.Conn, groups [][]int, rate float
 	}
 	_ = nc.Flush()
 	return n
+}
+
+// referenceInsertsAtRate offers single-row autocommit inserts into a conversation-shaped table at
+// rate rows/s in total from conns connections (as many as the messages mode has senders), paced
+// like the senders, and returns their latency p99: what a send at that rate could cost at best.
+func referenceInsertsAtRate(ctx context.Context, tgt *target, rate float64, conns int, d time.Duration, rep *Report) (time.Duration, error) {
+	pcfg, err := pgxpool.ParseConfig(tgt.pgConn)
+	if err != nil {
+		return 0, err
+	}
+	pcfg.MaxConns, pcfg.MinConns = int32(conns), int32(conns)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return 0, fmt.Errorf("connecting for the paced reference: %w", err)
+	}
+	defer pool.Close()
+	table := fmt.Sprintf("loadtest_paced_%x", rand.Uint64())
+	if _, err := pool.Exec(ctx, fmt.Sprintf(convTableDDL, table)); err != nil {
+		return 0, fmt.Errorf("creating reference table: %w", err)
+	}
+	defer func() { _, _ = tgt.pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) }()
+	logf("reference: raw inserts at %.0f/s from %d connections for %s", rate, conns, d)
+	content := makeContent(0, 0, time.Now(), 64)
+	insert := "INSERT INTO " + table + " (m_time, id, f_username, content, kind, client_id) VALUES (clock_timestamp(), $4, $1, $2, 'text', $3) ON CONFLICT DO NOTHING"
+	var rows, errs atomic.Int64
+	var seq atomic.Int64
+	var lat latencies
+	watch := startCPUWatch(0, tgt.dbname)
+	start := time.Now()
+	end := start.Add(d)
+	interval := time.Duration(float64(time.Second) * float64(conns) / rate) // per connection
+	var wg sync.WaitGroup
+	for w := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := start.Add(time.Duration(w) * interval / time.Duration(conns)) // staggered
+			for ctx.Err() == nil {
+				if wait := time.Until(next); wait > 0 {
+					time.Sleep(wait) // pacing: the offered rate is the point of this reference
+				}
+				if time.Now().After(end) {
+					return
+				}
+				next = next.Add(interval)
+				n := seq.Add(1)
+				t0 := time.Now()
+				if _, err := pool.Exec(ctx, insert, "ref_user", content, strconv.FormatInt(n, 10), n); err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat.add(time.Since(t0))
+				rows.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	s := rep.section(fmt.Sprintf("reference: raw pgx single-row autocommit INSERT at %.0f/s, %d connections", rate, conns))
+	s.add("rows inserted", float64(rows.Load()), "")
+	s.add("errors", float64(errs.Load()), "")
+	s.add("insert rate", perSecond(rows.Load(), time.Since(start)), "rows/s")
+	lat.addTo(s, "insert latency")
+	watch.report(s)
+	return lat.percentile(0.99), nil
 }
