@@ -188,21 +188,6 @@ func (g *guess) end(right bool) {
 	b.last = time.Now()
 }
 
-// missAddr counts a miss that is not a guess at a user (an unknown resume token) against the
-// address only.
-func (l *guessLimiter) missAddr(addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.byAddr.take(addr, 1, time.Now())
-}
-
-// addrAllowed reports whether addr may still make a guess (for paths that cost a miss).
-func (l *guessLimiter) addrAllowed(addr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.byAddr.has(addr, 1, time.Now())
-}
-
 // budget is a token bucket per key for things that are spent in amounts: registrations per
 // address, contact lookups per user.
 type budget struct {
