@@ -9,6 +9,7 @@ import {Chat, describeError} from './chat.js';
 import {ConvoList, convoTitle} from './convolist.js';
 import {MessageView} from './messages.js';
 import {Dialogs, confirmDialog} from './dialogs.js';
+import {Settings} from './settings.js';
 import {el, hue, initials, listNames, sameUser, codePoints} from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -24,13 +25,29 @@ const SECURITY_QUESTIONS = [
 
 const phone = window.matchMedia('(max-width: 760px)');
 
+// A message for the next start of the page (after a reload that resets everything).
+const NOTICE_KEY = 'pingedchat.notice';
+
 // Toasts and announcements
+
+/** placeToasts keeps the toasts where they can be seen and used. A modal dialog puts the rest
+ * of the page under its backdrop and makes it inert, so while one is open the toasts live
+ * inside it (they are position: fixed, so they stay in the same place on the screen). The
+ * topmost dialog is the last open one in the document: dialogs opened from others come later
+ * in index.html. */
+function placeToasts() {
+  const open = [...document.querySelectorAll('dialog[open]')];
+  const host = open.length ? open[open.length - 1] : document.body;
+  const box = $('toasts');
+  if (box.parentElement !== host) host.append(box);
+}
 
 /** toast shows a message for a while; errors stay longer. Text only. */
 function toast(text, kind = 'error') {
   const box = el('div', {class: `toast ${kind}`},
     el('p', {}, text),
     el('button', {type: 'button', class: 'icon', 'aria-label': 'Dismiss', onclick: () => box.remove()}, '×'));
+  placeToasts();
   $('toasts').append(box);
   while ($('toasts').children.length > 4) $('toasts').firstElementChild.remove();
   setTimeout(() => box.remove(), kind === 'error' ? 10_000 : 5000);
@@ -100,6 +117,10 @@ class App {
     });
     this.messages.onAttention = () => this.updateAttention();
     this.dialogs = new Dialogs(this.chat, {onOpenConvo: (cid) => this.openConvo(cid, {focus: true}), toast});
+    this.settings = new Settings(this.chat, {toast});
+    // Dialogs open and close in many places: follow them all.
+    const watcher = new MutationObserver(placeToasts);
+    for (const d of document.querySelectorAll('dialog')) watcher.observe(d, {attributes: true, attributeFilter: ['open']});
 
     this.bindChat();
     this.bindAuthView();
@@ -110,6 +131,8 @@ class App {
   }
 
   async start() {
+    const notice = sessionStorage.getItem(NOTICE_KEY);
+    sessionStorage.removeItem(NOTICE_KEY);
     const user = this.chat.savedUser;
     if (user) {
       // Show the last state from the device at once; the socket catches up behind it.
@@ -123,7 +146,7 @@ class App {
       }
       if (!this.chat.auth.session) this.showAuth('Your session has ended; log in again.');
     } else {
-      this.showAuth('');
+      this.showAuth(notice || '');
     }
     $('boot').hidden = true;
     this.conn.start();
@@ -165,6 +188,11 @@ class App {
       announce(`${record.f_username}${where}: ${record.content.slice(0, 300)}`);
     });
     chat.addEventListener('problem', (e) => toast(e.detail.text));
+    chat.addEventListener('deleted', () => {
+      // Nothing of the account is left on this device: start over at the login form.
+      sessionStorage.setItem(NOTICE_KEY, 'Your account was deleted.');
+      location.replace(location.pathname + location.search);
+    });
   }
 
   // Status
@@ -199,6 +227,7 @@ class App {
   showAuth(message) {
     $('auth-view').hidden = false;
     $('chat-view').hidden = true;
+    for (const d of document.querySelectorAll('dialog[open]')) d.close();
     const user = this.chat.savedUser;
     if (user && !$('login-username').value) $('login-username').value = user;
     this.selectTab('login');
@@ -224,6 +253,12 @@ class App {
     }
     $('login-form').addEventListener('submit', (e) => this.onLogin(e));
     $('register-form').addEventListener('submit', (e) => this.onRegister(e));
+    $('forgot-btn').addEventListener('click', () => this.showReset());
+    $('reset-back').addEventListener('click', () => {
+      this.selectTab('login');
+      $('login-username').focus();
+    });
+    $('reset-form').addEventListener('submit', (e) => this.onReset(e));
   }
 
   selectTab(which) {
@@ -232,6 +267,87 @@ class App {
       $(`tab-${name}`).setAttribute('aria-selected', String(on));
       $(`tab-${name}`).tabIndex = on ? 0 : -1;
       $(`${name}-form`).hidden = !on;
+    }
+    $('reset-form').hidden = true;
+    $('auth-view').querySelector('.tabs').hidden = false;
+  }
+
+  // Forgot password: the username, then its security questions and a new password.
+
+  showReset() {
+    const form = $('reset-form');
+    form.reset();
+    form.querySelector('.form-error').textContent = '';
+    this.resetUser = null;
+    $('reset-answers').hidden = true;
+    $('reset-submit').textContent = 'Continue';
+    $('reset-username').readOnly = false;
+    $('reset-username').value = $('login-username').value.trim();
+    $('login-form').hidden = true;
+    $('register-form').hidden = true;
+    $('auth-view').querySelector('.tabs').hidden = true;
+    form.hidden = false;
+    $('reset-username').focus();
+  }
+
+  onReset(e) {
+    e.preventDefault();
+    const form = e.target;
+    const error = form.querySelector('.form-error');
+    if (!this.resetUser) {
+      const username = $('reset-username').value.trim();
+      if (!username) {
+        error.textContent = 'Type your username.';
+        return;
+      }
+      this.resetSubmit(form, async () => {
+        const {username: name, questions} = await this.chat.resetQuestions(username);
+        if (questions.length !== 2) throw new Error('this account has no security questions, so its password cannot be reset');
+        this.resetUser = name;
+        $('reset-username').value = name;
+        $('reset-username').readOnly = true;
+        $('reset-q1').textContent = questions[0];
+        $('reset-q2').textContent = questions[1];
+        $('reset-answers').hidden = false;
+        $('reset-submit').textContent = 'Set new password';
+        $('reset-a1').focus();
+      });
+      return;
+    }
+    const answers = [$('reset-a1').value.trim(), $('reset-a2').value.trim()];
+    const password = $('reset-password').value;
+    if (!answers[0] || !answers[1]) {
+      error.textContent = 'Answer both questions.';
+      return;
+    }
+    if (codePoints(password) < 8) {
+      error.textContent = 'A password has at least 8 characters.';
+      $('reset-password').focus();
+      return;
+    }
+    const username = this.resetUser;
+    this.resetSubmit(form, async () => {
+      if (!(await this.chat.resetPassword(username, password, answers))) {
+        throw new Error('Those answers are not right. Check them and try again.');
+      }
+      // The new password works at once: log in with it.
+      await this.chat.login(username, password);
+      form.reset();
+    });
+  }
+
+  async resetSubmit(form, fn) {
+    const error = form.querySelector('.form-error');
+    const buttons = form.querySelectorAll('button');
+    error.textContent = '';
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      await this.whenConnected();
+      await fn();
+    } catch (err) {
+      error.textContent = err.cmd ? describeError(err) : err.message;
+    } finally {
+      buttons.forEach((b) => (b.disabled = false));
     }
   }
 
@@ -290,16 +406,18 @@ class App {
       {Question: $('reg-q1').value, Answer: $('reg-a1').value.trim()},
       {Question: $('reg-q2').value, Answer: $('reg-a2').value.trim()},
     ];
+    // The questions are optional, but one alone cannot reset a password: both or neither.
+    const answered = quests.filter((q) => q.Answer).length;
     let problem = '';
     if (!/^[A-Za-z0-9_]{3,32}$/.test(username)) problem = 'A username has 3 to 32 letters, digits or underscores.';
     else if (codePoints(password) < 8) problem = 'A password has at least 8 characters.';
-    else if (quests[0].Question === quests[1].Question) problem = 'Pick two different security questions.';
-    else if (!quests[0].Answer || !quests[1].Answer) problem = 'Answer both security questions.';
+    else if (answered === 1) problem = 'Answer both security questions, or leave both empty.';
+    else if (answered === 2 && quests[0].Question === quests[1].Question) problem = 'Pick two different security questions.';
     if (problem) {
       error.textContent = problem;
       return;
     }
-    this.authSubmit(form, () => this.chat.register(username, password, quests));
+    this.authSubmit(form, () => this.chat.register(username, password, answered ? quests : []));
   }
 
   // The chat view
@@ -322,6 +440,7 @@ class App {
 
   bindChatView() {
     $('new-convo-btn').addEventListener('click', () => this.dialogs.openNewConvo());
+    $('settings-btn').addEventListener('click', () => this.settings.open());
     $('rename-btn').addEventListener('click', () => this.dialogs.openRename(this.chat.openCid));
     $('members-btn').addEventListener('click', () => this.dialogs.openMembers(this.chat.openCid));
     $('back-btn').addEventListener('click', () => this.showPane('list'));

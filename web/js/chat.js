@@ -14,6 +14,8 @@
 //   removed  {cid, name}                  we left or were removed from a conversation
 //   incoming {cid, record}                a new message from someone else (for announcements)
 //   problem  {text}                       an error to show the user
+//   user     {view}                       the user view changed (settings, verification, blocks)
+//   deleted  {}                           the account was deleted; nothing of it is left here
 
 import {ConnectionError, ServerError} from './conn.js';
 import {LocalStore} from './store.js';
@@ -43,6 +45,18 @@ const VERBS = {
   UpdateUnreadCount: 'update the unread count',
   UpdateConvoMtime: 'record the sync time',
   Logout: 'log out',
+  GetPasswordResetUser: 'look up your security questions',
+  ResetUserPassword: 'reset your password',
+  ChangeUserPassword: 'change your password',
+  ChangeUserEmail: 'change your e-mail address',
+  ChangeUserPhone: 'change your phone number',
+  SendVerificationCode: 'send a code',
+  VerifyContact: 'verify the code',
+  ChangeProfilePic: 'change your profile picture',
+  SaveAutoreplyMessage: 'save your automatic reply',
+  BlockUser: 'block that user',
+  UnblockUser: 'unblock that user',
+  DeleteUser: 'delete your account',
 };
 
 /** describeError puts an error into words for the user. */
@@ -79,6 +93,8 @@ export class Chat extends EventTarget {
     this.readSent = new Map(); // cid → NewReadTime last sent
     this.flushing = false;
     this.work = Promise.resolve(); // pushes and login handling run one after another, in order
+    this.view = null; // the user view (DESIGN §3.3) as last received, without its session token
+    this.deleted = false; // the account was deleted: a revocation that follows says nothing new
     this.auth = readJSON(AUTH_KEY);
     this.deviceId = localStorage.getItem(DEVICE_KEY) || randomId();
     localStorage.setItem(DEVICE_KEY, this.deviceId);
@@ -149,7 +165,9 @@ export class Chat extends EventTarget {
     for (const t of this.typing.values()) t.clear();
     if (this.openCid) this.emit('typing', {cid: this.openCid});
     // 4010: the server revoked this session (logout elsewhere, password change).
-    if (code === 4010) {
+    if (code === 4010 && this.deleted) {
+      // The DeleteUser push came first and said it all.
+    } else if (code === 4010) {
       this.forgetSession();
       this.emit('authrequired', {message: `You were logged out: ${reason || 'session revoked'}.`});
     } else if (wasLoggedIn && code !== 1000) {
@@ -184,7 +202,7 @@ export class Chat extends EventTarget {
     await this.serially(() => this.onLoggedIn(view));
   }
 
-  /** register a new user with two security questions ([{Question, Answer}, …]). */
+  /** register a new user with none or two security questions ([{Question, Answer}, …]). */
   async register(username, password, secQuests) {
     const view = await this.conn.request('CreateUser', {username, password, secQuests, token: this.deviceId});
     await this.serially(() => this.onLoggedIn(view));
@@ -198,10 +216,32 @@ export class Chat extends EventTarget {
         console.warn('pingedchat: logout', err);
       }
     }
+    // A logout leaves nothing of the user on this device.
+    await this.forgetLocal();
+  }
+
+  /** resetQuestions asks (before login) for a user's two security questions. */
+  async resetQuestions(username) {
+    const rep = await this.request('GetPasswordResetUser', {username});
+    return {username: rep.Username || username, questions: Array.isArray(rep.Questions) ? rep.Questions : []};
+  }
+
+  /** resetPassword sets a new password with the answers to the security questions (in their
+   * order); resolves true when the answers were right. Every session of the user ends. */
+  async resetPassword(username, password, answers) {
+    const rep = await this.request('ResetUserPassword', {
+      username, password, secQuests: answers.map((Answer) => ({Answer})),
+    });
+    return rep.success === 'true';
+  }
+
+  /** forgetLocal removes everything of the user from this device: the session, the device
+   * copy and its unsent messages. */
+  async forgetLocal() {
     this.conn.stop();
     this.forgetSession();
     localStorage.removeItem(AUTH_KEY);
-    // A logout leaves nothing of the user on this device.
+    this.auth = null;
     if (this.store) await this.store.destroy();
     this.store = null;
   }
@@ -219,6 +259,7 @@ export class Chat extends EventTarget {
     this.auth = {username, session: view.session || (this.auth && this.auth.session) || ''};
     localStorage.setItem(AUTH_KEY, JSON.stringify(this.auth));
     await this.prepare(username);
+    this.setView(view);
     this.me = username;
     this.loggedIn = true;
     this.conn.resetBackoff();
@@ -409,15 +450,15 @@ export class Chat extends EventTarget {
         this.onStatusPush(p);
         break;
       case 'UpdateUser':
+        // Another of our sessions changed a setting (or a friend request changed our lists).
         if (Array.isArray(p.CIDs)) this.applySummaries(p.CIDs);
+        if (typeof p.Username === 'string') this.setView(p);
         break;
       case 'Resync':
         this.resync();
         break;
       case 'DeleteUser':
-        this.forgetSession();
-        this.emit('authrequired', {message: 'This account was deleted.'});
-        break;
+        return this.onDeleted();
       default:
         break; // mail, friends…: not shown by this client
     }
@@ -530,6 +571,54 @@ export class Chat extends EventTarget {
     return [...t].filter(([, until]) => until > now).map(([user]) => user);
   }
 
+  // The account
+
+  /** setView keeps the user view of a login, a settings reply or an UpdateUser push. The
+   * session token is not kept in it: it lives in this.auth only. */
+  setView(view) {
+    const {session, cmd, rid, ...rest} = view; // eslint-disable-line no-unused-vars
+    this.view = rest;
+    this.emit('user', {view: rest});
+  }
+
+  /**
+   * account sends a settings command (ChangeUserEmail, BlockUser, …) and takes the user view it
+   * answers with. A reply that carries a new session token (ChangeUserPassword: the old token
+   * is revoked with every other) is stored as a login's is, so that a reload resumes with it.
+   */
+  async account(cmd, fields) {
+    this.requireOnline(cmd);
+    const rep = await this.request(cmd, fields);
+    if (rep && typeof rep.session === 'string' && rep.session && this.auth) {
+      this.auth = {username: this.auth.username, session: rep.session};
+      localStorage.setItem(AUTH_KEY, JSON.stringify(this.auth));
+    }
+    if (rep && typeof rep.Username === 'string') this.setView(rep);
+    return rep;
+  }
+
+  /** deleteAccount deletes the user (the password confirms it) and everything of it here. */
+  async deleteAccount(password) {
+    this.requireOnline('DeleteUser');
+    try {
+      await this.request('DeleteUser', {password});
+    } catch (err) {
+      // The server closes our sessions once the account is gone; if that overtook the reply,
+      // the DeleteUser push has said it already.
+      if (!(err instanceof ConnectionError && this.deleted)) throw err;
+    }
+    await this.serially(() => this.onDeleted());
+  }
+
+  /** onDeleted: the account is gone (deleted here or on another device): so is its copy here. */
+  async onDeleted() {
+    if (this.deleted) return;
+    this.deleted = true;
+    this.loggedIn = false;
+    await this.forgetLocal();
+    this.emit('deleted');
+  }
+
   // Requests
 
   /**
@@ -571,6 +660,13 @@ export class Chat extends EventTarget {
   setAttentive(on) {
     this.attentive = on;
     if (on && this.openCid) this.markRead(this.openCid);
+  }
+
+  /** directConvo is our one-to-one conversation with a user (just the two of us), if any. */
+  directConvo(username) {
+    return this.store.convoList().find((c) => c.Members.length === 2 &&
+      c.Members.some((m) => sameUser(m.username, username)) &&
+      c.Members.some((m) => sameUser(m.username, this.me))) || null;
   }
 
   async createConvo(name, members) {

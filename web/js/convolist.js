@@ -1,7 +1,7 @@
 // The sidebar's conversation list: name, last message, time and unread count, most recent
 // first, with a filter box and arrow-key navigation.
 
-import {el, parseWireTime, shortTime, hue, initials, sameUser} from './util.js';
+import {el, icon, ICONS, parseWireTime, shortTime, hue, initials, sameUser} from './util.js';
 
 /** convoTitle is a conversation's name, or its other members when it has none. */
 export function convoTitle(c, me) {
@@ -55,7 +55,8 @@ export class ConvoList {
     const last = c.last;
     let preview = 'No messages yet';
     if (last) {
-      const who = sameUser(last.f_username, me) ? 'You' : last.f_username;
+      let who = sameUser(last.f_username, me) ? 'You' : last.f_username;
+      if (last.kind === 'autoreply') who += ' (automatic reply)';
       preview = `${who}: ${last.content.replace(/\s+/g, ' ').slice(0, 140)}`;
     }
     const when = parseWireTime((last && last.m_time) || c.M_time);
@@ -63,7 +64,7 @@ export class ConvoList {
     const unread = c.UnreadCount > 0 ? (c.UnreadCount > 999 ? '999+' : String(c.UnreadCount)) : '';
     const avatar = el('span', {class: 'avatar', 'aria-hidden': 'true'}, initials(title));
     avatar.style.setProperty('--hue', hue(title));
-    const label = [title, preview, unread && `${unread} unread`].filter(Boolean).join(', ');
+    const label = [title, preview, pending && 'waiting to be sent', unread && `${unread} unread`].filter(Boolean).join(', ');
     const button = el('button', {
       type: 'button', class: `convo-item${unread ? ' has-unread' : ''}`, dataset: {cid: c.CID},
       'aria-current': c.CID === this.selected ? 'true' : false, 'aria-label': label,
@@ -74,7 +75,9 @@ export class ConvoList {
       el('span', {class: 'ci-name'}, title),
       el('span', {class: 'ci-last'}, preview)),
     el('span', {class: 'ci-side'},
-      pending ? el('span', {class: 'ci-pending', title: 'Waiting to be sent'}, '⏱') : el('time', {}, shortTime(when)),
+      pending
+        ? el('span', {class: 'ci-pending', title: 'Waiting to be sent'}, icon(ICONS.clock))
+        : el('time', {}, shortTime(when)),
       unread ? el('span', {class: 'badge'}, unread) : null));
     return el('li', {}, button);
   }

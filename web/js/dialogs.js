@@ -67,8 +67,8 @@ function fillKnownUsers(chat) {
   $('known-users').replaceChildren(...[...seen.values()].sort().map((n) => el('option', {value: n})));
 }
 
-/** busy disables a form while its request runs, and shows its error in words. */
-async function submitting(form, fn) {
+/** submitting disables a form while its request runs, and shows its error in words. */
+export async function submitting(form, fn) {
   const error = form.querySelector('.form-error');
   const buttons = form.querySelectorAll('button');
   error.textContent = '';
@@ -123,6 +123,21 @@ export class Dialogs {
     const form = e.target;
     const names = this.newPicker.take();
     const name = $('new-name').value.trim();
+    const others = names.filter((n) => !sameUser(n, this.chat.me));
+    if (!others.length) {
+      form.querySelector('.form-error').textContent = 'Add at least one person to talk to.';
+      $('new-people').focus();
+      return;
+    }
+    // One conversation per pair of people: talking to someone again continues where you left
+    // off. Groups may repeat (the same people can have several topics).
+    const existing = others.length === 1 ? this.chat.directConvo(others[0]) : null;
+    if (existing) {
+      $('new-convo-dialog').close();
+      this.onOpenConvo(existing.CID);
+      this.toast(`You already have a conversation with ${others[0]}; here it is.`, 'info');
+      return;
+    }
     let cid = null;
     const ok = await submitting(form, async () => {
       cid = await this.chat.createConvo(name, names);
@@ -184,9 +199,22 @@ export class Dialogs {
     e.preventDefault();
     const names = this.addPicker.take();
     if (!names.length) return;
-    if (await submitting(e.target, () => this.chat.addMembers(this.cid, names))) {
+    let refused = null;
+    const ok = await submitting(e.target, async () => {
+      try {
+        await this.chat.addMembers(this.cid, names);
+      } catch (err) {
+        refused = err;
+        throw err;
+      }
+    });
+    if (ok) {
       this.addPicker.reset();
       this.toast(`Added ${names.join(', ')}.`, 'info');
+    } else if (refused) {
+      // The server names the person it refused (no such user, cannot be added): take them out
+      // of the picker, so that the next Add does not fail on them again. The error says why.
+      for (const n of names) if (mentions(refused.message, n)) this.addPicker.remove(n);
     }
   }
 
@@ -203,12 +231,27 @@ export class Dialogs {
   }
 }
 
-/** readLabel: how far a member has read, briefly ("Read up to 14:05", "Read up to 3 Mar, 09:12"). */
+/** mentions tells whether text names a username as a whole word (not inside a longer name). */
+function mentions(text, name) {
+  const hay = text.toUpperCase();
+  const needle = name.toUpperCase();
+  const word = /[A-Z0-9_]/;
+  for (let i = hay.indexOf(needle); i >= 0; i = hay.indexOf(needle, i + 1)) {
+    const before = hay[i - 1] || ' ';
+    const after = hay[i + needle.length] || ' ';
+    if (!word.test(before) && !word.test(after)) return true;
+  }
+  return false;
+}
+
+/** readLabel: how far a member has read, briefly ("Read up to 14:05", "Read up to yesterday,
+ * 09:12", "Read up to 3 Mar, 09:12"). */
 function readLabel(d) {
   if (!d) return 'Has not read anything yet';
   const day = shortTime(d);
   const clock = clockTime(d);
-  return day === clock ? `Read up to ${clock}` : `Read up to ${day}, ${clock}`;
+  if (day === clock) return `Read up to ${clock}`;
+  return `Read up to ${day === 'Yesterday' ? 'yesterday' : day}, ${clock}`;
 }
 
 /** confirmDialog asks a yes/no question in a dialog; resolves true for yes. */

@@ -106,6 +106,7 @@ export class MessageView {
       prev = r;
     }
     this.els.list.replaceChildren(...items);
+    this.renderedDay = dayKey(new Date());
     this.renderReceipts();
     // Keep what the user was looking at in place: the bottom, or the same distance from it
     // (which is what keeps the view still when older messages are added above).
@@ -137,9 +138,13 @@ export class MessageView {
     if (!mine) {
       li.append(el('span', {class: 'avatar small', 'aria-hidden': 'true'}, grouped ? '' : initials(r.f_username)));
     }
+    const auto = r.kind === 'autoreply';
+    if (auto) li.classList.add('auto');
     const bubble = el('div', {class: 'bubble'},
       // The author is always there for screen readers; grouped messages hide it visually.
       el('span', {class: mine || grouped ? 'author visually-hidden' : 'author'}, mine ? 'You' : r.f_username, ': '),
+      // The server sent it for its author, who may not have seen the conversation at all.
+      auto ? el('span', {class: 'auto-label'}, 'Automatic reply') : null,
       el('p', {class: 'text'}, richText(r.content)),
       el('span', {class: 'meta'}),
     );
@@ -175,6 +180,13 @@ export class MessageView {
   /** onMessage updates the view for one added or changed record. */
   onMessage(record) {
     if (record.CID !== this.cid) return;
+    if (this.renderedDay !== dayKey(new Date())) {
+      // Midnight passed since the list was drawn: "Today" is "Yesterday" now.
+      if (!this.nodes.has(record.$loki)) this.records.push(record);
+      this.records.sort(compareMessages);
+      this.renderAll();
+      return;
+    }
     const li = this.nodes.get(record.$loki);
     const stick = this.isNearBottom();
     if (li) {
@@ -236,16 +248,26 @@ export class MessageView {
     }
   }
 
-  /** renderReceipts shows, under the newest message each other member has read, who has. */
+  /** renderReceipts shows who has read how far: under the newest message that each other
+   * member has read and did not write. Writing counts as reading everything before: a member's
+   * own message moves their marker even before their read time catches up. No marker goes under
+   * the reader's own message ("Seen by X" under X's words says nothing). */
   renderReceipts() {
     for (const node of this.els.list.querySelectorAll('.receipts')) node.replaceChildren();
     const c = this.cid && this.chat.store.convo(this.cid);
     if (!c) return;
     const readers = new Map(); // record → [usernames]
     for (const m of c.Members) {
-      if (sameUser(m.username, this.me) || !m.read_time) continue;
+      if (sameUser(m.username, this.me)) continue;
+      let readTo = m.read_time || '';
+      for (const r of this.records) {
+        if (r.m_time && r.m_time > readTo && sameUser(r.f_username, m.username)) readTo = r.m_time;
+      }
+      if (!readTo) continue;
       let at = null;
-      for (const r of this.records) if (r.m_time && r.m_time <= m.read_time) at = r;
+      for (const r of this.records) {
+        if (r.m_time && r.m_time <= readTo && !sameUser(r.f_username, m.username)) at = r;
+      }
       if (!at) continue;
       if (!readers.has(at)) readers.set(at, []);
       readers.get(at).push(m.username);

@@ -4,12 +4,13 @@
 //
 // Records:
 //   convos   {CID, Name, M_time, UnreadCount, Members:[{username, read_time}], syncedTo,
-//             historyComplete, last:{f_username, content, m_time}|null}
+//             historyComplete, last:{f_username, content, kind, m_time}|null}
 //            syncedTo: every message of the conversation up to this m_time is stored here (from
 //            the oldest one stored on); sync asks the server only for what is newer. Only the
 //            server's history pages move it, never live pushes, so a missed push is fetched.
-//   messages {CID, id, m_time, f_username, content, client_id, state, error, created}
+//   messages {CID, id, m_time, f_username, content, kind, client_id, state, error, created}
 //            state: 'sent' (stored by the server), 'pending' (in the outbox), 'failed'.
+//            kind: the server's; 'autoreply' for an automatic reply, '' or 'text' otherwise.
 //   outbox   {client_id, CID, content, created}: messages written but not yet acknowledged.
 //   meta     {key, value}
 
@@ -190,6 +191,7 @@ export class LocalStore {
     const record = this.messages.insert({
       CID: cid, id: msg.id, m_time: msg.m_time, f_username: msg.f_username || '',
       content: typeof msg.content === 'string' ? msg.content : '', client_id: msg.client_id || '',
+      kind: typeof msg.kind === 'string' ? msg.kind : '',
       state: 'sent', error: '', created: Date.now(),
     });
     this.indexMessage(record);
@@ -261,7 +263,7 @@ export class LocalStore {
     if (!c) return;
     const last = c.last;
     if (!last || compareMessages(m, last) >= 0 || (m.client_id && last.client_id === m.client_id)) {
-      c.last = {f_username: m.f_username, content: m.content, m_time: m.m_time, created: m.created, client_id: m.client_id};
+      c.last = lastOf(m);
       if (m.m_time && m.m_time > c.M_time) c.M_time = m.m_time;
       this.convos.update(c);
     }
@@ -272,7 +274,7 @@ export class LocalStore {
     if (!c) return;
     const list = this.messagesOf(cid, {limit: 1});
     const m = list[0];
-    c.last = m ? {f_username: m.f_username, content: m.content, m_time: m.m_time, created: m.created, client_id: m.client_id} : null;
+    c.last = m ? lastOf(m) : null;
     this.convos.update(c);
   }
 
@@ -285,6 +287,14 @@ export class LocalStore {
     this.upsertConvo(cid, {historyComplete: false});
     return true;
   }
+}
+
+/** lastOf is what the conversation list shows of a conversation's newest message. */
+function lastOf(m) {
+  return {
+    f_username: m.f_username, content: m.content, kind: m.kind || '', m_time: m.m_time, created: m.created,
+    client_id: m.client_id,
+  };
 }
 
 /** recentOf orders the conversation list: the newest activity, including unsent messages. */

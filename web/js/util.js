@@ -27,6 +27,31 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/** icon builds a small inline SVG icon (24×24 view box) from path data; it is decoration, so
+ * it is hidden from screen readers: the element around it carries the words. */
+export function icon(paths, cls = 'ico') {
+  const svg = document.createElementNS(SVG_NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  svg.setAttribute('class', cls);
+  for (const d of [paths].flat()) {
+    const path = document.createElementNS(SVG_NS, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+/** ICONS: path data of the client's icons. */
+export const ICONS = {
+  // A clock face with its hands at ten past: "waiting to be sent".
+  clock: ['M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm0 2a8 8 0 1 1 0 16 8 8 0 0 1 0-16z',
+    'M11 6h2v5.4l3.6 2.1-1 1.7L11 12.6z'],
+};
+
 /** randomId returns n random bytes as URL-safe base64 (works without a secure context). */
 export function randomId(n = 16) {
   const bytes = crypto.getRandomValues(new Uint8Array(n));
@@ -58,7 +83,9 @@ export function wireTime(d) {
   return d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
-const timeFmt = new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit'});
+// Clock times are always two-digit hours and minutes ("06:12", "18:40"): the same width in
+// every locale, so times line up, and never "6:12 AM" next to "06:12".
+const timeFmt = new Intl.DateTimeFormat(undefined, {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'});
 const dateFmt = new Intl.DateTimeFormat(undefined, {day: 'numeric', month: 'short'});
 const longDateFmt = new Intl.DateTimeFormat(undefined, {weekday: 'long', day: 'numeric', month: 'long', year: 'numeric'});
 const fullFmt = new Intl.DateTimeFormat(undefined, {dateStyle: 'full', timeStyle: 'short'});
@@ -67,10 +94,17 @@ function sameDay(a, b) {
   return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate();
 }
 
-/** shortTime: the clock time for today, the date otherwise (the conversation list's style). */
+function yesterdayOf(now) {
+  const y = new Date(now);
+  y.setDate(now.getDate() - 1);
+  return y;
+}
+
+/** shortTime: the clock time for today, "Yesterday", or the date (the conversation list's style). */
 export function shortTime(d, now = new Date()) {
   if (!d) return '';
-  return sameDay(d, now) ? timeFmt.format(d) : dateFmt.format(d);
+  if (sameDay(d, now)) return timeFmt.format(d);
+  return sameDay(d, yesterdayOf(now)) ? 'Yesterday' : dateFmt.format(d);
 }
 
 export function clockTime(d) {
@@ -84,9 +118,7 @@ export function fullTime(d) {
 /** dayLabel names a message day: Today, Yesterday, or the date. */
 export function dayLabel(d, now = new Date()) {
   if (sameDay(d, now)) return 'Today';
-  const y = new Date(now);
-  y.setDate(now.getDate() - 1);
-  if (sameDay(d, y)) return 'Yesterday';
+  if (sameDay(d, yesterdayOf(now))) return 'Yesterday';
   return longDateFmt.format(d);
 }
 
@@ -101,11 +133,13 @@ export function hue(name) {
   return h;
 }
 
-/** initials for an avatar: the first letter of the first two name parts. */
+/** initials for an avatar: the first letters of the name's first two words, where a word is a
+ * run of letters ("alice_smith" → "AS", "alice_3" → "A", not "A3"). A name without letters
+ * shows its first character. */
 export function initials(name) {
-  const parts = name.split(/[_\s]+/).filter(Boolean);
-  const letters = parts.slice(0, 2).map((p) => [...p][0]);
-  return (letters.join('') || '?').toUpperCase();
+  const words = name.match(/\p{L}+/gu) || [];
+  const letters = words.slice(0, 2).map((w) => [...w][0]);
+  return (letters.join('') || [...name.trim()][0] || '?').toUpperCase();
 }
 
 /** listNames writes names as prose: "a", "a and b", "a, b and c". */
