@@ -37,6 +37,8 @@ type Database struct {
 	convTables sync.Map // CID → true
 	// writers group the sends to each conversation (groupcommit.go).
 	writers sync.Map // CID → *convWriter
+	// convos caches conversation records (convcache.go).
+	convos convoCache
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
@@ -166,6 +168,9 @@ func (db *Database) connectNATS(natsURL string) error {
 	if _, err := nc.Subscribe(broadcastSubject, func(*nats.Msg) { db.resyncSessions() }); err != nil {
 		return fmt.Errorf("subscribing to %s: %w", broadcastSubject, err)
 	}
+	if err := db.subscribeConvoChanges(); err != nil {
+		return fmt.Errorf("subscribing to %s: %w", convoSubject, err)
+	}
 	return nil
 }
 
@@ -273,6 +278,9 @@ func (s *Session) forwardPending() {
 // forward relays a NATS event to the client, acting on control headers.
 func (s *Session) forward(msg *nats.Msg) {
 	if msg.Header != nil {
+		if cid := msg.Header.Get(hdrConvo); cid != "" {
+			s.db.convos.drop(cid) // before the client hears of the change (convcache.go)
+		}
 		if msg.Header.Get(hdrSkipSession) == s.id {
 			return
 		}

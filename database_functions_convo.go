@@ -63,7 +63,7 @@ func (s *Session) publishConvo(ctx context.Context, cmd string, c *ConvoRecord, 
 	if err != nil {
 		return err
 	}
-	s.db.publish(append(slices.Clone(c.Members), extra...), payload, "")
+	s.db.publishAbout(c.CID, append(slices.Clone(c.Members), extra...), payload)
 	ffjson.Pool(payload)
 	return nil
 }
@@ -319,7 +319,7 @@ func (db *Database) removeMember(ctx context.Context, cid, actor, target string)
 	if err != nil {
 		return err
 	}
-	db.publish(append(slices.Clone(c.Members), target), payload, "")
+	db.publishAbout(c.CID, append(slices.Clone(c.Members), target), payload)
 	ffjson.Pool(payload)
 	if len(c.Members) == 0 {
 		return db.deleteConvo(ctx, c.CID)
@@ -329,6 +329,7 @@ func (db *Database) removeMember(ctx context.Context, cid, actor, target string)
 
 // deleteConvo removes a conversation nobody belongs to any more, with its messages.
 func (db *Database) deleteConvo(ctx context.Context, cid string) error {
+	defer db.convoChanged(cid)
 	if _, err := db.quick.Delete(ctx, convoKey(cid), 0); err != nil {
 		return fmt.Errorf("deleting conversation %s: %w", cid, err)
 	}

@@ -102,13 +102,18 @@ func (db *Database) updateUser(ctx context.Context, name string, fn func(*UserRe
 	return updateRecord(ctx, db.quick, userKey(name), fn)
 }
 
-func (db *Database) getConvo(ctx context.Context, cid string) (*ConvoRecord, error) {
-	c, _, err := getRecord[ConvoRecord](ctx, db.quick, convoKey(cid))
-	return c, err
-}
-
+// updateConvo changes a conversation's record (getConvo is in convcache.go).
 func (db *Database) updateConvo(ctx context.Context, cid string, fn func(*ConvoRecord) error) (*ConvoRecord, error) {
-	return updateRecord(ctx, db.quick, convoKey(cid), fn)
+	wrote := false // whether the last try went on to write
+	c, err := updateRecord(ctx, db.quick, convoKey(cid), func(c *ConvoRecord) error {
+		ferr := fn(c)
+		wrote = ferr == nil
+		return ferr
+	})
+	if wrote {
+		db.convoChanged(cid) // even after an error: the write may have happened
+	}
+	return c, err
 }
 
 // tokenHash is how a session token is stored: only its SHA-256.

@@ -67,6 +67,7 @@ func (m *missedPublishes) take() (subjects map[string]bool, closes []*nats.Msg, 
 func (db *Database) natsDisconnected(_ *nats.Conn, err error) {
 	slog.Warn("NATS connection lost; telling sessions to resync", "err", err)
 	db.metrics.natsError()
+	db.convos.clear() // invalidations cannot arrive now
 	db.resyncSessions()
 }
 
@@ -79,6 +80,7 @@ func (db *Database) natsReconnected(nc *nats.Conn) {
 			slog.Warn("NATS flush after reconnect", "err", err)
 		}
 		slog.Info("NATS connection back; telling sessions to resync", "url", nc.ConnectedUrlRedacted())
+		db.convos.clear() // invalidations may have been lost while it was away
 		db.resyncSessions()
 		db.repairMissed()
 	}()
