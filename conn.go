@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/igm/sockjs-go/v3/sockjs"
@@ -26,7 +27,7 @@ const (
 	hardFrameLimit = 1 << 20  // larger request bodies are cut off
 	ridLimit       = 64
 	floodLimit     = 200 // consecutive rate-limited frames before the session is closed
-	pushBuffer     = 256 // NATS events a session may have pending before it counts as slow
+	pushBuffer     = 128 // events a session may have pending before it counts as slow
 	commandTimeout = 30 * time.Second
 )
 
@@ -53,10 +54,11 @@ type Session struct {
 	// Set at login.
 	user      string // the username as registered
 	upper     string
-	tokenHash string // the resume token this session logged in with or was issued
-	sub       *nats.Subscription
-	pushes    chan *nats.Msg
-	resync    chan struct{} // a Resync push is due (resync.go)
+	tokenHash string         // the resume token this session logged in with or was issued
+	pushes    chan *nats.Msg // its user's events, from the user's hub (userhub.go)
+	joined    bool           // in its user's hub
+	slow      atomic.Bool    // being closed for not keeping up
+	resync    chan struct{}  // a Resync push is due (resync.go)
 
 	// closeAfterReply, when set by a command, closes the session with this reason once the
 	// command's reply is sent.
@@ -394,36 +396,29 @@ func (s *Session) sendRaw(b []byte) {
 	}
 }
 
-// login makes the session act as u from now on and subscribes it to u's events.
+// login makes the session act as u from now on and joins it to u's events. The server must
+// have the subscription before the client hears it is logged in, so that no event published
+// after the reply is missed; while NATS is away the login goes ahead at once (the subscription
+// is sent on reconnect, and every session then resyncs).
 func (s *Session) login(u *UserRecord, hash string) error {
-	pushes := make(chan *nats.Msg, pushBuffer)
-	sub, err := s.db.nc.ChanSubscribe(userSubject(upperName(u.Username)), pushes)
-	if err != nil {
-		return fmt.Errorf("subscribing to events: %w", err)
-	}
-	// The server must have the subscription before the client hears it is logged in, so that
-	// no event published after the reply is missed. While NATS is away the login goes ahead at
-	// once: the subscription is sent on reconnect, and every session then resyncs.
-	connected := s.db.nc.Status() == nats.CONNECTED
-	if connected {
-		if err := s.db.nc.FlushTimeout(5 * time.Second); err != nil {
-			_ = sub.Unsubscribe()
-			return fmt.Errorf("subscribing to events: %w", err)
-		}
-	}
 	s.user, s.upper, s.tokenHash = u.Username, upperName(u.Username), hash
-	s.sub, s.pushes = sub, pushes
-	s.db.subs.Store(sub, s)
-	if !connected {
-		s.requestResync() // in case NATS came back before this session was listed
+	s.pushes = make(chan *nats.Msg, pushBuffer)
+	if err := s.db.join(s); err != nil {
+		s.user, s.upper = "", ""
+		return err
+	}
+	s.joined = true
+	if s.db.nc.Status() != nats.CONNECTED {
+		s.requestResync() // in case NATS came back before this session joined
 	}
 	return nil
 }
 
 func (s *Session) unsubscribe() {
-	if s.sub == nil {
-		return
+	if s.joined {
+		s.db.leave(s)
 	}
-	s.db.subs.Delete(s.sub)
-	_ = s.sub.Unsubscribe()
 }
+
+// markSlow reports whether the session was not already being closed as slow, and marks it.
+func (s *Session) markSlow() bool { return s.slow.CompareAndSwap(false, true) }

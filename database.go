@@ -28,9 +28,8 @@ type Database struct {
 
 	// sessions counts running sockHandlers, so that shutdown can wait for them.
 	sessions sync.WaitGroup
-	// subs maps a session's NATS subscription to the session, for slow-consumer handling and
-	// resyncs.
-	subs sync.Map // *nats.Subscription → *Session
+	// hubs share one NATS subscription per user among the user's sessions (userhub.go).
+	hubs *hubs
 	// missed are publishes NATS refused, repaired when it is back (resync.go).
 	missed missedPublishes
 	// convTables are the conversations whose tables are known to be current (convtable.go).
@@ -43,7 +42,7 @@ type Database struct {
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
 func Connect(ctx context.Context, cfg Config) (*Database, error) {
-	db := &Database{cfg: cfg, limits: newLimits(cfg), metrics: newMetrics()}
+	db := &Database{cfg: cfg, limits: newLimits(cfg), metrics: newMetrics(), hubs: newHubs()}
 	pool, err := openPostgres(ctx, cfg.Postgres, db.metrics.pgTracer())
 	if err != nil {
 		return nil, err
@@ -174,17 +173,17 @@ func (db *Database) connectNATS(natsURL string) error {
 	return nil
 }
 
-// natsError handles NATS's asynchronous errors. A slow consumer is a session whose client cannot
-// keep up: its own subscription overflowed (no other session loses anything), so it is closed
-// and its client resyncs by M_time when it reconnects.
+// natsError handles NATS's asynchronous errors. A slow consumer here is the instance's inbox
+// overflowing (userhub.go): the event was dropped, so the sessions of its user are told to
+// resync. (A single session that cannot keep up is closed by the dispatcher.)
 func (db *Database) natsError(_ *nats.Conn, sub *nats.Subscription, err error) {
 	db.metrics.natsError()
 	if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
-		if s, ok := db.subs.Load(sub); ok {
-			slog.Warn("closing session that cannot keep up with its events", "user", s.(*Session).user)
-			// Not on this goroutine: closing may wait for a write to that session's stalled
-			// client, and NATS calls every error handler on this one goroutine.
-			go s.(*Session).close(closeSlow, "too slow: reconnect to resync")
+		if sessions := db.sessionsOfSub(sub); sessions != nil {
+			slog.Warn("events dropped: the instance's inbox is full; telling the user's sessions to resync", "sessions", len(sessions))
+			for _, s := range sessions {
+				s.requestResync()
+			}
 			return
 		}
 	}

@@ -315,10 +315,14 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		BaseContext: func(net.Listener) context.Context { return sctx },
 		ErrorLog:    slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
 	}
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go func() {
 		defer s.bg.Done()
 		Protect(sctx, "scheduler", db.runScheduler)
+	}()
+	go func() {
+		defer s.bg.Done()
+		Protect(sctx, "event dispatcher", db.dispatch)
 	}()
 	return s, nil
 }

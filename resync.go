@@ -88,10 +88,7 @@ func (db *Database) natsReconnected(nc *nats.Conn) {
 
 // resyncSessions tells every logged-in session on this instance to resync.
 func (db *Database) resyncSessions() {
-	db.subs.Range(func(_, v any) bool {
-		v.(*Session).requestResync()
-		return true
-	})
+	db.eachSession((*Session).requestResync)
 }
 
 // repairMissed publishes what was refused while NATS was away: revocations again, and a Resync
