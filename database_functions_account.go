@@ -264,7 +264,7 @@ func (s *Session) changeContact(ctx context.Context, kind, value string) (reply,
 		if old == value {
 			return errNoChange
 		}
-		*contactField(u, kind) = value
+		*k.field(u) = value
 		*k.verified(u) = false
 		delete(u.Codes, kind)
 		return nil
@@ -276,13 +276,6 @@ func (s *Session) changeContact(ctx context.Context, kind, value string) (reply,
 		s.db.releaseLookup(ctx, k.key(old), s.user)
 	}
 	return rep, nil
-}
-
-func contactField(u *UserRecord, kind string) *string {
-	if kind == kindEmail {
-		return &u.Email
-	}
-	return &u.Phone
 }
 
 func changeUserEmail(ctx context.Context, s *Session, req *Request) (reply, error) {

@@ -34,16 +34,18 @@ const (
 // contact is what a kind of verification is about: the user's field, its lookup key, and its
 // verified flag.
 type contact struct {
-	value    func(*UserRecord) string
+	field    func(*UserRecord) *string
 	key      func(string) Key
 	verified func(*UserRecord) *bool
 	used     string
 }
 
+func (k contact) value(u *UserRecord) string { return *k.field(u) }
+
 var contacts = map[string]contact{
-	kindEmail: {func(u *UserRecord) string { return u.Email }, emailKey,
+	kindEmail: {func(u *UserRecord) *string { return &u.Email }, emailKey,
 		func(u *UserRecord) *bool { return &u.EmailVerified }, "E-mail address already used."},
-	kindPhone: {func(u *UserRecord) string { return u.Phone }, phoneKey,
+	kindPhone: {func(u *UserRecord) *string { return &u.Phone }, phoneKey,
 		func(u *UserRecord) *bool { return &u.PhoneVerified }, "Phone number already used."},
 }
 
