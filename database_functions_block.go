@@ -14,7 +14,7 @@ import (
 const maxBlocked = 1000
 
 func blockUser(ctx context.Context, s *Session, req *Request) (reply, error) {
-	target, err := s.otherUser(ctx, req.Username)
+	target, err := s.otherUser(ctx, req.Username, "You cannot block yourself.")
 	if err != nil {
 		return nil, err
 	}
@@ -46,10 +46,11 @@ func unblockUser(ctx context.Context, s *Session, req *Request) (reply, error) {
 	})
 }
 
-// otherUser is the existing user, not the session's own, that a command names.
-func (s *Session) otherUser(ctx context.Context, name string) (*UserRecord, error) {
+// otherUser is the existing user, not the session's own (self says why not), that a command
+// names.
+func (s *Session) otherUser(ctx context.Context, name, self string) (*UserRecord, error) {
 	if strings.EqualFold(name, s.user) {
-		return nil, clientErr("You cannot block yourself.")
+		return nil, clientErr("%s", self)
 	}
 	if !validUsername(name) {
 		return nil, clientErr("No such user.")

@@ -47,17 +47,7 @@ func add(u *UserRecord, l friendList, f FriendView) {
 
 // friendTarget is the other user a friend command names.
 func (s *Session) friendTarget(ctx context.Context, name string) (*UserRecord, error) {
-	if strings.EqualFold(name, s.user) {
-		return nil, clientErr("You cannot befriend yourself.")
-	}
-	if !validUsername(name) {
-		return nil, clientErr("No such user.")
-	}
-	u, err := s.db.getUser(ctx, name)
-	if isNotFound(err) {
-		return nil, clientErr("No such user.")
-	}
-	return u, err
+	return s.otherUser(ctx, name, "You cannot befriend yourself.")
 }
 
 // befriend records, on u's side, that u and other are friends.

@@ -64,25 +64,36 @@ func (s *aerospikeQuickStore) createOverTombstone(deadline time.Time, k *as.Key,
 			return nil, ErrExists
 		}
 		replace := opts
-		replace.Mode, replace.Generation = Replace, rec.Generation
-		wp, err := aerospikeWritePolicy(deadline, replace)
-		if err != nil {
-			return nil, err
-		}
-		out, aerr := s.client.Operate(wp, k, ops...)
-		for s.shouldResend(aerr, deadline, k, rec.Generation, false) {
-			wp.BasePolicy = aerospikeBasePolicy(deadline, 0)
-			out, aerr = s.client.Operate(wp, k, ops...)
-		}
-		if aerospikeResultCode(aerr) == types.GENERATION_ERROR {
+		replace.Mode = Replace
+		out, changed, err := s.casWrite(deadline, k, ops, replace, rec.Generation)
+		if changed {
 			continue // someone else wrote it meanwhile: look again
 		}
-		if aerr != nil {
-			return nil, s.translate(aerr, true, true)
-		}
-		return out, nil
+		return out, err
 	}
 	return nil, fmt.Errorf("%w: the deadline passed while replacing a tombstone", ErrUnavailable)
+}
+
+// casWrite writes ops expecting generation gen, resending only what a read proves did not
+// happen; changed reports that the record's generation was no longer gen.
+func (s *aerospikeQuickStore) casWrite(deadline time.Time, k *as.Key, ops []*as.Operation, opts PutOptions, gen uint32) (rec *as.Record, changed bool, err error) {
+	opts.Generation = gen
+	wp, err := aerospikeWritePolicy(deadline, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	out, aerr := s.client.Operate(wp, k, ops...)
+	for s.shouldResend(aerr, deadline, k, gen, false) {
+		wp.BasePolicy = aerospikeBasePolicy(deadline, 0)
+		out, aerr = s.client.Operate(wp, k, ops...)
+	}
+	if aerospikeResultCode(aerr) == types.GENERATION_ERROR {
+		return nil, true, nil
+	}
+	if aerr != nil {
+		return nil, false, s.translate(aerr, true, true)
+	}
+	return out, false, nil
 }
 
 // errRetryCreate: the tombstone in the way went; the create-only write should try again.
@@ -100,24 +111,11 @@ func (s *aerospikeQuickStore) mustExistWrite(deadline time.Time, k *as.Key, ops 
 		if rec == nil {
 			return nil, ErrNotFound
 		}
-		cas := opts
-		cas.Generation = rec.Generation
-		wp, err := aerospikeWritePolicy(deadline, cas)
-		if err != nil {
-			return nil, err
-		}
-		out, aerr := s.client.Operate(wp, k, ops...)
-		for s.shouldResend(aerr, deadline, k, rec.Generation, false) {
-			wp.BasePolicy = aerospikeBasePolicy(deadline, 0)
-			out, aerr = s.client.Operate(wp, k, ops...)
-		}
-		if aerospikeResultCode(aerr) == types.GENERATION_ERROR {
+		out, changed, err := s.casWrite(deadline, k, ops, opts, rec.Generation)
+		if changed {
 			continue
 		}
-		if aerr != nil {
-			return nil, s.translate(aerr, true, true)
-		}
-		return out, nil
+		return out, err
 	}
 	return nil, fmt.Errorf("%w: the deadline passed while writing", ErrUnavailable)
 }
