@@ -10,6 +10,9 @@ import {ConvoList, convoTitle} from './convolist.js';
 import {MessageView} from './messages.js';
 import {Dialogs, confirmDialog} from './dialogs.js';
 import {Settings} from './settings.js';
+import {Friends} from './friends.js';
+import {Scheduler} from './schedule.js';
+import {Notifier} from './notify.js';
 import {el, hue, initials, listNames, sameUser, codePoints} from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -117,7 +120,27 @@ class App {
     });
     this.messages.onAttention = () => this.updateAttention();
     this.dialogs = new Dialogs(this.chat, {onOpenConvo: (cid) => this.openConvo(cid, {focus: true}), toast});
-    this.settings = new Settings(this.chat, {toast});
+    this.notifier = new Notifier(this.chat, {
+      openConvo: (cid) => {
+        if (!this.chat.store || !this.chat.store.convo(cid)) return;
+        for (const d of document.querySelectorAll('dialog[open]')) d.close();
+        this.openConvo(cid, {focus: true});
+      },
+    });
+    this.settings = new Settings(this.chat, {toast, notifier: this.notifier});
+    this.scheduler = new Scheduler(this.chat, {
+      toast, announce, draft: () => $('composer-input').value,
+      onScheduled: (cid, content) => {
+        // What was written is on its way: the composer is free for the next message.
+        if (cid === this.chat.openCid && $('composer-input').value === content) {
+          $('composer-input').value = '';
+          this.drafts.delete(cid);
+          this.autoGrow();
+        }
+        if (cid === this.chat.openCid) $('composer-input').focus();
+      },
+    });
+    this.friends = new Friends(this.chat, {toast, announce, openConvo: (cid) => this.openConvo(cid, {focus: true})});
     // Dialogs open and close in many places: follow them all.
     const watcher = new MutationObserver(placeToasts);
     for (const d of document.querySelectorAll('dialog')) watcher.observe(d, {attributes: true, attributeFilter: ['open']});
@@ -127,7 +150,10 @@ class App {
     this.bindChatView();
     // A hook for tests and debugging in the console: flush() resolves once the device copy is
     // written to IndexedDB.
-    window.pingedchat = {chat: this.chat, conn: this.conn, flush: () => (this.chat.store ? this.chat.store.save() : null)};
+    window.pingedchat = {
+      chat: this.chat, conn: this.conn, notifier: this.notifier,
+      flush: () => (this.chat.store ? this.chat.store.save() : null),
+    };
   }
 
   async start() {
@@ -501,6 +527,7 @@ class App {
     this.showPane('chat');
     this.renderHeader();
     this.messages.show(cid);
+    this.scheduler.show(cid);
     $('composer-input').value = this.drafts.get(cid) || '';
     this.autoGrow();
     if (focus) $('composer-input').focus();
@@ -510,6 +537,7 @@ class App {
   closeConvo() {
     this.chat.openConvo(null);
     this.messages.close();
+    this.scheduler.show(null);
     this.list.select(null);
     $('convo').hidden = true;
     $('no-convo').hidden = false;
@@ -568,7 +596,20 @@ class App {
   }
 }
 
+/** registerServiceWorker installs sw.js, which keeps the app shell for loads without a network
+ * (and makes loads fast). Only in a secure context (HTTPS, or localhost), as browsers require. */
+function registerServiceWorker() {
+  if (!('serviceWorker' in navigator) || !window.isSecureContext) return;
+  const register = () => navigator.serviceWorker.register('sw.js').catch((err) => {
+    console.warn('pingedchat: no offline copy of the app:', err.message);
+  });
+  // After the page has loaded: the worker's first caching must not compete with the start.
+  if (document.readyState === 'complete') register();
+  else window.addEventListener('load', register, {once: true});
+}
+
 async function main() {
+  registerServiceWorker();
   if (typeof SockJS === 'undefined' || typeof loki === 'undefined' || typeof LokiIndexedAdapter === 'undefined') {
     $('boot').textContent = 'pingedchat could not load its scripts. Reload the page to try again.';
     return;

@@ -15,6 +15,7 @@
 //   incoming {cid, record}                a new message from someone else (for announcements)
 //   problem  {text}                       an error to show the user
 //   user     {view}                       the user view changed (settings, verification, blocks)
+//   scheduled {}                          the list of our scheduled messages changed
 //   deleted  {}                           the account was deleted; nothing of it is left here
 
 import {ConnectionError, ServerError} from './conn.js';
@@ -28,6 +29,10 @@ const TYPING_IDLE_MS = 5000; // stopped typing after this long without a key
 const TYPING_SHOWN_MS = 7000; // how long another user's typing shows without a refresh
 // Clients told to resync together spread their requests over this long.
 const RESYNC_JITTER_MS = 2_000;
+// A scheduled message added or removed here is trusted over a user view for this long: a view
+// made just before the change may arrive just after it.
+const SCHEDULE_EDIT_MS = 15_000;
+const SCHEDULED_PREFIX = 'scheduled-'; // the client_id of a delivered scheduled message
 const AUTH_KEY = 'pingedchat.auth';
 const DEVICE_KEY = 'pingedchat.device';
 
@@ -57,6 +62,16 @@ const VERBS = {
   BlockUser: 'block that user',
   UnblockUser: 'unblock that user',
   DeleteUser: 'delete your account',
+  GetUserView: 'load your account',
+  AddFriend: 'send the friend request',
+  AcceptFriendRequest: 'accept the friend request',
+  DenyFriendRequest: 'decline the friend request',
+  RemoveFriend: 'remove that friend',
+  GetUserByUsername: 'look that person up',
+  GetUserByEmail: 'look that address up',
+  MatchUsers: 'look up your contacts',
+  AddScheduledMessage: 'schedule the message',
+  RemoveScheduledMessage: 'cancel the scheduled message',
 };
 
 /** describeError puts an error into words for the user. */
@@ -95,6 +110,8 @@ export class Chat extends EventTarget {
     this.work = Promise.resolve(); // pushes and login handling run one after another, in order
     this.view = null; // the user view (DESIGN §3.3) as last received, without its session token
     this.deleted = false; // the account was deleted: a revocation that follows says nothing new
+    this.scheduled = []; // our scheduled messages [{ID, CID, Time, Content}], soonest first
+    this.scheduleEdits = new Map(); // ID → {item, removed, at}: changes made here, recently
     this.auth = readJSON(AUTH_KEY);
     this.deviceId = localStorage.getItem(DEVICE_KEY) || randomId();
     localStorage.setItem(DEVICE_KEY, this.deviceId);
@@ -142,6 +159,8 @@ export class Chat extends EventTarget {
     await store.open();
     this.store = store;
     this.me = username;
+    this.scheduleEdits.clear();
+    this.setScheduled(store.getMeta('scheduled', []) || []);
     this.emit('convos');
     return store;
   }
@@ -244,6 +263,7 @@ export class Chat extends EventTarget {
     this.auth = null;
     if (this.store) await this.store.destroy();
     this.store = null;
+    this.scheduled = [];
   }
 
   forgetSession() {
@@ -314,6 +334,7 @@ export class Chat extends EventTarget {
       return; // a lost connection resyncs on its next login anyway
     }
     await this.serially(() => {
+      if (typeof view.Username === 'string') this.setView(view); // friends, scheduled messages
       this.applySummaries(view.CIDs || []);
       for (const c of this.store.convos.find()) this.needsSync.add(c.CID);
     });
@@ -387,6 +408,7 @@ export class Chat extends EventTarget {
     let newest = '';
     for (const m of msgs) {
       this.store.putServerMessage(cid, m, this.me);
+      this.noteDelivered(m);
       if (m.m_time > newest) newest = m.m_time;
     }
     const c = this.store.convo(cid);
@@ -475,6 +497,7 @@ export class Chat extends EventTarget {
       this.syncConvo(cid);
     }
     const {record, added, confirmed} = this.store.putServerMessage(cid, p, this.me);
+    this.noteDelivered(p);
     const fromOther = !sameUser(p.f_username, this.me);
     if (fromOther) this.setTyping(cid, p.f_username, false);
     if (added && fromOther) {
@@ -578,7 +601,82 @@ export class Chat extends EventTarget {
   setView(view) {
     const {session, cmd, rid, ...rest} = view; // eslint-disable-line no-unused-vars
     this.view = rest;
+    if (Array.isArray(rest.ScheduledMessages)) this.applyScheduled(rest.ScheduledMessages);
     this.emit('user', {view: rest});
+  }
+
+  // Scheduled messages (DESIGN §3.2, §6). The user view lists them; AddScheduledMessage and
+  // RemoveScheduledMessage push nothing, so the list here follows our own changes too, and a
+  // delivered one (a message whose client_id is "scheduled-" and its ID) leaves it.
+
+  /** applyScheduled takes the list of a user view, keeping what was changed here meanwhile. */
+  applyScheduled(list) {
+    const now = Date.now();
+    for (const [id, e] of this.scheduleEdits) if (now - e.at > SCHEDULE_EDIT_MS) this.scheduleEdits.delete(id);
+    const byId = new Map();
+    for (const s of list) {
+      if (s && Number.isFinite(s.ID) && typeof s.CID === 'string' && typeof s.Time === 'string') {
+        byId.set(s.ID, {ID: s.ID, CID: s.CID, Time: s.Time, Content: String(s.Content || '')});
+      }
+    }
+    for (const [id, e] of this.scheduleEdits) {
+      if (e.removed) byId.delete(id);
+      else if (!byId.has(id)) byId.set(id, e.item);
+    }
+    this.setScheduled([...byId.values()]);
+  }
+
+  setScheduled(list) {
+    this.scheduled = [...list].sort((a, b) => (a.Time < b.Time ? -1 : a.Time > b.Time ? 1 : a.ID - b.ID));
+    if (this.store) this.store.setMeta('scheduled', this.scheduled);
+    this.emit('scheduled');
+  }
+
+  /** scheduledIn lists our scheduled messages for one conversation, soonest first. */
+  scheduledIn(cid) {
+    return this.scheduled.filter((s) => s.CID === cid);
+  }
+
+  dropScheduled(id) {
+    const item = this.scheduled.find((s) => s.ID === id);
+    this.scheduleEdits.set(id, {item, removed: true, at: Date.now()});
+    if (item) this.setScheduled(this.scheduled.filter((s) => s.ID !== id));
+  }
+
+  /** noteDelivered: a message from the server may be one of ours that was scheduled. */
+  noteDelivered(m) {
+    const cid = m && typeof m.client_id === 'string' ? m.client_id : '';
+    if (!cid.startsWith(SCHEDULED_PREFIX) || !sameUser(m.f_username, this.me)) return;
+    const id = Number(cid.slice(SCHEDULED_PREFIX.length));
+    if (Number.isSafeInteger(id)) this.dropScheduled(id);
+  }
+
+  /** schedule has the server send a message at a time (a Date); resolves to the new entry. */
+  async schedule(cid, content, when) {
+    if (!content.trim()) throw new Error('empty message');
+    if (codePoints(content) > MAX_CONTENT) {
+      throw new Error(`a message has at most ${MAX_CONTENT} characters (this one has ${codePoints(content)})`);
+    }
+    this.requireOnline('AddScheduledMessage');
+    const Time = wireTime(when);
+    const ack = await this.request('AddScheduledMessage', {CID: cid, Time, Content: content});
+    const item = {ID: ack.id, CID: cid, Time, Content: content};
+    this.scheduleEdits.set(item.ID, {item, removed: false, at: Date.now()});
+    this.setScheduled([...this.scheduled.filter((s) => s.ID !== item.ID), item]);
+    return item;
+  }
+
+  /** unschedule cancels a scheduled message. One the server no longer has (sent, or
+   * cancelled on another device) leaves the list too, and the server's words say why. */
+  async unschedule(id) {
+    this.requireOnline('RemoveScheduledMessage');
+    try {
+      await this.request('RemoveScheduledMessage', {ID: id});
+    } catch (err) {
+      if (err instanceof ServerError && /no such scheduled message/i.test(err.message)) this.dropScheduled(id);
+      throw err;
+    }
+    this.dropScheduled(id);
   }
 
   /**

@@ -58,12 +58,14 @@ export class PeoplePicker {
   }
 }
 
-/** fillKnownUsers offers everyone we share a conversation with as suggestions. */
+/** fillKnownUsers offers our friends and everyone we share a conversation with as suggestions. */
 function fillKnownUsers(chat) {
   const seen = new Map();
   for (const c of chat.store.convos.find()) {
     for (const m of c.Members) if (!sameUser(m.username, chat.me)) seen.set(m.username.toUpperCase(), m.username);
   }
+  const friends = chat.view && Array.isArray(chat.view.Friends) ? chat.view.Friends : [];
+  for (const f of friends) if (f && typeof f.Username === 'string') seen.set(f.Username.toUpperCase(), f.Username);
   $('known-users').replaceChildren(...[...seen.values()].sort().map((n) => el('option', {value: n})));
 }
 

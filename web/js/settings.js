@@ -1,4 +1,4 @@
-// The settings dialog: profile picture, automatic reply, e-mail and phone (with their
+// The settings dialog: profile picture, notifications (notify.js: this device's), automatic reply, e-mail and phone (with their
 // verification), password, blocked people, and deleting the account. Every change is one
 // command that answers with the new user view (DESIGN §3.2); the server pushes the same view to
 // the user's other sessions (UpdateUser), and the dialog follows either. Errors show in the
@@ -46,10 +46,12 @@ export class Settings {
    * @param {import('./chat.js').Chat} chat
    * @param {object} opts
    * @param {function(string, string=)} opts.toast
+   * @param {import('./notify.js').Notifier} [opts.notifier]  this device's notifications
    */
-  constructor(chat, {toast}) {
+  constructor(chat, {toast, notifier = null}) {
     this.chat = chat;
     this.toast = toast;
+    this.notifier = notifier;
     this.dialog = $('settings-dialog');
     chat.addEventListener('user', () => {
       if (this.dialog.open) this.render();
@@ -78,6 +80,7 @@ export class Settings {
       if (ok) ok.textContent = '';
     }
     for (const input of this.dialog.querySelectorAll('input, textarea')) {
+      if (input.type === 'checkbox') continue; // notify.js shows those
       input.value = '';
       input.dataset.shown = '';
     }
@@ -105,6 +108,7 @@ export class Settings {
     this.renderContact('email', v.Email || '', !!v.EmailVerified);
     this.renderContact('phone', v.Phone || '', !!v.PhoneVerified);
     this.renderBlocked(Array.isArray(v.Blocked) ? v.Blocked : []);
+    if (this.notifier) this.notifier.renderSettings();
   }
 
   renderNote() {

@@ -122,6 +122,35 @@ export function dayLabel(d, now = new Date()) {
   return longDateFmt.format(d);
 }
 
+const weekdayFmt = new Intl.DateTimeFormat(undefined, {weekday: 'long'});
+const laterFmt = new Intl.DateTimeFormat(undefined, {weekday: 'short', day: 'numeric', month: 'short'});
+const laterYearFmt = new Intl.DateTimeFormat(undefined, {day: 'numeric', month: 'short', year: 'numeric'});
+
+/** whenLabel names a coming time, briefly: "Today, 18:30", "Tomorrow, 09:00", "Friday, 09:00",
+ * "Mon 3 Mar, 09:00", "3 Mar 2027, 09:00". */
+export function whenLabel(d, now = new Date()) {
+  if (!d) return '';
+  const clock = timeFmt.format(d);
+  const tomorrow = new Date(now);
+  tomorrow.setDate(now.getDate() + 1);
+  const week = new Date(now);
+  week.setDate(now.getDate() + 6);
+  week.setHours(23, 59, 59, 999);
+  let day;
+  if (sameDay(d, now)) day = 'Today';
+  else if (sameDay(d, tomorrow)) day = 'Tomorrow';
+  else if (d > now && d <= week) day = weekdayFmt.format(d);
+  else if (d.getFullYear() === now.getFullYear()) day = laterFmt.format(d);
+  else day = laterYearFmt.format(d);
+  return `${day}, ${clock}`;
+}
+
+/** localInputValue formats a Date for an <input type="datetime-local"> (local time, minutes). */
+export function localInputValue(d) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
 export function dayKey(d) {
   return d ? `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}` : 'pending';
 }
