@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,7 +42,20 @@ func addScheduledMessage(ctx context.Context, s *Session, req *Request) (reply, 
 	if err != nil {
 		return nil, fmt.Errorf("storing scheduled message: %w", err)
 	}
+	s.scheduledChanged(ctx)
 	return &AckReply{OK: true, CID: c.CID, ID: id, MTime: formatTime(at)}, nil
+}
+
+// scheduledChanged tells the user's other sessions (UpdateUser) that their scheduled messages
+// changed. The change is stored already, so a failure is logged: they see it at their next view.
+func (s *Session) scheduledChanged(ctx context.Context) {
+	u, err := s.db.getUser(ctx, s.user)
+	if err == nil {
+		err = s.db.publishUserView(ctx, u, s.id)
+	}
+	if err != nil {
+		slog.Error("telling other sessions of a scheduled message", "user", s.user, "err", err)
+	}
 }
 
 func removeScheduledMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -65,6 +79,7 @@ func removeScheduledMessage(ctx context.Context, s *Session, req *Request) (repl
 	if tag.RowsAffected() == 0 {
 		return nil, clientErr("No such scheduled message (or it was sent already).")
 	}
+	s.scheduledChanged(ctx)
 	return nil, nil
 }
 
@@ -72,6 +87,7 @@ func removeAllScheduledMessages(ctx context.Context, s *Session, _ *Request) (re
 	if _, err := s.db.pool.Exec(ctx, "DELETE FROM scheduled_messages WHERE upper(f_username) = $1", s.upper); err != nil {
 		return nil, fmt.Errorf("removing scheduled messages: %w", err)
 	}
+	s.scheduledChanged(ctx)
 	return nil, nil
 }
 

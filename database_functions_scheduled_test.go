@@ -40,6 +40,24 @@ func TestScheduledMessageCommands(t *testing.T) {
 	}
 }
 
+// The user's other sessions hear of scheduled messages added and removed (UpdateUser).
+func TestScheduledChangesReachOtherSessions(t *testing.T) {
+	srv := startServer(t, testConfig(t))
+	a := register(t, srv, "planner")
+	other := login(t, srv, a.name)
+	cid := newConvo(t, a, "")
+	ack := a.ok("AddScheduledMessage", map[string]any{"CID": cid, "Time": formatTime(timeIn(3600)), "Content": "later"})
+	other.waitPush("the new scheduled message", func(p map[string]any) bool {
+		list, _ := p["ScheduledMessages"].([]any)
+		return p["cmd"] == "UpdateUser" && len(list) == 1 && list[0].(map[string]any)["ID"] == ack["id"]
+	})
+	a.ok("RemoveScheduledMessage", map[string]any{"ID": ack["id"]})
+	other.waitPush("its removal", func(p map[string]any) bool {
+		list, ok := p["ScheduledMessages"].([]any)
+		return p["cmd"] == "UpdateUser" && ok && len(list) == 0
+	})
+}
+
 func TestScheduledMessagesPerUserAreCapped(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxScheduledPerUser = 3
