@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"os"
@@ -29,7 +30,9 @@ var codeRe = regexp.MustCompile(`\b[0-9]{6}\b`)
 // returns the code in it.
 func receivedCode(t testing.TB, relay *smtptest.Server, n int, to string) string {
 	t.Helper()
-	msgs, err := relay.Wait(t.Context(), n)
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	msgs, err := relay.Wait(ctx, n)
 	if err != nil {
 		t.Fatalf("waiting for mail %d: %v (got %d)", n, err, len(msgs))
 	}

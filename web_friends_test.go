@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"pingedchat/internal/smtptest"
 )
 
 // person is an expression for the row of a user in a people list (a CSS selector of the list).
@@ -66,12 +64,7 @@ func TestWebFriends(t *testing.T) {
 	start := time.Now()
 	browser := startBrowser(t)
 	cfg := testConfig(t)
-	relay, err := smtptest.Start(smtptest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = relay.Close() })
-	cfg.SMTPRelay, cfg.MailDomain = relay.Addr(), "chat.example.org"
+	relay := withMailRelay(t, &cfg)
 	srv := startServer(t, cfg)
 	base := "http://" + srv.addr
 
@@ -85,13 +78,13 @@ func TestWebFriends(t *testing.T) {
 	daveEmail, davePhone := strings.ToLower(dave.name)+"@example.org", testPhone()
 	dave.ok("CreateUser", map[string]any{"username": dave.name, "password": testPassword, "email": daveEmail, "phone": davePhone})
 	dave.ok("SendVerificationCode", map[string]any{"kind": "email"})
-	dave.ok("VerifyContact", map[string]any{"kind": "email", "code": mailCode(t, relay, 1, daveEmail)})
+	dave.ok("VerifyContact", map[string]any{"kind": "email", "code": receivedCode(t, relay, 1, daveEmail)})
 	dave.ok("SendVerificationCode", map[string]any{"kind": "phone", "carrier": "att"})
 	sms, err := smsAddress(davePhone, "att")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dave.ok("VerifyContact", map[string]any{"kind": "phone", "code": mailCode(t, relay, 2, sms)})
+	dave.ok("VerifyContact", map[string]any{"kind": "phone", "code": receivedCode(t, relay, 2, sms)})
 	erin := dialRaw(t, srv)
 	erin.name = uniqueName("erin")
 	erinEmail := strings.ToLower(erin.name) + "@example.org"

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +15,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
-
-	"pingedchat/internal/smtptest"
 )
-
-// webCodeRe finds a verification code in a mail.
-var webCodeRe = regexp.MustCompile(`\b[0-9]{6}\b`)
 
 // textIs is an expression: the text of the first element matching sel is exactly want.
 func textIs(sel, want string) string {
@@ -82,35 +76,11 @@ func (p *page) openSettings(t testing.TB) {
 }
 
 // mailCode waits for mail n (from 1) at the relay, checks where it went, and returns its code.
-func mailCode(t testing.TB, relay *smtptest.Server, n int, to string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), browserWait)
-	defer cancel()
-	msgs, err := relay.Wait(ctx, n)
-	if err != nil {
-		t.Fatalf("waiting for mail %d: %v (got %d)", n, err, len(msgs))
-	}
-	m := msgs[n-1]
-	if len(m.To) != 1 || m.To[0] != to {
-		t.Fatalf("mail %d went to %v, want %s", n, m.To, to)
-	}
-	code := webCodeRe.FindString(string(m.Data))
-	if code == "" {
-		t.Fatalf("no code in mail %d: %s", n, m.Data)
-	}
-	return code
-}
-
 func TestWebSettings(t *testing.T) {
 	start := time.Now()
 	browser := startBrowser(t)
 	cfg := testConfig(t)
-	relay, err := smtptest.Start(smtptest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = relay.Close() })
-	cfg.SMTPRelay, cfg.MailDomain = relay.Addr(), "chat.example.org"
+	relay := withMailRelay(t, &cfg)
 	srv := startServer(t, cfg)
 	base := "http://" + srv.addr
 
@@ -190,7 +160,7 @@ func TestWebSettings(t *testing.T) {
 		alice2.waitJS(t, "unverified on alice's phone", textIs("#email-state", "Not verified"))
 		alice.click(t, "#email-verify [data-send]")
 		alice.waitJS(t, "the code sent", textIs("#email-verify .form-ok", "Code sent to "+email+". It is valid for 15 minutes."))
-		code := mailCode(t, relay, 1, email)
+		code := receivedCode(t, relay, 1, email)
 		alice.screenshot(t, "settings-verify.png")
 
 		wrong := "000000"
@@ -220,7 +190,7 @@ func TestWebSettings(t *testing.T) {
 		alice.do(t, chromedp.SetValue(chromedp.CSS("#phone-carrier"), "tmobile"))
 		alice.click(t, "#phone-verify [data-send]")
 		alice.waitJS(t, "the code sent", textIs("#phone-verify .form-ok", "Code sent to +15550107788. It is valid for 15 minutes."))
-		code := mailCode(t, relay, 2, "5550107788@tmomail.net")
+		code := receivedCode(t, relay, 2, "5550107788@tmomail.net")
 		alice.typeInto(t, "#phone-code", code)
 		alice.click(t, "#phone-verify button[type=submit]")
 		alice.waitJS(t, "verified", textIs("#phone-state", "Verified")+` && document.getElementById('phone-verify').hidden`)
