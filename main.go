@@ -78,6 +78,10 @@ type Config struct {
 	MailFrom     string
 	MailDomain   string
 
+	// Files (uploads, mail attachments) and administrators.
+	FilesDir string
+	Admins   string
+
 	// Set by tests only.
 	bcryptCost       int
 	guessBackoff     time.Duration
@@ -116,7 +120,18 @@ func defaultConfig() Config {
 		MaxSessionsPerUser:  50,
 		MaxScheduledPerUser: 100,
 		MailDomain:          "localhost",
+		FilesDir:            "./data/files",
 	}
+}
+
+// isAdmin reports whether user is one of -admins.
+func (c Config) isAdmin(user string) bool {
+	for _, a := range strings.Split(c.Admins, ",") {
+		if a = strings.TrimSpace(a); a != "" && a == user {
+			return true
+		}
+	}
+	return false
 }
 
 // parseFlags reads flags, falling back to PINGED_<NAME> environment variables (dashes become
@@ -151,6 +166,8 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.SMTPPassword, "smtp-password", cfg.SMTPPassword, "password for AUTH PLAIN at the relay")
 	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
+	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
+	fset.StringVar(&cfg.Admins, "admins", cfg.Admins, "comma-separated usernames of administrators (quotas, deleting any message)")
 	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")

@@ -94,6 +94,9 @@ func testConfig(t testing.TB) Config {
 	cfg.LookupsPerDay, cfg.ConvosPerHour = 0, 0
 	cfg.QuickStoreWait = 2 * time.Second
 	cfg.ShutdownTimeout = 5 * time.Second
+	if tt, ok := t.(interface{ TempDir() string }); ok {
+		cfg.FilesDir = tt.TempDir()
+	}
 	return cfg
 }
 
