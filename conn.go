@@ -322,7 +322,7 @@ func clientErr(format string, args ...any) error {
 
 // parseRequest decodes one frame; anything but a JSON object with a cmd is an error.
 func parseRequest(frame string) (*Request, error) {
-	req := new(Request)
+	req := &Request{frame: frame}
 	if err := ffjson.UnmarshalFast([]byte(frame), req); err != nil {
 		if !isJSONObject(frame) {
 			return nil, errors.New("malformed frame: expected a JSON object")
@@ -374,6 +374,8 @@ func (r *PublicUser) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
 func (r *ConvoData) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
 func (r *ConvoPush) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
 func (r *MatchedUsers) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
+func (r *EmailsReply) setReply(cmd, rid string)  { r.Cmd, r.Rid = cmd, rid }
+func (r *EmailReply) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
 
 func (s *Session) sendError(cmd, rid, msg string) {
 	s.send(&ErrorReply{Cmd: cmd, Rid: rid, Error: msg})

@@ -38,11 +38,18 @@ type Database struct {
 	writers sync.Map // CID → *convWriter
 	// convos caches conversation records (convcache.go).
 	convos convoCache
+	// keys caches server_keys (mail_attachments.go).
+	keys sync.Map // name → []byte
+	// sms caches who can get SMS (sms.go).
+	sms smsCache
+	// outboxWake wakes this instance's outbound mail worker (mail_queue.go).
+	outboxWake chan struct{}
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
 func Connect(ctx context.Context, cfg Config) (*Database, error) {
-	db := &Database{cfg: cfg, limits: newLimits(cfg), metrics: newMetrics(), hubs: newHubs()}
+	db := &Database{cfg: cfg, limits: newLimits(cfg), metrics: newMetrics(), hubs: newHubs(),
+		outboxWake: make(chan struct{}, 1)}
 	pool, err := openPostgres(ctx, cfg.Postgres, db.metrics.pgTracer())
 	if err != nil {
 		return nil, err
@@ -356,6 +363,15 @@ func init() {
 		"AcceptFriendRequest": acceptFriendRequest,
 		"DenyFriendRequest":   denyFriendRequest,
 		"RemoveFriend":        removeFriend,
+		// mail (database_functions_mail.go)
+		"GetAllEmails":        getAllEmails,
+		"MarkEmailUnread":     markEmail("unread", func(m *MailRequest) *bool { return m.Unread }),
+		"MarkEmailStarred":    markEmail("starred", func(m *MailRequest) *bool { return m.Starred }),
+		"MarkEmailDeleted":    markEmail("deleted", func(m *MailRequest) *bool { return m.Deleted }),
+		"RemoveDeletedEmails": removeDeletedEmails,
+		"AddNewDraft":         addNewDraft,
+		"SendEmailMessage":    sendEmailMessage,
+		"SendEmailInvite":     sendEmailInvite,
 		// blocking (database_functions_block.go)
 		"BlockUser":   blockUser,
 		"UnblockUser": unblockUser,

@@ -28,9 +28,13 @@ func (db *Database) userView(ctx context.Context, u *UserRecord) (*UserView, err
 		Friends: nonNil(u.Friends), IncomingPendingFriends: nonNil(u.Incoming),
 		OutgoingPendingFriends: nonNil(u.Outgoing), ProfilePic: u.ProfilePic,
 		Quota: u.Quota, QuotaUsed: u.QuotaUsed, Blocked: nonNil(u.Blocked),
-		EmailVerified: u.EmailVerified, PhoneVerified: u.PhoneVerified,
+		EmailVerified: u.EmailVerified, PhoneVerified: u.PhoneVerified, Carrier: u.Carrier,
+		MailAddress: db.mailAddress(u.Username),
 	}
 	var err error
+	if v.UnreadEmails, err = db.unreadEmails(ctx, u.Username); err != nil {
+		return nil, err
+	}
 	if v.CIDs, err = db.convoSummaries(ctx, u); err != nil {
 		return nil, err
 	}
@@ -248,7 +252,7 @@ func changeUserPassword(ctx context.Context, s *Session, req *Request) (reply, e
 
 // changeContact sets the user's e-mail address or phone number, unverified: the lookup of a
 // verified old one is released, and the new one claims nothing until VerifyContact.
-func (s *Session) changeContact(ctx context.Context, kind, value string) (reply, error) {
+func (s *Session) changeContact(ctx context.Context, kind, value, carrier string) (reply, error) {
 	k := contacts[kind]
 	if value != "" {
 		if l, _, err := getRecord[LookupRecord](ctx, s.db.quick, k.key(value)); err == nil && upperName(l.Username) != s.upper {
@@ -261,6 +265,12 @@ func (s *Session) changeContact(ctx context.Context, kind, value string) (reply,
 	var wasVerified bool
 	rep, err := s.changeSelf(ctx, func(u *UserRecord) error {
 		old, wasVerified = k.value(u), *k.verified(u)
+		if kind == kindPhone && carrier != "" && carrier != u.Carrier {
+			u.Carrier = carrier // the SMS bridge's; the number stays verified
+			if old == value {
+				return nil
+			}
+		}
 		if old == value {
 			return errNoChange
 		}
@@ -275,6 +285,7 @@ func (s *Session) changeContact(ctx context.Context, kind, value string) (reply,
 	if old != value && wasVerified {
 		s.db.releaseLookup(ctx, k.key(old), s.user)
 	}
+	s.db.forgetSMS(s.user)
 	return rep, nil
 }
 
@@ -283,7 +294,7 @@ func changeUserEmail(ctx context.Context, s *Session, req *Request) (reply, erro
 	if err != nil {
 		return nil, err
 	}
-	return s.changeContact(ctx, kindEmail, email)
+	return s.changeContact(ctx, kindEmail, email, "")
 }
 
 func changeUserPhone(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -291,7 +302,11 @@ func changeUserPhone(ctx context.Context, s *Session, req *Request) (reply, erro
 	if err != nil {
 		return nil, err
 	}
-	return s.changeContact(ctx, kindPhone, phone)
+	carrier := strings.ToLower(strings.TrimSpace(req.Carrier))
+	if _, ok := smsGateways[carrier]; carrier != "" && !ok {
+		return nil, clientErr("Unknown carrier %q.", truncate(req.Carrier, 30))
+	}
+	return s.changeContact(ctx, kindPhone, phone, carrier)
 }
 
 func changeProfilePic(ctx context.Context, s *Session, req *Request) (reply, error) {

@@ -108,6 +108,9 @@ func (db *Database) removeTraces(ctx context.Context, u *UserRecord) error {
 	if _, err := db.pool.Exec(ctx, "DELETE FROM scheduled_messages WHERE upper(f_username) = $1", u.upper()); err != nil {
 		return fmt.Errorf("deleting scheduled messages: %w", err)
 	}
+	if err := db.deleteMailbox(ctx, u.Username); err != nil {
+		return err
+	}
 	// The tokens' records only: the sessions are closed with the DeleteUser push at the end.
 	for _, h := range u.Tokens {
 		if _, err := db.quick.Delete(ctx, sessionKey(h), 0); err != nil && !isNotFound(err) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"strings"
 	"time"
 )
 
@@ -71,7 +72,7 @@ func sendVerificationCode(ctx context.Context, s *Session, req *Request) (reply,
 			return nil, err
 		}
 	}
-	if notConfigured(s.db.cfg.SMTPRelay) {
+	if !s.db.mailConfigured() {
 		return nil, errMailNotConfigured
 	}
 	if !s.db.limits.codes.spend(s.upper, 1) {
@@ -83,6 +84,9 @@ func sendVerificationCode(ctx context.Context, s *Session, req *Request) (reply,
 			u.Codes = map[string]*PendingCode{}
 		}
 		u.Codes[req.Kind] = &PendingCode{Value: value, Hash: tokenHash(code), Expires: formatTime(time.Now().Add(codeTTL))}
+		if req.Kind == kindPhone {
+			u.Codes[req.Kind].Carrier = strings.ToLower(strings.TrimSpace(req.Carrier))
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -124,6 +128,9 @@ func verifyContact(ctx context.Context, s *Session, req *Request) (reply, error)
 			return clientErr("The %s changed meanwhile; verify the new one.", req.Kind)
 		}
 		*k.verified(u) = true
+		if p := u.Codes[req.Kind]; req.Kind == kindPhone && p != nil && p.Carrier != "" {
+			u.Carrier = p.Carrier // the code reached the phone through it, so it is right
+		}
 		delete(u.Codes, req.Kind)
 		return nil
 	})
@@ -131,6 +138,7 @@ func verifyContact(ctx context.Context, s *Session, req *Request) (reply, error)
 		s.db.releaseLookup(ctx, k.key(value), s.user)
 		return nil, err
 	}
+	s.db.forgetSMS(s.user)
 	return rep, nil
 }
 

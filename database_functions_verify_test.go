@@ -20,7 +20,7 @@ func withMailRelay(t testing.TB, cfg *Config) *smtptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = relay.Close() })
-	cfg.SMTPRelay, cfg.MailDomain = relay.Addr(), "chat.example.org"
+	cfg.SMTPURL, cfg.MailDomain = "smtp://"+relay.Addr()+"?insecure=1", "chat.example.org"
 	return relay
 }
 
@@ -134,7 +134,7 @@ func TestMailRelayWithSTARTTLSAndAuth(t *testing.T) {
 	}
 	defer relay.Close()
 	cfg := testConfig(t)
-	cfg.SMTPRelay, cfg.SMTPUser, cfg.SMTPPassword, cfg.smtpRoots = relay.Addr(), "relayuser", "relaypass", roots
+	cfg.SMTPURL, cfg.smtpRoots = "smtp://relayuser:relaypass@"+relay.Addr(), roots
 	cfg.MailFrom = "noreply@chat.example.org"
 	srv := startServer(t, cfg)
 	email := strings.ToLower(uniqueName("tls")) + "@example.org"
@@ -144,7 +144,7 @@ func TestMailRelayWithSTARTTLSAndAuth(t *testing.T) {
 	if m.Auth != "relayuser" || m.From != "noreply@chat.example.org" || !strings.Contains(string(m.Data), "Subject: Your pingedchat code") {
 		t.Fatalf("relayed message: auth %q from %q\n%s", m.Auth, m.From, m.Data)
 	}
-	cfg.SMTPPassword = "wrong"
+	cfg.SMTPURL = "smtp://relayuser:wrong@" + relay.Addr()
 	d, _ := registerWith(t, startServer(t, cfg), "refused", map[string]any{"email": "x" + email})
 	d.fails("SendVerificationCode", map[string]any{"kind": "email"}, "Sending the code failed")
 }

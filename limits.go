@@ -385,6 +385,7 @@ type limits struct {
 	convoChanges  *budget      // per user, per hour: conversations created or joined by others
 	handshakes    *addrCounter // pre-login commands in progress per address
 	codes         *budget      // verification codes sent per user, per day
+	mails         *budget      // e-mails and invitations sent per user, per day
 }
 
 const (
@@ -403,6 +404,7 @@ func newLimits(cfg Config) *limits {
 		convoChanges:  newBudget(cfg.ConvosPerHour, time.Hour),
 		handshakes:    newAddrCounter(cfg.HandshakesPerAddr),
 		codes:         newBudget(codesPerDay, 24*time.Hour),
+		mails:         newBudget(cfg.MailsPerDay, 24*time.Hour),
 	}
 }
 

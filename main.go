@@ -72,11 +72,14 @@ type Config struct {
 	ShowVersion         bool
 
 	// Outbound mail (mail_outbound.go); FILL_ME or empty: not configured.
-	SMTPRelay    string
-	SMTPUser     string
-	SMTPPassword string
+	SMTPURL      string
 	MailFrom     string
 	MailDomain   string
+	PublicURL    string
+	SMTPListen   string
+	MandrillKey  string
+	InboundToken string
+	MailsPerDay  int
 
 	// Files (uploads, mail attachments) and administrators.
 	FilesDir string
@@ -89,6 +92,7 @@ type Config struct {
 	smtpRoots        *x509.CertPool // trusted for the relay's STARTTLS (nil: the system's)
 	acmeRoots        *x509.CertPool // trusted for the ACME CA's API (nil: the system's)
 	heartbeat        time.Duration  // how often sessions are sent a heartbeat
+	outboxRetry      time.Duration  // the outbound mail queue's first retry delay
 }
 
 func defaultConfig() Config {
@@ -121,6 +125,7 @@ func defaultConfig() Config {
 		MaxScheduledPerUser: 100,
 		MailDomain:          "localhost",
 		FilesDir:            "./data/files",
+		MailsPerDay:         200,
 	}
 }
 
@@ -161,9 +166,12 @@ func parseFlags(args []string) (Config, error) {
 	fset.IntVar(&cfg.CommandBurst, "command-burst", cfg.CommandBurst, "commands a session may send in a burst above -command-rate")
 	fset.StringVar(&cfg.DebugAddr, "debug-addr", cfg.DebugAddr, "serve /metrics and /debug/pprof here (e.g. 127.0.0.1:6060)")
 	fset.StringVar(&cfg.MetricsToken, "metrics-token", cfg.MetricsToken, "also serve /metrics on -addr to requests with 'Authorization: Bearer <token>'")
-	fset.StringVar(&cfg.SMTPRelay, "smtp-relay", cfg.SMTPRelay, "host:port of the SMTP relay that sends the server's mail (verification codes); empty or FILL_ME: no mail")
-	fset.StringVar(&cfg.SMTPUser, "smtp-user", cfg.SMTPUser, "user for AUTH PLAIN at the relay (empty: none)")
-	fset.StringVar(&cfg.SMTPPassword, "smtp-password", cfg.SMTPPassword, "password for AUTH PLAIN at the relay")
+	fset.StringVar(&cfg.SMTPURL, "smtp-url", cfg.SMTPURL, "SMTP relay for outbound mail: smtp://user:pass@host:587 (STARTTLS required), smtps://…, or smtp://host:port?insecure=1 for local testing; empty or FILL_ME: no mail")
+	fset.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "the URL people open the web client at, for invitations (default https://<first -acme-domain>/ or http://<mail-domain>/)")
+	fset.StringVar(&cfg.SMTPListen, "smtp-listen", cfg.SMTPListen, "address for the built-in SMTP receiver of inbound mail (e.g. :2525, or :25 behind MX); empty: off")
+	fset.StringVar(&cfg.MandrillKey, "mandrill-key", cfg.MandrillKey, "Mandrill webhook key: POST /inbound/mandrill checks X-Mandrill-Signature with it; empty or FILL_ME: not checked")
+	fset.StringVar(&cfg.InboundToken, "inbound-token", cfg.InboundToken, "if set, POST /inbound/email and /inbound/mandrill need 'Authorization: Bearer <token>' (or ?token=)")
+	fset.IntVar(&cfg.MailsPerDay, "mails-per-day", cfg.MailsPerDay, "e-mails and invitations a user may send per day; 0 for no limit")
 	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
@@ -300,6 +308,7 @@ type Server struct {
 	web    fs.FS
 	acme   *autocert.Manager // with -acme-domain
 	hosts  []string          // the names the certificate is for (redirects go only there)
+	smtpd  *smtpd            // the inbound mail receiver, with -smtp-listen (mail_smtpd.go)
 	// draining is set when shutdown begins: /readyz answers 503 from then on.
 	draining atomic.Bool
 	bg       sync.WaitGroup
@@ -332,10 +341,19 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		BaseContext: func(net.Listener) context.Context { return sctx },
 		ErrorLog:    slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
 	}
-	s.bg.Add(2)
+	if err := s.startSMTP(); err != nil {
+		cancel()
+		db.Close()
+		return nil, fmt.Errorf("starting the SMTP receiver on %s: %w", cfg.SMTPListen, err)
+	}
+	s.bg.Add(3)
 	go func() {
 		defer s.bg.Done()
 		Protect(sctx, "scheduler", db.runScheduler)
+	}()
+	go func() {
+		defer s.bg.Done()
+		Protect(sctx, "outbound mail", db.runOutbox)
 	}()
 	go func() {
 		defer s.bg.Done()
@@ -360,6 +378,10 @@ func (s *Server) routes() http.Handler {
 	rawIdle := s.cfg.heartbeat*5/2 + time.Second
 	mux.Handle("/ws/", s.guardTransports(guardWebsockets(limitBody(sock), hardFrameLimit, "/ws/websocket", rawIdle)))
 	mux.Handle("/", securityHeaders(webHandler(s.web)))
+	mux.HandleFunc("POST /inbound/email", s.inboundEmail)
+	mux.HandleFunc("POST /inbound/mandrill", s.inboundMandrill)
+	mux.HandleFunc("HEAD /inbound/mandrill", s.inboundMandrill)
+	mux.HandleFunc("GET /mail/attachments/{dir}/{id}", s.serveAttachment)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if !notConfigured(s.cfg.MetricsToken) {
@@ -513,6 +535,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	if s.redir != nil {
 		_ = s.redir.Shutdown(ctx)
 	}
+	s.stopSMTP()
 	s.db.sessions.Wait()
 	s.bg.Wait()
 	s.db.Close()
@@ -522,6 +545,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 func (s *Server) Close() {
 	s.cancel()
 	_ = s.http.Close()
+	s.stopSMTP()
 	s.bg.Wait()
 	s.db.Close()
 }

@@ -30,6 +30,7 @@ type Metrics struct {
 	scheduledBacklog prometheus.Gauge
 	connsRefused     prometheus.Counter
 	insertGroups     prometheus.Histogram
+	mail             *prometheus.CounterVec
 
 	// knownCommands bounds the cmd label: a client can send any string as cmd, and one series
 	// per distinct string would let it grow the server's memory without limit.
@@ -98,10 +99,14 @@ func newMetrics() *Metrics {
 			Help:    "Messages written to one conversation in one commit (group commit).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}),
+		mail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pinged_mail_total",
+			Help: "Mail handled, by outcome: sent, retry, bounced (the relay), received, dropped (inbound for nobody or refused), sms (bridge messages queued).",
+		}, []string{"outcome"}),
 		knownCommands: knownCommandNames(),
 	}
 	m.reg.MustRegister(m.sessions, m.commands, m.deliverLatency, m.storeErrors, m.natsErrors,
-		m.scheduledBacklog, m.connsRefused, m.insertGroups, collectors.NewGoCollector(),
+		m.scheduledBacklog, m.connsRefused, m.insertGroups, m.mail, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -116,6 +121,13 @@ func knownCommandNames() map[string]bool {
 		known[name] = true
 	}
 	return known
+}
+
+// mailSent counts mail handled, by outcome.
+func (m *Metrics) mailSent(outcome string) {
+	if m != nil {
+		m.mail.WithLabelValues(outcome).Inc()
+	}
 }
 
 // Handler serves the metrics in the Prometheus text format.

@@ -39,6 +39,54 @@ var migrations = []string{
 	// 3: conversation tables of version 2 (convtable.go) exist from now on, which releases
 	// before this one could not write to: recording the version keeps them from starting.
 	`SELECT 1;`,
+	// 4: mailboxes, the outbound mail queue, the SMS bridge's pacing and the server's keys
+	// (database_functions_mail.go, mail_queue.go, sms.go).
+	`CREATE TABLE IF NOT EXISTS mail (
+		owner       text        NOT NULL, -- upper case
+		id          bigint      NOT NULL,
+		m_time      bigint      NOT NULL, -- µs, strictly increasing per owner
+		folder      text        NOT NULL,
+		unread      bool        NOT NULL DEFAULT false,
+		starred     bool        NOT NULL DEFAULT false,
+		deleted     bool        NOT NULL DEFAULT false,
+		removed     bool        NOT NULL DEFAULT false,
+		from_addr   text        NOT NULL DEFAULT '',
+		from_name   text        NOT NULL DEFAULT '',
+		to_addrs    text[]      NOT NULL DEFAULT '{}',
+		cc_addrs    text[]      NOT NULL DEFAULT '{}',
+		subject     text        NOT NULL DEFAULT '',
+		text_body   text        NOT NULL DEFAULT '',
+		html_body   text        NOT NULL DEFAULT '',
+		date        timestamptz NOT NULL DEFAULT now(),
+		message_id  text        NOT NULL DEFAULT '',
+		in_reply_to text        NOT NULL DEFAULT '',
+		attachments jsonb       NOT NULL DEFAULT '[]',
+		size        bigint      NOT NULL DEFAULT 0,
+		PRIMARY KEY (owner, id)
+	);
+	CREATE INDEX IF NOT EXISTS mail_sync ON mail (owner, m_time);
+	CREATE TABLE IF NOT EXISTS mail_outbox (
+		id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		sender     text        NOT NULL, -- upper-case username, '' for the server's own mail
+		mail_from  text        NOT NULL,
+		rcpts      text[]      NOT NULL,
+		data       bytea       NOT NULL,
+		attempts   int         NOT NULL DEFAULT 0,
+		next_try   timestamptz NOT NULL DEFAULT now(),
+		last_error text        NOT NULL DEFAULT '',
+		created_at timestamptz NOT NULL DEFAULT now()
+	);
+	CREATE INDEX IF NOT EXISTS mail_outbox_next_try ON mail_outbox (next_try);
+	CREATE TABLE IF NOT EXISTS sms_sent (
+		username text        NOT NULL, -- upper case
+		cid      text        NOT NULL,
+		at       timestamptz NOT NULL,
+		PRIMARY KEY (username, cid)
+	);
+	CREATE TABLE IF NOT EXISTS server_keys (
+		name text  PRIMARY KEY,
+		key  bytea NOT NULL
+	);`,
 }
 
 // schemaVersion is the version this binary needs.

@@ -44,6 +44,9 @@ type Request struct {
 	Kind    string `json:"kind,omitempty"`
 	Code    string `json:"code,omitempty"`
 	Carrier string `json:"carrier,omitempty"`
+
+	// frame is the request as received, for commands with fields of their own (MailRequest).
+	frame string
 }
 
 // SecQuest is a security question with its answer (plain on the wire, hashed in storage).
@@ -124,6 +127,9 @@ type UserView struct {
 	Blocked                []string        `json:"Blocked"`
 	EmailVerified          bool            `json:"EmailVerified"`
 	PhoneVerified          bool            `json:"PhoneVerified"`
+	Carrier                string          `json:"Carrier"`
+	MailAddress            string          `json:"MailAddress"`
+	UnreadEmails           int64           `json:"UnreadEmails"`
 	Session                string          `json:"session,omitempty"`
 }
 
@@ -230,6 +236,8 @@ type UserRecord struct {
 	// only then is it claimed in the lookup records that contact discovery reads.
 	EmailVerified bool `json:"EmailVerified,omitempty"`
 	PhoneVerified bool `json:"PhoneVerified,omitempty"`
+	// Carrier is the phone's carrier, for the SMS bridge (a key of smsGateways).
+	Carrier string `json:"Carrier,omitempty"`
 	// Codes are the verification codes sent and not yet used, by kind.
 	Codes map[string]*PendingCode `json:"Codes,omitempty"`
 	// Deleting marks a user whose deletion has begun: it cannot log in, and its name stays
@@ -268,6 +276,7 @@ type PendingCode struct {
 	Hash    string `json:"Hash"`  // SHA-256 of the code
 	Expires string `json:"Expires"`
 	Tries   int    `json:"Tries"`
+	Carrier string `json:"Carrier,omitempty"` // for a phone: the carrier the code went through
 }
 
 // SessionRecord is a resumable login (namespace users, set session, key SHA-256 of the token).

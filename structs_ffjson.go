@@ -6269,7 +6269,7 @@ func (j *PendingCode) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	var obj []byte
 	_ = obj
 	_ = err
-	buf.WriteString(`{"Value":`)
+	buf.WriteString(`{ "Value":`)
 	fflib.WriteJsonString(buf, string(j.Value))
 	buf.WriteString(`,"Hash":`)
 	fflib.WriteJsonString(buf, string(j.Hash))
@@ -6277,6 +6277,13 @@ func (j *PendingCode) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	fflib.WriteJsonString(buf, string(j.Expires))
 	buf.WriteString(`,"Tries":`)
 	fflib.FormatBits2(buf, uint64(j.Tries), 10, j.Tries < 0)
+	buf.WriteByte(',')
+	if len(j.Carrier) != 0 {
+		buf.WriteString(`"Carrier":`)
+		fflib.WriteJsonString(buf, string(j.Carrier))
+		buf.WriteByte(',')
+	}
+	buf.Rewind(1)
 	buf.WriteByte('}')
 	return nil
 }
@@ -6292,6 +6299,8 @@ const (
 	ffjtPendingCodeExpires
 
 	ffjtPendingCodeTries
+
+	ffjtPendingCodeCarrier
 )
 
 var ffjKeyPendingCodeValue = []byte("Value")
@@ -6301,6 +6310,8 @@ var ffjKeyPendingCodeHash = []byte("Hash")
 var ffjKeyPendingCodeExpires = []byte("Expires")
 
 var ffjKeyPendingCodeTries = []byte("Tries")
+
+var ffjKeyPendingCodeCarrier = []byte("Carrier")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *PendingCode) UnmarshalJSON(input []byte) error {
@@ -6363,6 +6374,14 @@ mainparse:
 			} else {
 				switch kn[0] {
 
+				case 'C':
+
+					if bytes.Equal(ffjKeyPendingCodeCarrier, kn) {
+						currentKey = ffjtPendingCodeCarrier
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
 				case 'E':
 
 					if bytes.Equal(ffjKeyPendingCodeExpires, kn) {
@@ -6395,6 +6414,12 @@ mainparse:
 						goto mainparse
 					}
 
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyPendingCodeCarrier, kn) {
+					currentKey = ffjtPendingCodeCarrier
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.EqualFoldRight(ffjKeyPendingCodeTries, kn) {
@@ -6449,6 +6474,9 @@ mainparse:
 
 				case ffjtPendingCodeTries:
 					goto handle_Tries
+
+				case ffjtPendingCodeCarrier:
+					goto handle_Carrier
 
 				case ffjtPendingCodenosuchkey:
 					err = fs.SkipField(tok)
@@ -6565,6 +6593,32 @@ handle_Tries:
 			}
 
 			j.Tries = int(tval)
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Carrier:
+
+	/* handler: j.Carrier type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Carrier = string(string(outBuf))
 
 		}
 	}
@@ -11723,6 +11777,11 @@ func (j *UserRecord) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		}
 		buf.WriteByte(',')
 	}
+	if len(j.Carrier) != 0 {
+		buf.WriteString(`"Carrier":`)
+		fflib.WriteJsonString(buf, string(j.Carrier))
+		buf.WriteByte(',')
+	}
 	if len(j.Codes) != 0 {
 		buf.WriteString(`"Codes":`)
 		/* Falling back. type=map[string]*ffjsongentmp.PendingCode kind=map */
@@ -11791,6 +11850,8 @@ const (
 
 	ffjtUserRecordPhoneVerified
 
+	ffjtUserRecordCarrier
+
 	ffjtUserRecordCodes
 
 	ffjtUserRecordDeleting
@@ -11837,6 +11898,8 @@ var ffjKeyUserRecordTokens = []byte("Tokens")
 var ffjKeyUserRecordEmailVerified = []byte("EmailVerified")
 
 var ffjKeyUserRecordPhoneVerified = []byte("PhoneVerified")
+
+var ffjKeyUserRecordCarrier = []byte("Carrier")
 
 var ffjKeyUserRecordCodes = []byte("Codes")
 
@@ -11928,6 +11991,11 @@ mainparse:
 
 					} else if bytes.Equal(ffjKeyUserRecordCreated, kn) {
 						currentKey = ffjtUserRecordCreated
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserRecordCarrier, kn) {
+						currentKey = ffjtUserRecordCarrier
 						state = fflib.FFParse_want_colon
 						goto mainparse
 
@@ -12067,6 +12135,12 @@ mainparse:
 
 				if fflib.EqualFoldRight(ffjKeyUserRecordCodes, kn) {
 					currentKey = ffjtUserRecordCodes
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyUserRecordCarrier, kn) {
+					currentKey = ffjtUserRecordCarrier
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -12276,6 +12350,9 @@ mainparse:
 
 				case ffjtUserRecordPhoneVerified:
 					goto handle_PhoneVerified
+
+				case ffjtUserRecordCarrier:
+					goto handle_Carrier
 
 				case ffjtUserRecordCodes:
 					goto handle_Codes
@@ -13343,6 +13420,32 @@ handle_PhoneVerified:
 	state = fflib.FFParse_after_value
 	goto mainparse
 
+handle_Carrier:
+
+	/* handler: j.Carrier type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Carrier = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
 handle_Codes:
 
 	/* handler: j.Codes type=map[string]*ffjsongentmp.PendingCode kind=map quoted=false*/
@@ -13675,6 +13778,12 @@ func (j *UserView) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	} else {
 		buf.WriteString(`,"PhoneVerified":false`)
 	}
+	buf.WriteString(`,"Carrier":`)
+	fflib.WriteJsonString(buf, string(j.Carrier))
+	buf.WriteString(`,"MailAddress":`)
+	fflib.WriteJsonString(buf, string(j.MailAddress))
+	buf.WriteString(`,"UnreadEmails":`)
+	fflib.FormatBits2(buf, uint64(j.UnreadEmails), 10, j.UnreadEmails < 0)
 	buf.WriteByte(',')
 	if len(j.Session) != 0 {
 		buf.WriteString(`"session":`)
@@ -13724,6 +13833,12 @@ const (
 
 	ffjtUserViewPhoneVerified
 
+	ffjtUserViewCarrier
+
+	ffjtUserViewMailAddress
+
+	ffjtUserViewUnreadEmails
+
 	ffjtUserViewSession
 )
 
@@ -13760,6 +13875,12 @@ var ffjKeyUserViewBlocked = []byte("Blocked")
 var ffjKeyUserViewEmailVerified = []byte("EmailVerified")
 
 var ffjKeyUserViewPhoneVerified = []byte("PhoneVerified")
+
+var ffjKeyUserViewCarrier = []byte("Carrier")
+
+var ffjKeyUserViewMailAddress = []byte("MailAddress")
+
+var ffjKeyUserViewUnreadEmails = []byte("UnreadEmails")
 
 var ffjKeyUserViewSession = []byte("session")
 
@@ -13846,6 +13967,11 @@ mainparse:
 						currentKey = ffjtUserViewCIDs
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserViewCarrier, kn) {
+						currentKey = ffjtUserViewCarrier
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
 				case 'E':
@@ -13873,6 +13999,14 @@ mainparse:
 
 					if bytes.Equal(ffjKeyUserViewIncomingPendingFriends, kn) {
 						currentKey = ffjtUserViewIncomingPendingFriends
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'M':
+
+					if bytes.Equal(ffjKeyUserViewMailAddress, kn) {
+						currentKey = ffjtUserViewMailAddress
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -13930,6 +14064,11 @@ mainparse:
 						currentKey = ffjtUserViewUsername
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyUserViewUnreadEmails, kn) {
+						currentKey = ffjtUserViewUnreadEmails
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
 				case 'c':
@@ -13960,6 +14099,24 @@ mainparse:
 
 				if fflib.EqualFoldRight(ffjKeyUserViewSession, kn) {
 					currentKey = ffjtUserViewSession
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyUserViewUnreadEmails, kn) {
+					currentKey = ffjtUserViewUnreadEmails
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyUserViewMailAddress, kn) {
+					currentKey = ffjtUserViewMailAddress
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyUserViewCarrier, kn) {
+					currentKey = ffjtUserViewCarrier
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -14133,6 +14290,15 @@ mainparse:
 
 				case ffjtUserViewPhoneVerified:
 					goto handle_PhoneVerified
+
+				case ffjtUserViewCarrier:
+					goto handle_Carrier
+
+				case ffjtUserViewMailAddress:
+					goto handle_MailAddress
+
+				case ffjtUserViewUnreadEmails:
+					goto handle_UnreadEmails
 
 				case ffjtUserViewSession:
 					goto handle_Session
@@ -14870,6 +15036,88 @@ handle_PhoneVerified:
 				err = errors.New("unexpected bytes for true/false value")
 				return fs.WrapErr(err)
 			}
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Carrier:
+
+	/* handler: j.Carrier type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Carrier = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_MailAddress:
+
+	/* handler: j.MailAddress type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.MailAddress = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_UnreadEmails:
+
+	/* handler: j.UnreadEmails type=int64 kind=int64 quoted=false*/
+
+	{
+		if tok != fflib.FFTok_integer && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for int64", tok))
+		}
+	}
+
+	{
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			tval, err := fflib.ParseInt(fs.Output.Bytes(), 10, 64)
+
+			if err != nil {
+				return fs.WrapErr(err)
+			}
+
+			j.UnreadEmails = int64(tval)
 
 		}
 	}

@@ -47,7 +47,7 @@ func toastVisible(text, avoid string) string {
 func TestWebPolish(t *testing.T) {
 	start := time.Now()
 	browser := startBrowser(t)
-	srv := startServer(t, testConfig(t)) // no -smtp-relay
+	srv := startServer(t, testConfig(t)) // no -smtp-url
 	base := "http://" + srv.addr
 
 	alice := newPage(t, browser, base, 1280, 800) // desktop
@@ -70,7 +70,7 @@ func TestWebPolish(t *testing.T) {
 		alice.waitJS(t, "the address saved", textIs("#email-state", "Not verified"))
 		alice.click(t, "#email-verify [data-send]")
 		alice.waitJS(t, "the server's reason", textIs("#email-verify .form-error",
-			"Couldn't send a code: This server does not send e-mail or SMS (no -smtp-relay is configured)."))
+			"Couldn't send a code: This server does not send e-mail or SMS (no -smtp-url is configured)."))
 		alice.click(t, "#settings-dialog .dialog-head [data-close]")
 	}) {
 		return

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jhillyerd/enmime/v2"
+	"github.com/microcosm-cc/bluemonday"
+)
+
+// Inbound mail: three ways in (mail_smtpd.go's SMTP receiver, POST /inbound/email and POST
+// /inbound/mandrill in mail_webhooks.go) and one parser, here (DESIGN §5.1).
+
+const (
+	maxInboundMail = 25 << 20 // a whole message, attachments included
+	maxStoredText  = 1 << 20  // text and HTML bodies kept of a message
+)
+
+var errMalformedMail = errors.New("malformed message")
+
+// parsedMail is an inbound message, parsed once for every recipient.
+type parsedMail struct {
+	from, fromName string
+	to, cc         []string
+	subject        string
+	text, html     string
+	date           time.Time
+	messageID      string
+	inReplyTo      string
+	parts          []*enmime.Part // attachments and inline parts, stored per recipient
+	size           int64
+}
+
+// parseMail reads an RFC 5322 message: charsets, RFC 2047 words, multipart alternative and
+// mixed, inline parts and attachments (enmime), the HTML sanitised.
+func parseMail(raw []byte) (*parsedMail, error) {
+	if len(raw) > maxInboundMail {
+		return nil, fmt.Errorf("%w: larger than %d bytes", errMalformedMail, maxInboundMail)
+	}
+	// net/mail is strict about the header block, which enmime forgives: a payload that is not
+	// a message at all is refused here.
+	hdr, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformedMail, err)
+	}
+	if hdr.Header.Get("From") == "" {
+		return nil, fmt.Errorf("%w: no From header", errMalformedMail)
+	}
+	env, err := enmime.ReadEnvelope(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformedMail, err)
+	}
+	p := &parsedMail{subject: cleanLine(env.GetHeader("Subject")), size: int64(len(raw)),
+		text: limitText(env.Text), html: sanitizeHTML(limitText(env.HTML)),
+		messageID: cleanLine(env.GetHeader("Message-Id")), inReplyTo: cleanLine(env.GetHeader("In-Reply-To"))}
+	if from, err := env.AddressList("From"); err == nil && len(from) > 0 {
+		p.from, p.fromName = from[0].Address, cleanLine(from[0].Name)
+	} else {
+		p.from = cleanLine(env.GetHeader("From"))
+	}
+	p.to, p.cc = addressList(env, "To"), addressList(env, "Cc")
+	if p.date, err = env.Date(); err != nil {
+		p.date = time.Now()
+	}
+	p.parts = append(append(append(p.parts, env.Attachments...), env.Inlines...), env.OtherParts...)
+	return p, nil
+}
+
+func addressList(env *enmime.Envelope, key string) []string {
+	list, err := env.AddressList(key)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(list))
+	for _, a := range list {
+		out = append(out, a.Address)
+	}
+	return out
+}
+
+// cleanLine makes a header value safe to store and show: one line, valid UTF-8, bounded.
+func cleanLine(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	return truncateRunes(strings.TrimSpace(s), maxMailSubject)
+}
+
+func limitText(s string) string {
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	if len(s) > maxStoredText {
+		s = s[:maxStoredText]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+	}
+	return s
+}
+
+// mailPolicy is the allow-list HTML mail is sanitised with: structure and text formatting,
+// links (http, https, mailto; rel=nofollow noopener), and images only from the message itself
+// (cid:) or inline data — never a remote URL, which would tell the sender when it was read.
+// No scripts, styles, event attributes, forms, frames or objects.
+var mailPolicy = func() *bluemonday.Policy {
+	p := bluemonday.NewPolicy()
+	p.AllowElements("p", "br", "div", "span", "b", "i", "u", "s", "strong", "em", "small", "big",
+		"sub", "sup", "blockquote", "pre", "code", "ul", "ol", "li", "dl", "dt", "dd", "h1", "h2",
+		"h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tfoot", "tr", "td", "th",
+		"caption", "center", "font", "abbr", "address", "cite", "q", "del", "ins", "mark")
+	p.AllowAttrs("title", "dir", "lang").Globally()
+	p.AllowAttrs("align", "valign", "width", "height", "colspan", "rowspan", "bgcolor", "border",
+		"cellpadding", "cellspacing").OnElements("table", "tr", "td", "th", "div", "p", "img")
+	p.AllowAttrs("color", "face", "size").OnElements("font")
+	p.AllowAttrs("href").OnElements("a")
+	p.AllowAttrs("src").Matching(inlineImageSrc).OnElements("img")
+	p.AllowAttrs("alt").OnElements("img")
+	p.AllowURLSchemes("http", "https", "mailto", "cid")
+	p.AllowDataURIImages()
+	p.RequireParseableURLs(true)
+	p.RequireNoFollowOnLinks(true)
+	p.RequireNoReferrerOnLinks(true)
+	p.AddTargetBlankToFullyQualifiedLinks(true)
+	return p
+}()
+
+var inlineImageSrc = regexp.MustCompile(`^(?i:cid:[^\s"'<>]+|data:image/(png|gif|jpeg|webp);base64,[A-Za-z0-9+/=\s]+)$`)
+
+// sanitizeHTML keeps what mailPolicy allows of an HTML body.
+func sanitizeHTML(html string) string {
+	if strings.TrimSpace(html) == "" {
+		return ""
+	}
+	return mailPolicy.Sanitize(html)
+}
+
+// mailTarget is where an inbound address leads: a user's mailbox, or a conversation (SMS
+// replies).
+type mailTarget struct {
+	user string // the user's name as registered
+	cid  string
+}
+
+// resolveRecipient maps an address of the mail domain to a mailbox or a conversation; ok is
+// false for anything else.
+func (db *Database) resolveRecipient(ctx context.Context, addr string) (mailTarget, bool, error) {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || !strings.EqualFold(addr[at+1:], db.cfg.MailDomain) {
+		return mailTarget{}, false, nil
+	}
+	local := addr[:at]
+	if validUsername(local) {
+		u, err := db.getUser(ctx, local)
+		if err == nil {
+			return mailTarget{user: u.Username}, true, nil
+		}
+		if !isNotFound(err) {
+			return mailTarget{}, false, err
+		}
+	}
+	if cid := strings.ToLower(local); validCID(cid) {
+		if _, err := db.getConvo(ctx, cid); err == nil {
+			return mailTarget{cid: cid}, true, nil
+		} else if !isNotFound(err) {
+			return mailTarget{}, false, err
+		}
+	}
+	return mailTarget{}, false, nil
+}
+
+// receiveMail delivers one parsed message to each recipient address (envelope recipients, or
+// the headers' when the way in has no envelope). It returns how many took it.
+func (db *Database) receiveMail(ctx context.Context, rcpts []string, p *parsedMail, via string) (int, error) {
+	seen := map[string]bool{}
+	n := 0
+	for _, addr := range rcpts {
+		t, ok, err := db.resolveRecipient(ctx, strings.TrimSpace(addr))
+		if err != nil {
+			return n, err
+		}
+		key := upperName(t.user) + "|" + t.cid
+		if !ok || seen[key] {
+			if !ok {
+				slog.Info("dropping inbound mail for nobody", "via", via, "to", truncate(addr, 80), "from", truncate(p.from, 80))
+				db.metrics.mailSent("dropped")
+			}
+			continue
+		}
+		seen[key] = true
+		if t.cid != "" {
+			if err := db.smsReply(ctx, t.cid, p); err != nil {
+				return n, err
+			}
+			n++
+			continue
+		}
+		if err := db.storeInbound(ctx, t.user, p); err != nil {
+			return n, err
+		}
+		db.metrics.mailSent("received")
+		n++
+	}
+	return n, nil
+}
+
+// storeInbound puts p in user's inbox, its parts stored as attachment files.
+func (db *Database) storeInbound(ctx context.Context, user string, p *parsedMail) error {
+	e := &Email{Folder: folderInbox, Unread: true, From: p.from, FromName: p.fromName, To: p.to,
+		Cc: p.cc, Subject: p.subject, Text: p.text, HTML: p.html, Date: formatTime(p.date),
+		MessageID: p.messageID, InReplyTo: p.inReplyTo}
+	for _, part := range p.parts {
+		a, err := db.storeAttachment(user, part)
+		if err != nil {
+			db.removeAttachments(user, e.Attachments)
+			return fmt.Errorf("storing an attachment: %w", err)
+		}
+		e.Attachments = append(e.Attachments, a)
+	}
+	if err := db.deliverEmail(ctx, user, e, p.size, "EmailReceived", ""); err != nil {
+		db.removeAttachments(user, e.Attachments)
+		return err
+	}
+	return nil
+}
+
+// headerRecipients are the addresses of the To and Cc headers (for ways in without an envelope).
+func (p *parsedMail) headerRecipients() []string {
+	return append(append([]string{}, p.to...), p.cc...)
+}

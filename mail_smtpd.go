@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// The built-in SMTP receiver (-smtp-listen), on emersion/go-smtp's server: it takes mail only
+// for the mail domain's users and conversation addresses (550 at RCPT for anything else), at
+// most 25 MB a message and 50 recipients, 8 connections per client address (DESIGN §5.1).
+
+const (
+	smtpConnsPerAddr = 8
+	smtpMaxRcpts     = 50
+	smtpTimeout      = 60 * time.Second
+)
+
+// smtpd is the running receiver.
+type smtpd struct {
+	srv   *smtp.Server
+	ln    net.Listener
+	done  chan struct{}
+	conns *addrCounter
+}
+
+// startSMTP listens on -smtp-listen and serves in the background.
+func (s *Server) startSMTP() error {
+	if s.cfg.SMTPListen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.SMTPListen)
+	if err != nil {
+		return err
+	}
+	d := &smtpd{ln: ln, done: make(chan struct{}), conns: newAddrCounter(smtpConnsPerAddr)}
+	d.srv = smtp.NewServer(&smtpBackend{db: s.db, conns: d.conns, ctx: s.ctx})
+	d.srv.Domain = s.cfg.MailDomain
+	d.srv.MaxMessageBytes = maxInboundMail
+	d.srv.MaxRecipients = smtpMaxRcpts
+	d.srv.ReadTimeout, d.srv.WriteTimeout = smtpTimeout, smtpTimeout
+	d.srv.ErrorLog = slogSMTPLogger{}
+	s.smtpd = d
+	go func() {
+		defer close(d.done)
+		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+			slog.Error("SMTP receiver stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// stopSMTP closes the receiver and waits for it.
+func (s *Server) stopSMTP() {
+	if s.smtpd == nil {
+		return
+	}
+	_ = s.smtpd.srv.Close()
+	<-s.smtpd.done
+}
+
+// SMTPAddr is where the receiver listens ("" when it is off).
+func (s *Server) SMTPAddr() string {
+	if s.smtpd == nil {
+		return ""
+	}
+	return s.smtpd.ln.Addr().String()
+}
+
+type slogSMTPLogger struct{}
+
+func (slogSMTPLogger) Printf(format string, v ...any) { slog.Debug("smtp: " + format) }
+func (slogSMTPLogger) Println(v ...any)               { slog.Debug("smtp", "msg", v) }
+
+type smtpBackend struct {
+	db    *Database
+	conns *addrCounter
+	ctx   context.Context
+}
+
+var errTooManyConns = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address"}
+
+// NewSession admits a connection if its address has fewer than smtpConnsPerAddr open.
+func (b *smtpBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	addr := c.Conn().RemoteAddr().String()
+	key := addrKey(addr)
+	if !b.conns.acquire(key) {
+		return nil, errTooManyConns
+	}
+	return &smtpSession{b: b, key: key}, nil
+}
+
+// smtpSession is one connection's transaction state.
+type smtpSession struct {
+	b       *smtpBackend
+	key     string
+	release sync.Once
+	from    string
+	rcpts   []string
+}
+
+func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+
+var errNoSuchUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
+
+// Rcpt accepts only the mail domain's users and conversation addresses.
+func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ctx, cancel := context.WithTimeout(s.b.ctx, 10*time.Second)
+	defer cancel()
+	_, ok, err := s.b.db.resolveRecipient(ctx, to)
+	if err != nil {
+		slog.Error("SMTP: resolving a recipient", "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
+	}
+	if !ok {
+		s.b.db.metrics.mailSent("dropped")
+		return errNoSuchUser
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+// Data parses the message once and delivers it to every accepted recipient.
+func (s *smtpSession) Data(r io.Reader) error {
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, io.LimitReader(r, maxInboundMail+1)); err != nil {
+		return err // go-smtp answers 552 when the message passes MaxMessageBytes
+	}
+	p, err := parseMail(buf.Bytes())
+	if err != nil {
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message"}
+	}
+	ctx, cancel := context.WithTimeout(s.b.ctx, 60*time.Second)
+	defer cancel()
+	if _, err := s.b.db.receiveMail(ctx, s.rcpts, p, "smtp"); err != nil {
+		slog.Error("SMTP: storing inbound mail", "err", err)
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
+	}
+	return nil
+}
+
+func (s *smtpSession) Reset() { s.from, s.rcpts = "", nil }
+
+func (s *smtpSession) Logout() error {
+	s.release.Do(func() { s.b.conns.release(s.key) })
+	return nil
+}
+
+// addrKey is the per-address limit's key (IPv6 by /64, as elsewhere).
+func addrKey(remote string) string {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return strings.ToLower(remote)
+	}
+	return limitKey(ap.Addr().Unmap())
+}
