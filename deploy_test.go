@@ -30,7 +30,10 @@ const (
 // than the flag's default; every other setting in the file must equal its default.
 var deployNonDefaults = map[string]bool{
 	"Postgres":     true, // the local server's Unix socket
-	"SMTPPassword": true, // FILL_ME
+	"SMTPURL":      true, // FILL_ME
+	"MandrillKey":  true, // FILL_ME
+	"InboundToken": true, // FILL_ME
+	"FilesDir":     true, // under the unit's StateDirectory
 	"MetricsToken": true, // FILL_ME
 	"DataDir":      true, // the unit's StateDirectory
 }
