@@ -266,6 +266,7 @@ func addUsersToConversation(ctx context.Context, s *Session, req *Request) (repl
 	if err := s.db.joinConvo(ctx, c.CID, usernames(added)); err != nil {
 		return nil, err
 	}
+	s.db.postEvent(ctx, c, s.user, convoEvent{Type: "add", Users: usernames(added)})
 	return nil, s.publishConvo(ctx, "AddUsersToConversation", c)
 }
 
@@ -310,6 +311,13 @@ func (db *Database) removeMember(ctx context.Context, cid, actor, target string)
 	if err := db.leaveConvo(ctx, c.CID, target); err != nil {
 		return err
 	}
+	if len(c.Members) > 0 {
+		ev := convoEvent{Type: "leave"}
+		if !strings.EqualFold(actor, target) {
+			ev = convoEvent{Type: "remove", Users: []string{target}}
+		}
+		db.postEvent(ctx, c, actor, ev, target)
+	}
 	push := convoPush("RemoveUserFromConversation", c, "")
 	push.Removed = []string{target}
 	if push.MTime, err = db.convoMtime(ctx, c); err != nil {
@@ -348,15 +356,23 @@ func changeConvoName(ctx context.Context, s *Session, req *Request) (reply, erro
 	if err != nil {
 		return nil, err
 	}
+	renamed := false
 	c, err := s.db.updateConvo(ctx, req.CID, func(c *ConvoRecord) error {
 		if !c.isMember(s.user) {
 			return errNotMember
+		}
+		renamed = c.Name != name
+		if !renamed {
+			return errNoChange
 		}
 		c.Name = name
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if renamed {
+		s.db.postEvent(ctx, c, s.user, convoEvent{Type: "rename", Name: name})
 	}
 	return nil, s.publishConvo(ctx, "ChangeConvoName", c)
 }

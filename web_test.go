@@ -385,6 +385,9 @@ func TestWebClient(t *testing.T) {
 			return p["cmd"] == "RemoveUserFromConversation" && len(removed) == 1 && removed[0] == carol.name
 		})
 		alice.waitJS(t, "carol gone from the list", fmt.Sprintf(`![...document.querySelectorAll('#member-list .member-name')].some((e) => e.textContent === %s)`, js(carol.name)))
+		// The change is in both timelines, as a system line, not a message.
+		alice.waitJS(t, "the removal in the timeline", fmt.Sprintf(`[...document.querySelectorAll('#messages .event')].some((e) => e.textContent.startsWith(%s))`, js("You removed "+carol.name)))
+		bob.waitJS(t, "the removal in bob's timeline", fmt.Sprintf(`[...document.querySelectorAll('#messages .event')].some((e) => e.textContent.startsWith(%s))`, js(aliceName+" removed "+carol.name)))
 		alice.do(t, chromedp.Click(chromedp.CSS("#members-dialog [data-close]")))
 
 		// A name that looks like markup stays text, in both users' views.
@@ -566,7 +569,8 @@ func TestWebClient(t *testing.T) {
 		}
 		dave.ok("AddUsersToConversation", map[string]any{"CID": history, "Members": []string{aliceName}})
 		alice.openConvo(t, "History")
-		alice.waitJS(t, "the latest page", `document.querySelectorAll('#messages .msg').length === 50 && `+messageCount("History 70")+` === 1`)
+		// 70 messages and the event of alice being added: the latest page of 50 has 49 of them.
+		alice.waitJS(t, "the latest page", `document.querySelectorAll('#messages .msg').length === 49 && `+messageCount("History 70")+` === 1 && document.querySelectorAll('#messages .event').length === 1`)
 		alice.eval(t, `document.getElementById('scroller').scrollTop = 0`, nil)
 		alice.waitJS(t, "older messages from the server", `document.querySelectorAll('#messages .msg').length === 70 && `+messageCount("History 1")+` === 1`)
 		alice.waitJS(t, "the start of the conversation", `document.getElementById('history-note').textContent === 'This is the start of the conversation.'`)

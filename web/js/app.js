@@ -193,6 +193,7 @@ class App {
     chat.addEventListener('convo', (e) => {
       if (e.detail.cid !== chat.openCid) return;
       this.renderHeader();
+      this.renderRemoved();
       this.messages.renderReceipts();
     });
     chat.addEventListener('message', (e) => this.messages.onMessage(e.detail.record));
@@ -203,8 +204,8 @@ class App {
       if (e.detail.cid === this.messages.cid) this.messages.renderTyping();
     });
     chat.addEventListener('removed', (e) => {
-      const {cid, name} = e.detail;
-      if (cid === this.messages.cid) this.closeConvo();
+      const {cid, name, kept} = e.detail;
+      if (cid === this.messages.cid && !kept) this.closeConvo();
       toast(`You are no longer a member of “${name || 'a conversation'}”.`, 'info');
     });
     chat.addEventListener('incoming', (e) => {
@@ -483,6 +484,12 @@ class App {
       this.autoGrow();
       if (this.chat.openCid && input.value.trim()) this.chat.noteTyping(this.chat.openCid);
     });
+    $('forget-convo').addEventListener('click', () => {
+      const cid = this.chat.openCid;
+      if (!cid) return;
+      this.closeConvo();
+      this.chat.leave(cid).catch((err) => toast(err.message));
+    });
     $('composer').addEventListener('submit', (e) => {
       e.preventDefault();
       this.onSend();
@@ -526,12 +533,23 @@ class App {
     // to its newest message.
     this.showPane('chat');
     this.renderHeader();
+    this.renderRemoved();
     this.messages.show(cid);
     this.scheduler.show(cid);
     $('composer-input').value = this.drafts.get(cid) || '';
     this.autoGrow();
     if (focus) $('composer-input').focus();
     this.updateAttention();
+  }
+
+  /** renderRemoved swaps the composer for a notice in a conversation we were removed from. */
+  renderRemoved() {
+    const c = this.chat.openCid && this.chat.store.convo(this.chat.openCid);
+    const gone = !!(c && c.Removed);
+    $('composer').hidden = gone;
+    $('removed-bar').hidden = !gone;
+    $('rename-btn').hidden = gone;
+    $('members-btn').hidden = gone;
   }
 
   closeConvo() {

@@ -111,6 +111,7 @@ export class Chat extends EventTarget {
     this.view = null; // the user view (DESIGN §3.3) as last received, without its session token
     this.deleted = false; // the account was deleted: a revocation that follows says nothing new
     this.scheduled = []; // our scheduled messages [{ID, CID, Time, Content}], soonest first
+    this.leaving = new Set(); // CIDs we are leaving ourselves (not removed by someone)
     this.scheduleEdits = new Map(); // ID → {item, removed, at}: changes made here, recently
     this.auth = readJSON(AUTH_KEY);
     this.deviceId = localStorage.getItem(DEVICE_KEY) || randomId();
@@ -312,7 +313,8 @@ export class Chat extends EventTarget {
       this.store.upsertConvo(s.CID, fields);
     }
     for (const c of this.store.convos.find()) {
-      if (!listed.has(c.CID)) this.store.removeConvo(c.CID);
+      // One we were removed from stays (read-only) until the user clears it.
+      if (!listed.has(c.CID) && !c.Removed) this.store.removeConvo(c.CID);
     }
     this.emit('convos');
     return listed;
@@ -376,7 +378,7 @@ export class Chat extends EventTarget {
    * time, its latest page), with its current name and members. */
   async syncConvo(cid) {
     const c = this.store.convo(cid);
-    if (!c) return;
+    if (!c || c.Removed) return;
     // The sync point is the newest m_time of a history page, and a page is complete up to its
     // newest message (the server commits a conversation's messages in m_time order), so asking
     // from exactly there misses nothing.
@@ -500,7 +502,7 @@ export class Chat extends EventTarget {
     this.noteDelivered(p);
     const fromOther = !sameUser(p.f_username, this.me);
     if (fromOther) this.setTyping(cid, p.f_username, false);
-    if (added && fromOther) {
+    if (added && fromOther && p.kind !== 'event') {
       if (cid === this.openCid && this.attentive) this.markRead(cid);
       else this.store.upsertConvo(cid, {UnreadCount: (c.UnreadCount || 0) + 1});
       this.emit('incoming', {cid, record});
@@ -528,7 +530,17 @@ export class Chat extends EventTarget {
     if (typeof cid !== 'string' || !this.store.convo(cid)) return;
     const removed = Array.isArray(p.Removed) ? p.Removed : [];
     if (removed.some((n) => sameUser(n, this.me))) {
-      this.dropConvo(cid, this.store.convo(cid).Name);
+      const name = this.store.convo(cid).Name;
+      if (this.leaving.has(cid)) {
+        this.dropConvo(cid, name);
+        return;
+      }
+      // Removed by someone else: the timeline says so; keep it readable until cleared.
+      this.store.upsertConvo(cid, {Removed: true});
+      this.needsSync.delete(cid);
+      this.emit('removed', {cid, name, kept: true});
+      this.emit('convo', {cid});
+      this.emit('convos');
       return;
     }
     this.applyConvoMeta(cid, p);
@@ -559,7 +571,7 @@ export class Chat extends EventTarget {
   unreadAfter(cid, readTime, fallback) {
     const list = this.store.messagesOf(cid, {limit: 1000});
     if (!list.length) return fallback;
-    return list.filter((m) => m.m_time > readTime && !sameUser(m.f_username, this.me)).length;
+    return list.filter((m) => m.m_time > readTime && m.kind !== 'event' && !sameUser(m.f_username, this.me)).length;
   }
 
   setTyping(cid, user, on) {
@@ -798,9 +810,18 @@ export class Chat extends EventTarget {
   }
 
   async leave(cid) {
-    this.requireOnline('RemoveUserFromConversation');
     const c = this.store.convo(cid);
-    await this.request('RemoveUserFromConversation', {CID: cid, Username: this.me});
+    if (c && c.Removed) {
+      this.dropConvo(cid, c.Name); // not a member any more: clearing it is local
+      return;
+    }
+    this.requireOnline('RemoveUserFromConversation');
+    this.leaving.add(cid);
+    try {
+      await this.request('RemoveUserFromConversation', {CID: cid, Username: this.me});
+    } finally {
+      this.leaving.delete(cid);
+    }
     if (this.store.convo(cid)) this.dropConvo(cid, c ? c.Name : '');
   }
 
@@ -832,8 +853,8 @@ export class Chat extends EventTarget {
       this.store.upsertConvo(cid, {UnreadCount: 0});
       this.emit('convos');
     }
-    if (!this.loggedIn || this.needsSync.has(cid)) return; // again after the sync
-    const newest = this.store.newestStored(cid);
+    if (!this.loggedIn || this.needsSync.has(cid) || c.Removed) return; // again after the sync
+    const newest = this.store.newestMessage(cid);
     const mine = c.Members.find((m) => sameUser(m.username, this.me));
     const readTime = (mine && mine.read_time) || '';
     if (newest && newest > readTime && newest > (this.readSent.get(cid) || '')) {
@@ -842,7 +863,7 @@ export class Chat extends EventTarget {
         if (!ok && this.readSent.get(cid) === newest) this.readSent.delete(cid); // lost: send again later
       });
     }
-    if (hadUnread) this.request('UpdateUnreadCount', {CID: cid, unread_count: 0}, {background: true});
+    if (hadUnread && !c.Removed) this.request('UpdateUnreadCount', {CID: cid, unread_count: 0}, {background: true});
   }
 
   /** noteTyping is called on each edit of the composer; it sends at most one notification

@@ -1,6 +1,7 @@
 // The sidebar's conversation list: name, last message, time and unread count, most recent
 // first, with a filter box and arrow-key navigation.
 
+import {eventText} from './events.js';
 import {el, icon, ICONS, parseWireTime, shortTime, hue, initials, sameUser} from './util.js';
 
 /** convoTitle is a conversation's name, or its other members when it has none. */
@@ -54,7 +55,9 @@ export class ConvoList {
     const title = convoTitle(c, me);
     const last = c.last;
     let preview = 'No messages yet';
-    if (last) {
+    if (last && last.kind === 'event') {
+      preview = eventText(last, me);
+    } else if (last) {
       let who = sameUser(last.f_username, me) ? 'You' : last.f_username;
       if (last.kind === 'autoreply') who += ' (automatic reply)';
       preview = `${who}: ${last.content.replace(/\s+/g, ' ').slice(0, 140)}`;
@@ -66,7 +69,7 @@ export class ConvoList {
     avatar.style.setProperty('--hue', hue(title));
     const label = [title, preview, pending && 'waiting to be sent', unread && `${unread} unread`].filter(Boolean).join(', ');
     const button = el('button', {
-      type: 'button', class: `convo-item${unread ? ' has-unread' : ''}`, dataset: {cid: c.CID},
+      type: 'button', class: `convo-item${unread ? ' has-unread' : ''}${c.Removed ? ' removed' : ''}`, dataset: {cid: c.CID},
       'aria-current': c.CID === this.selected ? 'true' : false, 'aria-label': label,
       onclick: () => this.onOpen(c.CID),
     },

@@ -5,6 +5,7 @@
 // http(s) only. Nothing from the server reaches innerHTML.
 
 import {compareMessages} from './store.js';
+import {isEvent, eventText} from './events.js';
 import {el, parseWireTime, clockTime, fullTime, dayLabel, dayKey, hue, initials, sameUser, listNames} from './util.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000; // messages closer than this from one author share a bubble group
@@ -122,10 +123,24 @@ export class MessageView {
     if (d && (!prev || dayKey(d) !== dayKey(pd))) {
       items.push(el('li', {class: 'day', role: 'separator'}, el('span', {}, dayLabel(d))));
     }
-    const grouped = prev && sameUser(prev.f_username, r.f_username) &&
+    if (isEvent(r)) {
+      items.push(this.eventItem(r));
+      return items;
+    }
+    const grouped = prev && !isEvent(prev) && sameUser(prev.f_username, r.f_username) &&
       (!d || !pd || (dayKey(d) === dayKey(pd) && d - pd < GROUP_GAP_MS));
     items.push(this.messageItem(r, !!grouped));
     return items;
+  }
+
+  /** eventItem is a centred system line: a rename, members added or removed, someone leaving. */
+  eventItem(r) {
+    const d = parseWireTime(r.m_time);
+    const li = el('li', {class: 'event', role: 'note', dataset: {key: String(r.$loki)}},
+      el('span', {}, eventText(r, this.me)),
+      d ? el('time', {datetime: r.m_time, title: fullTime(d)}, ` · ${clockTime(d)}`) : null);
+    this.nodes.set(r.$loki, li);
+    return li;
   }
 
   messageItem(r, grouped) {

@@ -142,7 +142,7 @@ export class Notifier {
 
   onIncoming({cid, record}) {
     if (!this.active || document.visibilityState !== 'hidden') return;
-    if (!record || sameUser(record.f_username, this.chat.me)) return;
+    if (!record || record.kind === 'event' || sameUser(record.f_username, this.chat.me)) return;
     const c = this.chat.store && this.chat.store.convo(cid);
     const where = c ? convoTitle(c, this.chat.me) : '';
     // A conversation named after the sender (just the two of us) says it once.

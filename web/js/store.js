@@ -159,6 +159,14 @@ export class LocalStore {
     return newest;
   }
 
+  /** newestMessage is the newest m_time of a message (not a timeline event) stored for a
+   * conversation ('' if none): what a read marker points at. */
+  newestMessage(cid) {
+    let newest = '';
+    for (const m of this.messages.find({CID: cid})) if (m.kind !== 'event' && m.m_time > newest) newest = m.m_time;
+    return newest;
+  }
+
   /** oldestStored is the oldest stored (sent) message of a conversation, or null. */
   oldestStored(cid) {
     let oldest = null;
