@@ -38,6 +38,10 @@ type Database struct {
 	writers sync.Map // CID → *convWriter
 	// convos caches conversation records (convcache.go).
 	convos convoCache
+	// push sends notifications to offline recipients (push.go); nil when no provider is set.
+	push *pusher
+	// bots answer @giphy and @forecast (bots.go).
+	bots *botRunner
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
@@ -350,7 +354,9 @@ func init() {
 		"AddFireosDev":         deviceCommand("fireos", "add"),
 		"ChangeFireosDev":      deviceCommand("fireos", "change"),
 		"RemoveFireosDev":      deviceCommand("fireos", "remove"),
-		"RemoveWebDev":         deviceCommand("web", "remove"),
+		"AddWebDev":            addWebDev,    // push_webpush.go
+		"RemoveWebDev":         removeWebDev, // push_webpush.go
+		"GetPushConfig":        getPushConfig,
 		// friends (database_functions_friends.go)
 		"AddFriend":           addFriend,
 		"AcceptFriendRequest": acceptFriendRequest,

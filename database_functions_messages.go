@@ -67,6 +67,8 @@ func (db *Database) afterSend(ctx context.Context, c *ConvoRecord, m *Message) {
 	if err := db.deliver(c, m); err != nil {
 		slog.Error("delivering message", "cid", c.CID, "id", m.ID, "err", err)
 	}
+	db.notifyMessage(c, m) // push.go
+	db.runBots(c, m)       // bots.go
 	if len(c.Autoreplies) == 0 && len(c.AutoreplySent) == 0 {
 		return // the common case: no record to touch
 	}

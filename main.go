@@ -82,6 +82,9 @@ type Config struct {
 	FilesDir string
 	Admins   string
 
+	PushConfig // push.go
+	BotConfig  // bots.go
+
 	// Set by tests only.
 	bcryptCost       int
 	guessBackoff     time.Duration
@@ -168,6 +171,8 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
 	fset.StringVar(&cfg.Admins, "admins", cfg.Admins, "comma-separated usernames of administrators (quotas, deleting any message)")
+	addPushFlags(fset, &cfg.PushConfig)
+	addBotFlags(fset, &cfg.BotConfig)
 	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")
@@ -341,6 +346,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		defer s.bg.Done()
 		Protect(sctx, "event dispatcher", db.dispatch)
 	}()
+	db.startPushAndBots(sctx, &s.bg)
 	return s, nil
 }
 

@@ -139,6 +139,9 @@ func (db *Database) dispatchOne(msg *nats.Msg) {
 	if hub == nil {
 		return // its last session left meanwhile
 	}
+	if answerPresence(msg) { // push.go
+		return
+	}
 	for s := range hub.sessions {
 		select {
 		case s.pushes <- msg:
