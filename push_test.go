@@ -340,3 +340,41 @@ func TestWebDevValidation(t *testing.T) {
 		t.Fatalf("GetPushConfig without web push: %v", rep)
 	}
 }
+
+// TestPushRetriesTransientErrorsOnly: 503 and 429 are retried until the push goes through; a
+// 400 that does not name the token is logged and counted, not retried, and the token stays.
+func TestPushRetriesTransientErrorsOnly(t *testing.T) {
+	cfg := testConfig(t)
+	rig := newPushRig(t, &cfg)
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "ra")
+	bob := register(t, srv, "rb")
+	bob.ok("AddAndroidDev", map[string]any{"device": "android-r"})
+	cid := newConvo(t, alice, "retry", bob)
+	bob.conn.close()
+	waitOffline(t, srv, bob.name)
+	sends := func(outcome string) float64 {
+		return testutil.ToFloat64(srv.db.push.sends.WithLabelValues("fcm", outcome))
+	}
+
+	rig.fcm.FailNext(503, 429)
+	alice.ok("SendMessage", map[string]any{"CID": cid, "content": "through in the end"})
+	if m := receive(t, rig.fcm.Received, "FCM send after retries"); m.Notification["body"] != "through in the end" {
+		t.Fatalf("got %+v", m)
+	}
+	waitUntil(t, "ok counted", func() bool { return sends("ok") == 1 })
+	if r := sends("retry"); r != 2 || rig.fcm.Sends() != 3 {
+		t.Fatalf("retries %v, sends %d; want 2 and 3", r, rig.fcm.Sends())
+	}
+
+	rig.fcm.FailNext(400)
+	alice.ok("SendMessage", map[string]any{"CID": cid, "content": "refused"})
+	waitUntil(t, "error counted", func() bool { return sends("error") == 1 })
+	if rig.fcm.Sends() != 4 || sends("retry") != 2 {
+		t.Fatalf("a 400 was retried: %d sends", rig.fcm.Sends())
+	}
+	u, _ := srv.db.getUser(context.Background(), bob.name)
+	if !slices.Equal(u.Devices["android"], []string{"android-r"}) {
+		t.Fatalf("token removed after a 400 that does not name it: %v", u.Devices)
+	}
+}

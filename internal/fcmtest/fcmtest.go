@@ -47,6 +47,8 @@ type Server struct {
 	invalid map[string]bool
 	hang    bool
 	hanging int
+	fails   []int // statuses to answer the next sends with, in order
+	sends   int   // send requests that reached the handler
 	stop    chan struct{}
 	errs    []string
 }
@@ -99,6 +101,20 @@ func (s *Server) MarkInvalid(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.invalid[token] = true
+}
+
+// FailNext makes the next sends answer these statuses (429 and 503 with Retry-After: 0), in order.
+func (s *Server) FailNext(statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fails = append(s.fails, statuses...)
+}
+
+// Sends counts the send requests that reached the server.
+func (s *Server) Sends() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sends
 }
 
 // Hang makes every request wait until the client gives up or the server closes.
@@ -186,6 +202,22 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = w.Write([]byte(`{"error":{"code":401,"message":"Request had invalid authentication credentials.","status":"UNAUTHENTICATED"}}`))
 		s.fail(w, 0, "send: authorization %q", r.Header.Get("Authorization"))
+		return
+	}
+	s.mu.Lock()
+	s.sends++
+	var failWith int
+	if len(s.fails) > 0 {
+		failWith, s.fails = s.fails[0], s.fails[1:]
+	}
+	s.mu.Unlock()
+	if failWith != 0 {
+		w.Header().Set("Content-Type", "application/json")
+		if failWith == http.StatusTooManyRequests || failWith >= 500 {
+			w.Header().Set("Retry-After", "0")
+		}
+		w.WriteHeader(failWith)
+		_, _ = fmt.Fprintf(w, `{"error":{"code":%d,"message":"Injected failure.","status":"%s"}}`, failWith, http.StatusText(failWith))
 		return
 	}
 	if p := r.PathValue("project"); p != s.ProjectID {
