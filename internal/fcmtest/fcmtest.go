@@ -143,7 +143,9 @@ func (s *Server) fail(w http.ResponseWriter, code int, format string, args ...an
 	s.mu.Lock()
 	s.errs = append(s.errs, msg)
 	s.mu.Unlock()
-	http.Error(w, msg, code)
+	if code != 0 { // 0: the answer is written already
+		http.Error(w, msg, code)
+	}
 }
 
 func (s *Server) hangable(h http.Handler) http.Handler {
