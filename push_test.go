@@ -190,7 +190,7 @@ func TestPushReachesOfflineDevices(t *testing.T) {
 	waitUntil(t, "bob's invalid devices removed", func() bool {
 		u, err := a.db.getUser(context.Background(), bob.name)
 		return err == nil && len(u.Devices["android"]) == 0 && len(u.Devices["ios"]) == 0 &&
-			len(u.Devices["web"]) == 0 && slices.Equal(u.Devices["fireos"], []string{"fireos-bob"})
+			len(u.Devices[webPushPlatform]) == 0 && slices.Equal(u.Devices["fireos"], []string{"fireos-bob"})
 	})
 	drain(rig)
 
@@ -323,13 +323,13 @@ func TestWebDevValidation(t *testing.T) {
 	c.fails("AddWebDev", map[string]any{"device": bad.JSON()}, "auth secret")
 	c.fails("AddWebDev", map[string]any{"device": "not json"}, "push subscription")
 	u, _ := srv.db.getUser(context.Background(), c.name)
-	if len(u.Devices["web"]) != 1 {
-		t.Fatalf("web devices %v", u.Devices["web"])
+	if len(u.Devices[webPushPlatform]) != 1 {
+		t.Fatalf("web devices %v", u.Devices[webPushPlatform])
 	}
 	c.ok("RemoveWebDev", map[string]any{"device": good.Endpoint})
 	u, _ = srv.db.getUser(context.Background(), c.name)
-	if len(u.Devices["web"]) != 0 {
-		t.Fatalf("web devices after removal %v", u.Devices["web"])
+	if len(u.Devices[webPushPlatform]) != 0 {
+		t.Fatalf("web devices after removal %v", u.Devices[webPushPlatform])
 	}
 
 	// Without VAPID keys there is no web push, and the server says so.

@@ -16,9 +16,13 @@ import (
 
 // Web Push to browsers: RFC 8291 message encryption (aes128gcm) and RFC 8292 VAPID, both done by
 // github.com/SherClockHolmes/webpush-go, the Go implementation the Web Push libraries list
-// names. A browser's subscription is stored as canonical JSON among the user's "web" devices.
+// names. A browser's subscription is stored as canonical JSON among the user's "webpush" devices
+// ("web" holds the browser device ids given at registration, which are not push targets).
 
-const maxEndpoint = 1024
+const (
+	maxEndpoint     = 1024
+	webPushPlatform = "webpush" // the Devices key of browser push subscriptions
+)
 
 type webPushProvider struct {
 	opts webpush.Options
@@ -49,7 +53,7 @@ func newWebPush(cfg Config) (*webPushProvider, error) {
 }
 
 func (w *webPushProvider) name() string        { return "webpush" }
-func (w *webPushProvider) platforms() []string { return []string{"web"} }
+func (w *webPushProvider) platforms() []string { return []string{webPushPlatform} }
 
 // webPushPayload is what the service worker receives (web/sw.js).
 type webPushPayload struct {
@@ -123,7 +127,7 @@ func endpointOf(device string) string {
 
 // addWebDev registers (or replaces, by endpoint) a browser's push subscription.
 func addWebDev(ctx context.Context, s *Session, req *Request) (reply, error) {
-	if s.db.push == nil || s.db.push.byPlatform["web"] == nil {
+	if s.db.push == nil || s.db.push.byPlatform[webPushPlatform] == nil {
 		return nil, clientErr("web push is not configured")
 	}
 	sub, canon, err := s.db.cfg.parseWebSubscription(req.Device)
@@ -135,7 +139,7 @@ func addWebDev(ctx context.Context, s *Session, req *Request) (reply, error) {
 			u.Devices = map[string][]string{}
 		}
 		list := []string{}
-		for _, d := range u.Devices["web"] {
+		for _, d := range u.Devices[webPushPlatform] {
 			if d == canon {
 				return errNoChange
 			}
@@ -146,33 +150,40 @@ func addWebDev(ctx context.Context, s *Session, req *Request) (reply, error) {
 		if len(list) >= maxDevices {
 			return clientErr("at most %d web devices", maxDevices)
 		}
-		u.Devices["web"] = append(list, canon)
+		u.Devices[webPushPlatform] = append(list, canon)
 		return nil
 	})
 	return nil, err
 }
 
-// removeWebDev drops a browser's subscription, named by its JSON or its endpoint.
+// removeWebDev drops a browser's subscription, named by its JSON or its endpoint, or (as before
+// push existed) a browser device id given at registration.
 func removeWebDev(ctx context.Context, s *Session, req *Request) (reply, error) {
-	endpoint := strings.TrimSpace(req.Device)
-	if e := endpointOf(endpoint); e != "" {
+	dev := strings.TrimSpace(req.Device)
+	endpoint := dev
+	if e := endpointOf(dev); e != "" {
 		endpoint = e
 	}
-	if endpoint == "" {
-		return nil, clientErr("device must be a push subscription or its endpoint")
+	if dev == "" {
+		return nil, clientErr("device must be a push subscription, its endpoint or a device id")
 	}
 	_, err := s.db.updateUser(ctx, s.user, func(u *UserRecord) error {
-		list := u.Devices["web"]
-		out := []string{}
-		for _, d := range list {
-			if d != endpoint && endpointOf(d) != endpoint {
-				out = append(out, d)
+		changed := false
+		for _, platform := range []string{"web", webPushPlatform} {
+			list := u.Devices[platform]
+			out := []string{}
+			for _, d := range list {
+				if d != dev && (platform != webPushPlatform || endpointOf(d) != endpoint) {
+					out = append(out, d)
+				}
+			}
+			if len(out) != len(list) {
+				u.Devices[platform], changed = out, true
 			}
 		}
-		if len(out) == len(list) {
+		if !changed {
 			return errNoChange
 		}
-		u.Devices["web"] = out
 		return nil
 	})
 	return nil, err
@@ -190,7 +201,7 @@ func (r *PushConfigReply) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
 // getPushConfig gives a browser the key to subscribe with (empty: Web Push is off).
 func getPushConfig(_ context.Context, s *Session, _ *Request) (reply, error) {
 	r := &PushConfigReply{}
-	if s.db.push != nil && s.db.push.byPlatform["web"] != nil {
+	if s.db.push != nil && s.db.push.byPlatform[webPushPlatform] != nil {
 		r.VAPIDPublicKey = strings.TrimRight(s.db.cfg.VAPIDPublicKey, "=")
 	}
 	return r, nil
