@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -376,5 +378,34 @@ func TestPushRetriesTransientErrorsOnly(t *testing.T) {
 	u, _ := srv.db.getUser(context.Background(), bob.name)
 	if !slices.Equal(u.Devices["android"], []string{"android-r"}) {
 		t.Fatalf("token removed after a 400 that does not name it: %v", u.Devices)
+	}
+}
+
+func TestPushHTTPOutcomes(t *testing.T) {
+	resp := func(code int, retry string) *http.Response {
+		h := http.Header{}
+		if retry != "" {
+			h.Set("Retry-After", retry)
+		}
+		return &http.Response{StatusCode: code, Header: h}
+	}
+	var te *transientError
+	if err := httpOutcome(resp(201, ""), "", 404, 410); err != nil {
+		t.Fatalf("201: %v", err)
+	}
+	if err := httpOutcome(resp(410, ""), "", 404, 410); !errors.Is(err, errInvalidToken) {
+		t.Fatalf("410: %v", err)
+	}
+	if err := httpOutcome(resp(429, "7"), "", 404); !errors.As(err, &te) || te.retryAfter != 7*time.Second {
+		t.Fatalf("429: %v", err)
+	}
+	if err := httpOutcome(resp(503, ""), ""); !errors.As(err, &te) {
+		t.Fatalf("503: %v", err)
+	}
+	if err := httpOutcome(resp(413, ""), "", 404); err == nil || errors.As(err, &te) || errors.Is(err, errInvalidToken) {
+		t.Fatalf("413 must be a plain error: %v", err)
+	}
+	if d := retryAfter(time.Now().Add(time.Minute).UTC().Format(http.TimeFormat)); d < 58*time.Second || d > time.Minute {
+		t.Fatalf("Retry-After as a date: %v", d)
 	}
 }

@@ -591,6 +591,7 @@ class App {
       ? `${queued} message${queued > 1 ? 's have' : ' has'} not been sent yet and will be lost. Log out anyway?`
       : 'Log out? Messages stored on this device will be removed from it.';
     if (!(await confirmDialog(question, 'Log out'))) return;
+    await this.notifier.disablePush(); // before the session ends: RemoveWebDev
     await this.chat.logout();
     location.replace(location.pathname + location.search);
   }

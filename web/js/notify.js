@@ -10,7 +10,8 @@
 // Push (DESIGN §5.1): turning notifications on also subscribes this browser to Web Push with the
 // server's VAPID key (GetPushConfig) and registers the subscription (AddWebDev), so that messages
 // reach it while no pingedchat page is open; sw.js shows those. Turning off unsubscribes
-// (RemoveWebDev). Where the server or the browser has no push, notifications work as before,
+// (RemoveWebDev), and so does logging out (the next user of this browser must not get this
+// one's pushes). Where the server or the browser has no push, notifications work as before,
 // while a page is open, and the settings say so.
 
 import {convoTitle} from './convolist.js';
@@ -45,6 +46,7 @@ export class Notifier {
     this.audio = null;
 
     chat.addEventListener('incoming', (e) => this.onIncoming(e.detail));
+    chat.addEventListener('loggedin', () => this.refreshPush());
     // Back on the page: what the notifications said is in front of the user now.
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible') this.closeAll();
@@ -157,6 +159,21 @@ export class Notifier {
       this.setPush('on', 'Also when pingedchat is closed.');
     } catch (err) {
       this.setPush('failed', `Push is unavailable here (${err.message}): notifications show while pingedchat is open.`);
+    }
+  }
+
+  /** refreshPush tells the server again about this browser's subscription, if it has one (at
+   * each login: the server may have dropped it, and browsers renew subscriptions). */
+  async refreshPush() {
+    if (!this.active || !('serviceWorker' in navigator)) return;
+    try {
+      const reg = await navigator.serviceWorker.getRegistration();
+      const sub = reg && reg.pushManager ? await reg.pushManager.getSubscription() : null;
+      if (!sub) return;
+      await this.chat.request('AddWebDev', {device: JSON.stringify(sub.toJSON())});
+      this.setPush('on', 'Also when pingedchat is closed.');
+    } catch (err) {
+      console.warn('pingedchat: could not renew the push subscription:', err.message);
     }
   }
 
