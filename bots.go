@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -111,6 +112,11 @@ func (db *Database) runBots(c *ConvoRecord, m *Message) {
 		return
 	}
 	go func() {
+		defer func() {
+			if r := recover(); r != nil { // one bad answer must not take the server down
+				slog.Error("bot panicked", "bot", bot, "panic", r, "stack", string(debug.Stack()))
+			}
+		}()
 		var ans *BotAnswer
 		select {
 		case b.slots <- struct{}{}:
