@@ -159,8 +159,8 @@ type pusher struct {
 	dropped    prometheus.Counter
 }
 
-// newPusher builds the configured providers; nil when none is configured.
-func newPusher(db *Database) (*pusher, error) {
+// newPusher builds the configured providers; nil when none is configured (or works).
+func newPusher(db *Database) *pusher {
 	cfg := db.cfg.PushConfig
 	p := &pusher{db: db, byPlatform: map[string]pushProvider{}, retryBase: cfg.pushRetryBase,
 		workers: cfg.PushWorkers, queue: make(chan pushJob, cmp.Or(max(cfg.PushQueue, 0), 1024))}
@@ -170,30 +170,29 @@ func newPusher(db *Database) (*pusher, error) {
 	if p.retryBase <= 0 {
 		p.retryBase = time.Second
 	}
+	// A provider that cannot be set up is logged and left off; the others still work.
 	var providers []pushProvider
+	add := func(name string, pr pushProvider, err error) {
+		if err != nil {
+			slog.Error("push provider off", "provider", name, "err", err)
+			return
+		}
+		providers = append(providers, pr)
+	}
 	if !notConfigured(cfg.FCMCredentials) {
 		f, err := newFCM(cfg)
-		if err != nil {
-			return nil, err
-		}
-		providers = append(providers, f)
+		add("fcm", f, err)
 	}
 	if !notConfigured(cfg.APNsKeyFile) {
 		a, err := newAPNs(cfg)
-		if err != nil {
-			return nil, err
-		}
-		providers = append(providers, a)
+		add("apns", a, err)
 	}
 	if !notConfigured(cfg.VAPIDPublicKey) {
 		w, err := newWebPush(db.cfg)
-		if err != nil {
-			return nil, err
-		}
-		providers = append(providers, w)
+		add("webpush", w, err)
 	}
 	if len(providers) == 0 {
-		return nil, nil
+		return nil
 	}
 	for _, pr := range providers {
 		for _, pl := range pr.platforms() {
@@ -202,7 +201,7 @@ func newPusher(db *Database) (*pusher, error) {
 		slog.Info("push provider configured", "provider", pr.name())
 	}
 	p.registerMetrics(db.metrics)
-	return p, nil
+	return p
 }
 
 func (p *pusher) registerMetrics(m *Metrics) {
@@ -220,15 +219,10 @@ func (p *pusher) registerMetrics(m *Metrics) {
 }
 
 // startPushAndBots builds the push workers and the bots and starts the workers under wg until
-// ctx ends. A push provider that cannot be set up is logged and left off: pushes are a comfort,
-// the chat works without them.
+// ctx ends. Pushes are a comfort: the chat works without them.
 func (db *Database) startPushAndBots(ctx context.Context, wg *sync.WaitGroup) {
 	db.bots = newBots(db)
-	p, err := newPusher(db)
-	if err != nil {
-		slog.Error("push notifications off", "err", err)
-		return
-	}
+	p := newPusher(db)
 	if p == nil {
 		return
 	}

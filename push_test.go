@@ -317,12 +317,12 @@ func TestWebDevValidation(t *testing.T) {
 	good.Endpoint = "https://push.example.net/send/abc"
 	c.ok("AddWebDev", map[string]any{"device": good.JSON()})
 	c.ok("AddWebDev", map[string]any{"device": good.JSON()}) // idempotent
-	bad := good
-	bad.Keys.P256dh = "AAAA"
-	c.fails("AddWebDev", map[string]any{"device": bad.JSON()}, "p256dh")
-	bad = good
-	bad.Keys.Auth = "AAAA"
-	c.fails("AddWebDev", map[string]any{"device": bad.JSON()}, "auth secret")
+	badSub := good
+	badSub.Keys.P256dh = "AAAA"
+	c.fails("AddWebDev", map[string]any{"device": badSub.JSON()}, "p256dh")
+	badSub = good
+	badSub.Keys.Auth = "AAAA"
+	c.fails("AddWebDev", map[string]any{"device": badSub.JSON()}, "auth secret")
 	c.fails("AddWebDev", map[string]any{"device": "not json"}, "push subscription")
 	u, _ := srv.db.getUser(context.Background(), c.name)
 	if len(u.Devices[webPushPlatform]) != 1 {
@@ -334,7 +334,19 @@ func TestWebDevValidation(t *testing.T) {
 		t.Fatalf("web devices after removal %v", u.Devices[webPushPlatform])
 	}
 
-	// Without VAPID keys there is no web push, and the server says so.
+	// Without VAPID keys there is no web push, and the server says so; a bad key turns off only
+	// Web Push (logged), not the server or the other providers.
+	bad := testConfig(t)
+	newPushRig(t, &bad)
+	bad.VAPIDPublicKey = "not-a-key"
+	logs := captureLogs(t)
+	misconf := startServer(t, bad)
+	if misconf.db.push == nil || misconf.db.push.byPlatform["android"] == nil || misconf.db.push.byPlatform[webPushPlatform] != nil {
+		t.Fatalf("providers with a bad VAPID key: %+v", misconf.db.push)
+	}
+	if !strings.Contains(logs.String(), "push provider off") {
+		t.Fatal("no log line for the provider left off")
+	}
 	plain := startServer(t, testConfig(t))
 	d := register(t, plain, "wn")
 	d.fails("AddWebDev", map[string]any{"device": good.JSON()}, "not configured")
