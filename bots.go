@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,13 +42,6 @@ const (
 	maxBotResponse = 1 << 20
 	forecastDays   = 3
 )
-
-func addBotFlags(fset *flag.FlagSet, c *BotConfig) {
-	fset.StringVar(&c.GiphyKey, "giphy-key", c.GiphyKey, "Giphy API key for the @giphy bot; empty or FILL_ME: the bot answers that it is not configured")
-	fset.StringVar(&c.GiphyURL, "giphy-url", defaultGiphyURL, "Giphy API base URL")
-	fset.StringVar(&c.GeocodingURL, "geocoding-url", defaultGeocodingURL, "Open-Meteo geocoding API base URL (@forecast)")
-	fset.StringVar(&c.ForecastURL, "forecast-url", defaultForecastURL, "Open-Meteo forecast API base URL (@forecast)")
-}
 
 // BotAnswer is a bot message's content (DESIGN §3.2, Bots).
 type BotAnswer struct {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -59,22 +58,6 @@ const (
 	pushBodyChars     = 120
 	hdrPresence       = "Pinged-Presence" // a presence request on a user's event subject
 )
-
-// addPushFlags registers the push settings (called by parseFlags).
-func addPushFlags(fset *flag.FlagSet, c *PushConfig) {
-	fset.StringVar(&c.FCMCredentials, "fcm-credentials", c.FCMCredentials, "Firebase service-account JSON file for pushes to Android and Fire OS (FCM HTTP v1); empty or FILL_ME: off")
-	fset.StringVar(&c.FCMURL, "fcm-url", defaultFCMURL, "FCM API base URL")
-	fset.StringVar(&c.APNsKeyFile, "apns-key-file", c.APNsKeyFile, "APNs token-authentication key (.p8) for pushes to iOS; empty or FILL_ME: off")
-	fset.StringVar(&c.APNsKeyID, "apns-key-id", c.APNsKeyID, "the .p8 key's id")
-	fset.StringVar(&c.APNsTeamID, "apns-team-id", c.APNsTeamID, "the Apple developer team id")
-	fset.StringVar(&c.APNsTopic, "apns-topic", c.APNsTopic, "the iOS app's bundle id (apns-topic)")
-	fset.StringVar(&c.APNsURL, "apns-url", defaultAPNsURL, "APNs base URL (https://api.sandbox.push.apple.com for development builds)")
-	fset.StringVar(&c.VAPIDPublicKey, "vapid-public-key", c.VAPIDPublicKey, "VAPID public key (base64url P-256 point) for Web Push to browsers; empty or FILL_ME: off")
-	fset.StringVar(&c.VAPIDPrivateKey, "vapid-private-key", c.VAPIDPrivateKey, "VAPID private key (base64url)")
-	fset.StringVar(&c.VAPIDSubject, "vapid-subject", c.VAPIDSubject, "VAPID contact: an e-mail address or https URL (default pingedchat@<mail-domain>)")
-	fset.IntVar(&c.PushWorkers, "push-workers", 4, "goroutines sending pushes")
-	fset.IntVar(&c.PushQueue, "push-queue", 1024, "pushes waiting to be sent, beyond which new ones are dropped (and counted)")
-}
 
 // pushNote is one notification, the same for every provider.
 type pushNote struct {
