@@ -198,16 +198,22 @@ func (b *botRunner) getJSON(ctx context.Context, u string, v any) error {
 		return err
 	}
 	req.Header.Set("Accept", "application/json")
+	// Errors name the host and path only: the query may hold an API key, and logs must not.
+	where := req.URL.Host + req.URL.Path
 	resp, err := b.client.Do(req)
 	if err != nil {
-		return err
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("GET %s: %w", where, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s: status %d", req.URL.Redacted(), resp.StatusCode)
+		return fmt.Errorf("GET %s: status %d", where, resp.StatusCode)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBotResponse)).Decode(v); err != nil {
-		return fmt.Errorf("reading %s: %w", req.URL.Host, err)
+		return fmt.Errorf("reading %s: %w", where, err)
 	}
 	return nil
 }

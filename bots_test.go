@@ -130,6 +130,20 @@ func TestBotsFailSoftly(t *testing.T) {
 		t.Fatalf("unconfigured giphy: %+v", ans)
 	}
 
+	// A failing service: the answer says so, and the log names no API key.
+	logs := captureLogs(t)
+	cfg2 := testConfig(t)
+	cfg2.GiphyKey, cfg2.GiphyURL = "secret-key-1", "http://127.0.0.1:1" // nothing listens there
+	carol := register(t, startServer(t, cfg2), "bc")
+	cid2 := newConvo(t, carol, "failing")
+	carol.ok("SendMessage", map[string]any{"CID": cid2, "content": "@giphy dog"})
+	if _, ans := botAnswer(t, carol, cid2, "@giphy dog"); ans.Type != "error" || ans.Text != "The GIPHY service failed; try again later." {
+		t.Fatalf("failing giphy: %+v", ans)
+	}
+	if !strings.Contains(logs.String(), "bot failed") || strings.Contains(logs.String(), "secret-key-1") {
+		t.Fatalf("log: %s", logs.String())
+	}
+
 	svc.Hang(true)
 	rep := alice.ok("SendMessage", map[string]any{"CID": cid, "content": "@forecast Berlin", "client_id": "hang-1"})
 	_, ans := botAnswer(t, alice, cid, "@forecast Berlin")
