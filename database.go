@@ -44,6 +44,10 @@ type Database struct {
 	sms smsCache
 	// outboxWake wakes this instance's outbound mail worker (mail_queue.go).
 	outboxWake chan struct{}
+	// push sends notifications to offline recipients (push.go); nil when no provider is set.
+	push *pusher
+	// bots answer @giphy and @forecast (bots.go).
+	bots *botRunner
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
@@ -357,7 +361,9 @@ func init() {
 		"AddFireosDev":         deviceCommand("fireos", "add"),
 		"ChangeFireosDev":      deviceCommand("fireos", "change"),
 		"RemoveFireosDev":      deviceCommand("fireos", "remove"),
-		"RemoveWebDev":         deviceCommand("web", "remove"),
+		"AddWebDev":            addWebDev,    // push_webpush.go
+		"RemoveWebDev":         removeWebDev, // push_webpush.go
+		"GetPushConfig":        getPushConfig,
 		// friends (database_functions_friends.go)
 		"AddFriend":           addFriend,
 		"AcceptFriendRequest": acceptFriendRequest,

@@ -67,7 +67,9 @@ func (db *Database) afterSend(ctx context.Context, c *ConvoRecord, m *Message) {
 	if err := db.deliver(c, m); err != nil {
 		slog.Error("delivering message", "cid", c.CID, "id", m.ID, "err", err)
 	}
-	db.smsNotify(c, m)
+	db.notifyMessage(c, m) // push.go
+	db.smsNotify(c, m)     // sms.go
+	db.runBots(c, m)       // bots.go
 	if len(c.Autoreplies) == 0 && len(c.AutoreplySent) == 0 {
 		return // the common case: no record to touch
 	}

@@ -85,6 +85,9 @@ type Config struct {
 	FilesDir string
 	Admins   string
 
+	PushConfig // push.go
+	BotConfig  // bots.go
+
 	// Set by tests only.
 	bcryptCost       int
 	guessBackoff     time.Duration
@@ -126,6 +129,8 @@ func defaultConfig() Config {
 		MailDomain:          "localhost",
 		FilesDir:            "./data/files",
 		MailsPerDay:         200,
+		PushConfig:          PushConfig{FCMURL: defaultFCMURL, APNsURL: defaultAPNsURL, PushWorkers: 4, PushQueue: 1024},
+		BotConfig:           BotConfig{GiphyURL: defaultGiphyURL, GeocodingURL: defaultGeocodingURL, ForecastURL: defaultForecastURL},
 	}
 }
 
@@ -176,6 +181,23 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
 	fset.StringVar(&cfg.Admins, "admins", cfg.Admins, "comma-separated usernames of administrators (quotas, deleting any message)")
+	// Push (push.go) and bots (bots.go).
+	fset.StringVar(&cfg.FCMCredentials, "fcm-credentials", cfg.FCMCredentials, "Firebase service-account JSON file for pushes to Android and Fire OS (FCM HTTP v1); empty or FILL_ME: off")
+	fset.StringVar(&cfg.FCMURL, "fcm-url", cfg.FCMURL, "FCM API base URL")
+	fset.StringVar(&cfg.APNsKeyFile, "apns-key-file", cfg.APNsKeyFile, "APNs token-authentication key (.p8) for pushes to iOS; empty or FILL_ME: off")
+	fset.StringVar(&cfg.APNsKeyID, "apns-key-id", cfg.APNsKeyID, "the .p8 key's id")
+	fset.StringVar(&cfg.APNsTeamID, "apns-team-id", cfg.APNsTeamID, "the Apple developer team id")
+	fset.StringVar(&cfg.APNsTopic, "apns-topic", cfg.APNsTopic, "the iOS app's bundle id (apns-topic)")
+	fset.StringVar(&cfg.APNsURL, "apns-url", cfg.APNsURL, "APNs base URL (https://api.sandbox.push.apple.com for development builds)")
+	fset.StringVar(&cfg.VAPIDPublicKey, "vapid-public-key", cfg.VAPIDPublicKey, "VAPID public key (base64url P-256 point) for Web Push to browsers; empty or FILL_ME: off")
+	fset.StringVar(&cfg.VAPIDPrivateKey, "vapid-private-key", cfg.VAPIDPrivateKey, "VAPID private key (base64url)")
+	fset.StringVar(&cfg.VAPIDSubject, "vapid-subject", cfg.VAPIDSubject, "VAPID contact: an e-mail address or https URL (default pingedchat@<mail-domain>)")
+	fset.IntVar(&cfg.PushWorkers, "push-workers", cfg.PushWorkers, "goroutines sending pushes")
+	fset.IntVar(&cfg.PushQueue, "push-queue", cfg.PushQueue, "pushes waiting to be sent, beyond which new ones are dropped (and counted)")
+	fset.StringVar(&cfg.GiphyKey, "giphy-key", cfg.GiphyKey, "Giphy API key for the @giphy bot; empty or FILL_ME: the bot answers that it is not configured")
+	fset.StringVar(&cfg.GiphyURL, "giphy-url", cfg.GiphyURL, "Giphy API base URL")
+	fset.StringVar(&cfg.GeocodingURL, "geocoding-url", cfg.GeocodingURL, "Open-Meteo geocoding API base URL (@forecast)")
+	fset.StringVar(&cfg.ForecastURL, "forecast-url", cfg.ForecastURL, "Open-Meteo forecast API base URL (@forecast)")
 	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")
@@ -359,6 +381,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		defer s.bg.Done()
 		Protect(sctx, "event dispatcher", db.dispatch)
 	}()
+	db.startPushAndBots(sctx, &s.bg)
 	return s, nil
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -13,8 +15,10 @@ func TestSMSRoundTrip(t *testing.T) {
 	srv, relay := mailServer(t)
 	alice := register(t, srv, "alice")
 	bob := register(t, srv, "bob")
-	bob.ok("ChangeUserPhone", map[string]any{"phone": "+15551234567"})
-	view := verified(t, relay, bob, "phone", "5551234567@txt.att.net", "att")
+	digits := fmt.Sprintf("555%07d", (os.Getpid()*1000+int(userSeq.Add(1)))%10_000_000) // unique per run
+	gateway := digits + "@txt.att.net"
+	bob.ok("ChangeUserPhone", map[string]any{"phone": "+1" + digits})
+	view := verified(t, relay, bob, "phone", gateway, "att")
 	if view["PhoneVerified"] != true || view["Carrier"] != "att" {
 		t.Fatalf("verified phone: %v", view)
 	}
@@ -33,18 +37,22 @@ func TestSMSRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	sms := msgs[before]
-	if sms.To[0] != "5551234567@txt.att.net" || sms.From != cid+"@"+testMailDomain ||
+	if sms.To[0] != gateway || sms.From != cid+"@"+testMailDomain ||
 		!strings.Contains(string(sms.Data), alice.name+": Are you coming tonight?") {
 		t.Fatalf("SMS: %s → %v\n%s", sms.From, sms.To, sms.Data)
 	}
 	// At most one a minute per conversation.
+	queued := func() int {
+		var n int
+		_ = srv.db.pool.QueryRow(context.Background(), "SELECT count(*) FROM mail_outbox WHERE $1 = ANY(rcpts)", gateway).Scan(&n)
+		return n
+	}
+	waitUntil(t, "the first SMS to leave the queue", func() bool { return queued() == 0 })
 	if err := srv.db.smsOne(t.Context(), bob.name, cid, &Message{CID: cid, FUsername: alice.name, Content: "again", Kind: "text"}); err != nil {
 		t.Fatal(err)
 	}
-	var queued int
-	_ = srv.db.pool.QueryRow(t.Context(), "SELECT count(*) FROM mail_outbox WHERE $1 = ANY(rcpts)", "5551234567@txt.att.net").Scan(&queued)
-	if queued != 0 || len(relay.Messages()) != before+1 {
-		t.Fatalf("a second SMS within a minute: %d queued, %d relayed", queued, len(relay.Messages())-before)
+	if n := queued(); n != 0 || len(relay.Messages()) != before+1 {
+		t.Fatalf("a second SMS within a minute: %d queued, %d relayed", n, len(relay.Messages())-before)
 	}
 
 	// A stranger's phone is dropped; bob's reply arrives as bob, without the quoted text.
@@ -52,8 +60,8 @@ func TestSMSRoundTrip(t *testing.T) {
 	if err := smtpSend(t, srv, "5559999999@txt.att.net", []string{cid + "@" + testMailDomain}, []byte(stranger)); err != nil {
 		t.Fatal(err)
 	}
-	reply := "From: 5551234567@txt.att.net\r\nTo: " + cid + "@" + testMailDomain + "\r\nMessage-ID: <r1@txt.att.net>\r\nSubject: \r\n\r\nYes, see you at 8\r\n\r\n> " + alice.name + ": Are you coming tonight?\r\n"
-	if err := smtpSend(t, srv, "5551234567@txt.att.net", []string{cid + "@" + testMailDomain}, []byte(reply)); err != nil {
+	reply := "From: "+gateway+"\r\nTo: " + cid + "@" + testMailDomain + "\r\nMessage-ID: <r1@txt.att.net>\r\nSubject: \r\n\r\nYes, see you at 8\r\n\r\n> " + alice.name + ": Are you coming tonight?\r\n"
+	if err := smtpSend(t, srv, gateway, []string{cid + "@" + testMailDomain}, []byte(reply)); err != nil {
 		t.Fatal(err)
 	}
 	p := alice.waitPush("bob's SMS reply", func(p map[string]any) bool {
@@ -63,7 +71,7 @@ func TestSMSRoundTrip(t *testing.T) {
 		t.Fatalf("reply in the conversation: %v", p)
 	}
 	// The same reply delivered again (an SMTP retry) is stored once.
-	if err := smtpSend(t, srv, "5551234567@txt.att.net", []string{cid + "@" + testMailDomain}, []byte(reply)); err != nil {
+	if err := smtpSend(t, srv, gateway, []string{cid + "@" + testMailDomain}, []byte(reply)); err != nil {
 		t.Fatal(err)
 	}
 	history := alice.ok("GetConvoData", map[string]any{"CID": cid})

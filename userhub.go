@@ -139,7 +139,7 @@ func (db *Database) dispatchOne(msg *nats.Msg) {
 	if hub == nil {
 		return // its last session left meanwhile
 	}
-	if answerPresence(msg, len(hub.sessions)) {
+	if answerPresence(msg) { // presence.go
 		return
 	}
 	for s := range hub.sessions {

@@ -255,7 +255,7 @@ func acceptsGzip(header string) bool {
 
 // webCSP matches the policy in web/index.html; as a header it can also forbid framing by
 // other sites, which a meta tag cannot.
-const webCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+const webCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https://*.giphy.com; " +
 	"connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
 
 // securityHeaders adds the headers every page of the web client is served with; over TLS also

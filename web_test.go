@@ -35,7 +35,7 @@ const (
 
 // startBrowser launches one headless Chromium for the test, with a fresh profile and the
 // background networking that would hammer a machine without internet turned off.
-func startBrowser(t *testing.T) context.Context {
+func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("Chromium is needed for the web client's tests and is missing at %s: run ./add_deps.sh (it installs Debian's chromium)", chromiumPath)
@@ -67,6 +67,7 @@ func startBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-renderer-backgrounding", true),
 		chromedp.WindowSize(1280, 800),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	// Registered after TempDir, so it runs before the profile is removed: the browser is gone.

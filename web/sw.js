@@ -26,11 +26,13 @@ const SHELL = [
   'vendor/lokijs.min.js',
   'vendor/loki-indexed-adapter.js',
   'js/app.js',
+  'js/bots.js',
   'js/chat.js',
   'js/conn.js',
   'js/contacts.js',
   'js/convolist.js',
   'js/dialogs.js',
+  'js/events.js',
   'js/friends.js',
   'js/messages.js',
   'js/notify.js',
@@ -77,8 +79,26 @@ self.addEventListener('fetch', (event) => {
   if (url.search === '' && SHELL_URLS.has(url.href)) event.respondWith(fromCache(url.href, req));
 });
 
-// A notification (notify.js) was clicked: to the app's tab, which opens the conversation; or,
-// with none open, a new one.
+// A push from the server (push_webpush.go: {title, body, CID, sender, kind}), for a message that
+// arrived while this user had no page open: shown as a notification (plain text, as all
+// notifications are), tagged by conversation so that a newer message replaces an older one.
+self.addEventListener('push', (event) => {
+  let d = {};
+  try {
+    d = event.data ? event.data.json() : {};
+  } catch {
+    d = {body: event.data ? event.data.text() : ''};
+  }
+  const cid = typeof d.CID === 'string' ? d.CID : '';
+  const title = typeof d.title === 'string' && d.title ? d.title : 'pingedchat';
+  const body = typeof d.body === 'string' ? d.body : '';
+  event.waitUntil(self.registration.showNotification(title, {
+    body, tag: `pingedchat-${cid}`, renotify: true, icon: 'icon.svg', data: {cid},
+  }));
+});
+
+// A notification (notify.js, or a push) was clicked: to the app's tab, which opens the
+// conversation; or, with none open, a new one at that conversation (#c=<CID>, app.js).
 self.addEventListener('notificationclick', (event) => {
   event.notification.close();
   const data = event.notification.data || {};
@@ -86,7 +106,7 @@ self.addEventListener('notificationclick', (event) => {
     const windows = await self.clients.matchAll({type: 'window', includeUncontrolled: true});
     const win = windows.find((c) => c.url.startsWith(BASE));
     if (!win) {
-      await self.clients.openWindow(PAGE);
+      await self.clients.openWindow(typeof data.cid === 'string' && data.cid ? `${PAGE}#c=${encodeURIComponent(data.cid)}` : PAGE);
       return;
     }
     await win.focus();

@@ -12,7 +12,7 @@ import {Dialogs, confirmDialog} from './dialogs.js';
 import {Settings} from './settings.js';
 import {Friends} from './friends.js';
 import {Scheduler} from './schedule.js';
-import {Notifier} from './notify.js';
+import {Notifier, pushTarget} from './notify.js';
 import {el, hue, initials, listNames, sameUser, codePoints} from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -165,7 +165,7 @@ class App {
       try {
         await this.chat.prepare(user);
         this.showChat(user);
-        const last = this.chat.store.getMeta('openCid');
+        const last = pushTarget() || this.chat.store.getMeta('openCid');
         if (last && this.chat.store.convo(last)) this.openConvo(last, {focus: false});
       } catch (err) {
         toast(`Couldn't open the messages stored on this device: ${err.message}`);
@@ -609,6 +609,7 @@ class App {
       ? `${queued} message${queued > 1 ? 's have' : ' has'} not been sent yet and will be lost. Log out anyway?`
       : 'Log out? Messages stored on this device will be removed from it.';
     if (!(await confirmDialog(question, 'Log out'))) return;
+    await this.notifier.disablePush(); // before the session ends: RemoveWebDev
     await this.chat.logout();
     location.replace(location.pathname + location.search);
   }

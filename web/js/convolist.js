@@ -3,6 +3,7 @@
 
 import {eventText} from './events.js';
 import {el, icon, ICONS, parseWireTime, shortTime, hue, initials, sameUser} from './util.js';
+import {botSummary} from './bots.js';
 
 /** convoTitle is a conversation's name, or its other members when it has none. */
 export function convoTitle(c, me) {
@@ -60,7 +61,7 @@ export class ConvoList {
     } else if (last) {
       let who = sameUser(last.f_username, me) ? 'You' : last.f_username;
       if (last.kind === 'autoreply') who += ' (automatic reply)';
-      preview = `${who}: ${last.content.replace(/\s+/g, ' ').slice(0, 140)}`;
+      preview = `${who}: ${botSummary(last).replace(/\s+/g, ' ').slice(0, 140)}`;
     }
     const when = parseWireTime((last && last.m_time) || c.M_time);
     const pending = last && !last.m_time;

@@ -6,6 +6,7 @@
 
 import {compareMessages} from './store.js';
 import {isEvent, eventText} from './events.js';
+import {botContent} from './bots.js';
 import {el, parseWireTime, clockTime, fullTime, dayLabel, dayKey, hue, initials, sameUser, listNames} from './util.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000; // messages closer than this from one author share a bubble group
@@ -155,12 +156,13 @@ export class MessageView {
     }
     const auto = r.kind === 'autoreply';
     if (auto) li.classList.add('auto');
+    if (r.kind === 'bot') li.classList.add('bot');
     const bubble = el('div', {class: 'bubble'},
       // The author is always there for screen readers; grouped messages hide it visually.
       el('span', {class: mine || grouped ? 'author visually-hidden' : 'author'}, mine ? 'You' : r.f_username, ': '),
       // The server sent it for its author, who may not have seen the conversation at all.
       auto ? el('span', {class: 'auto-label'}, 'Automatic reply') : null,
-      el('p', {class: 'text'}, richText(r.content)),
+      r.kind === 'bot' ? botContent(r) : el('p', {class: 'text'}, richText(r.content)),
       el('span', {class: 'meta'}),
     );
     li.append(bubble, el('div', {class: 'receipts', 'aria-live': 'off'}));

@@ -6,9 +6,17 @@
 //
 // Notifications go through the service worker when there is one (sw.js shows them and sends a
 // click back to this tab, which opens the conversation); otherwise the page's Notification.
+//
+// Push (DESIGN §5.2): turning notifications on also subscribes this browser to Web Push with the
+// server's VAPID key (GetPushConfig) and registers the subscription (AddWebDev), so that messages
+// reach it while no pingedchat page is open; sw.js shows those. Turning off unsubscribes
+// (RemoveWebDev), and so does logging out (the next user of this browser must not get this
+// one's pushes). Where the server or the browser has no push, notifications work as before,
+// while a page is open, and the settings say so.
 
 import {convoTitle} from './convolist.js';
 import {sameUser} from './util.js';
+import {botSummary} from './bots.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -38,6 +46,7 @@ export class Notifier {
     this.audio = null;
 
     chat.addEventListener('incoming', (e) => this.onIncoming(e.detail));
+    chat.addEventListener('loggedin', () => this.refreshPush());
     // Back on the page: what the notifications said is in front of the user now.
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible') this.closeAll();
@@ -102,6 +111,7 @@ export class Notifier {
       this.prefs.enabled = false;
       this.save();
       this.closeAll();
+      this.disablePush();
       this.renderSettings();
       ok.textContent = 'Notifications off.';
       return;
@@ -128,6 +138,64 @@ export class Notifier {
     this.save();
     this.renderSettings();
     ok.textContent = 'Notifications on: messages that arrive while pingedchat is out of sight will show.';
+    await this.enablePush();
+  }
+
+  // Push while no page is open
+
+  /** enablePush subscribes this browser to Web Push and tells the server (after the click). */
+  async enablePush() {
+    try {
+      const cfg = await this.chat.request('GetPushConfig', {});
+      const key = cfg && cfg.VAPIDPublicKey;
+      if (!key) return this.setPush('none', 'This server sends no push notifications: they show while pingedchat is open.');
+      if (!('serviceWorker' in navigator) || !('PushManager' in window)) {
+        return this.setPush('none', 'This browser has no push: notifications show while pingedchat is open.');
+      }
+      const reg = await navigator.serviceWorker.ready;
+      let sub = await reg.pushManager.getSubscription();
+      if (!sub) sub = await reg.pushManager.subscribe({userVisibleOnly: true, applicationServerKey: b64urlBytes(key)});
+      await this.chat.request('AddWebDev', {device: JSON.stringify(sub.toJSON())});
+      this.setPush('on', 'Also when pingedchat is closed.');
+    } catch (err) {
+      this.setPush('failed', `Push is unavailable here (${err.message}): notifications show while pingedchat is open.`);
+    }
+  }
+
+  /** refreshPush tells the server again about this browser's subscription, if it has one (at
+   * each login: the server may have dropped it, and browsers renew subscriptions). */
+  async refreshPush() {
+    if (!this.active || !('serviceWorker' in navigator)) return;
+    try {
+      const reg = await navigator.serviceWorker.getRegistration();
+      const sub = reg && reg.pushManager ? await reg.pushManager.getSubscription() : null;
+      if (!sub) return;
+      await this.chat.request('AddWebDev', {device: JSON.stringify(sub.toJSON())});
+      this.setPush('on', 'Also when pingedchat is closed.');
+    } catch (err) {
+      console.warn('pingedchat: could not renew the push subscription:', err.message);
+    }
+  }
+
+  /** disablePush ends this browser's subscription, here and at the server. */
+  async disablePush() {
+    this.setPush('off', '');
+    try {
+      if (!('serviceWorker' in navigator)) return;
+      const reg = await navigator.serviceWorker.getRegistration();
+      const sub = reg && reg.pushManager ? await reg.pushManager.getSubscription() : null;
+      if (!sub) return;
+      await this.chat.request('RemoveWebDev', {device: sub.endpoint});
+      await sub.unsubscribe();
+    } catch (err) {
+      console.warn('pingedchat: could not end the push subscription:', err.message);
+    }
+  }
+
+  setPush(state, text) {
+    const p = $('push-state');
+    p.dataset.state = state;
+    p.textContent = text;
   }
 
   onSound() {
@@ -147,7 +215,7 @@ export class Notifier {
     const where = c ? convoTitle(c, this.chat.me) : '';
     // A conversation named after the sender (just the two of us) says it once.
     const title = where && where !== record.f_username ? `${record.f_username} in ${where}` : record.f_username;
-    let body = record.content.replace(/\s+/g, ' ').trim();
+    let body = botSummary(record).replace(/\s+/g, ' ').trim();
     if (body.length > BODY_MAX) body = `${body.slice(0, BODY_MAX - 1)}…`;
     if (record.kind === 'autoreply') body = `Automatic reply: ${body}`;
     this.show(title, body, cid);
@@ -216,6 +284,21 @@ export class Notifier {
       osc.stop(start + 0.22);
     }
   }
+}
+
+/** b64urlBytes decodes base64url (the VAPID key) for PushManager.subscribe. */
+function b64urlBytes(s) {
+  const b = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (s.length % 4)) % 4));
+  return Uint8Array.from(b, (c) => c.charCodeAt(0));
+}
+
+/** pushTarget is the conversation a clicked push notification opened this page for (sw.js
+ * opens the app at #c=<CID>), or null; it clears the address's fragment. */
+export function pushTarget() {
+  const m = /^#c=([0-9a-f-]{36})$/.exec(location.hash);
+  if (!m) return null;
+  history.replaceState(null, '', location.pathname + location.search);
+  return m[1];
 }
 
 function blockedText() {

@@ -1,0 +1,391 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Push notifications to recipients who have no live session (DESIGN §5.2). The message path
+// only puts a job on a bounded queue; a few workers check presence across instances, read the
+// recipients' devices and call the providers, so that no provider, however slow, can delay a
+// message or its acknowledgement.
+
+// PushConfig is the push part of Config; empty or FILL_ME turns a provider off.
+type PushConfig struct {
+	FCMCredentials  string // service-account JSON file
+	FCMURL          string
+	APNsKeyFile     string // .p8 key
+	APNsKeyID       string
+	APNsTeamID      string
+	APNsTopic       string // the app's bundle id
+	APNsURL         string
+	VAPIDPublicKey  string
+	VAPIDPrivateKey string
+	VAPIDSubject    string
+	PushWorkers     int
+	PushQueue       int
+
+	// Set by tests only.
+	webPushAllowHTTP bool           // accept http://127.0.0.1 subscription endpoints
+	apnsRoots        *x509.CertPool // trusted for the APNs server (nil: the system's)
+	pushRetryBase    time.Duration  // first retry's back-off (0: one second)
+}
+
+const (
+	defaultFCMURL  = "https://fcm.googleapis.com"
+	defaultAPNsURL = "https://api.push.apple.com"
+
+	pushAttemptLimit  = 10 * time.Second
+	pushRetries       = 2
+	pushMaxRetryAfter = 30 * time.Second
+	pushTitleChars    = 40
+	pushBodyChars     = 120
+)
+
+// pushNote is one notification, the same for every provider.
+type pushNote struct {
+	Title, Body, CID, Sender string
+}
+
+// pushProvider sends one notification to one device token of its platforms.
+type pushProvider interface {
+	name() string
+	platforms() []string
+	send(ctx context.Context, token string, n pushNote) error
+}
+
+// errInvalidToken: the provider says the device is gone; the token is removed from the user.
+var errInvalidToken = errors.New("device token invalid")
+
+// transientError is a failure worth retrying (network, 5xx, 429), after retryAfter if set.
+type transientError struct {
+	retryAfter time.Duration
+	err        error
+}
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+// httpOutcome maps a provider's HTTP status to an error: invalid for the given statuses,
+// transient for 429 and 5xx (with Retry-After), permanent otherwise.
+func httpOutcome(resp *http.Response, detail string, invalid ...int) error {
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case containsInt(invalid, resp.StatusCode):
+		return fmt.Errorf("%w: %d %s", errInvalidToken, resp.StatusCode, detail)
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return &transientError{retryAfter: retryAfter(resp.Header.Get("Retry-After")),
+			err: fmt.Errorf("status %d %s", resp.StatusCode, detail)}
+	}
+	return fmt.Errorf("status %d %s", resp.StatusCode, detail)
+}
+
+func containsInt(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// retryAfter reads a Retry-After header in seconds or as an HTTP date (0 if absent or bad).
+func retryAfter(h string) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(h); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+// networkErr marks an error from the HTTP round trip itself as transient.
+func networkErr(doing string, err error) error {
+	return &transientError{err: fmt.Errorf("%s: %w", doing, err)}
+}
+
+type pushJob struct {
+	recipients        []string
+	sender, cid, text string
+}
+
+// pusher is the queue, its workers and the configured providers.
+type pusher struct {
+	db         *Database
+	queue      chan pushJob
+	workers    int
+	byPlatform map[string]pushProvider
+	retryBase  time.Duration
+	sends      *prometheus.CounterVec
+	dropped    prometheus.Counter
+}
+
+// newPusher builds the configured providers; nil when none is configured (or works).
+func newPusher(db *Database) *pusher {
+	cfg := db.cfg.PushConfig
+	p := &pusher{db: db, byPlatform: map[string]pushProvider{}, retryBase: cfg.pushRetryBase,
+		workers: cfg.PushWorkers, queue: make(chan pushJob, cmp.Or(max(cfg.PushQueue, 0), 1024))}
+	if p.workers <= 0 {
+		p.workers = 4
+	}
+	if p.retryBase <= 0 {
+		p.retryBase = time.Second
+	}
+	// A provider that cannot be set up is logged and left off; the others still work.
+	var providers []pushProvider
+	add := func(name string, pr pushProvider, err error) {
+		if err != nil {
+			slog.Error("push provider off", "provider", name, "err", err)
+			return
+		}
+		providers = append(providers, pr)
+	}
+	if !notConfigured(cfg.FCMCredentials) {
+		f, err := newFCM(cfg)
+		add("fcm", f, err)
+	}
+	if !notConfigured(cfg.APNsKeyFile) {
+		a, err := newAPNs(cfg)
+		add("apns", a, err)
+	}
+	if !notConfigured(cfg.VAPIDPublicKey) {
+		w, err := newWebPush(db.cfg)
+		add("webpush", w, err)
+	}
+	if len(providers) == 0 {
+		return nil
+	}
+	for _, pr := range providers {
+		for _, pl := range pr.platforms() {
+			p.byPlatform[pl] = pr
+		}
+		slog.Info("push provider configured", "provider", pr.name())
+	}
+	p.registerMetrics(db.metrics)
+	return p
+}
+
+func (p *pusher) registerMetrics(m *Metrics) {
+	p.sends = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pinged_push_sends_total",
+		Help: "Push notifications attempted, by provider (fcm, apns, webpush) and outcome (ok, invalid_token, error, retry).",
+	}, []string{"provider", "outcome"})
+	p.dropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pinged_push_dropped_total",
+		Help: "Push jobs dropped because the push queue was full.",
+	})
+	if m != nil && m.reg != nil {
+		m.reg.MustRegister(p.sends, p.dropped)
+	}
+}
+
+// startPushAndBots builds the push workers and the bots and starts the workers under wg until
+// ctx ends. Pushes are a comfort: the chat works without them.
+func (db *Database) startPushAndBots(ctx context.Context, wg *sync.WaitGroup) {
+	db.bots = newBots(db)
+	p := newPusher(db)
+	if p == nil {
+		return
+	}
+	db.push = p
+	for i := range p.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			Protect(ctx, fmt.Sprintf("push worker %d", i), p.work)
+		}()
+	}
+}
+
+// notifyMessage queues the push for a stored message's offline recipients: users' own
+// messages only (not bot answers or autoreplies).
+func (db *Database) notifyMessage(c *ConvoRecord, m *Message) {
+	if m.Kind != "text" {
+		return
+	}
+	db.notifyOffline(context.Background(), c.Members, m.FUsername, c.CID, m.Content)
+}
+
+// notifyOffline queues a notification from sender about text in conversation cid for those of
+// recipients (the sender is skipped) who have no live session. It never blocks: a full queue
+// drops the job, with a log line and a metric.
+func (db *Database) notifyOffline(ctx context.Context, recipients []string, sender, cid, text string) {
+	p := db.push
+	if p == nil || ctx.Err() != nil {
+		return
+	}
+	select {
+	case p.queue <- pushJob{recipients: recipients, sender: sender, cid: cid, text: text}:
+	default:
+		p.dropped.Inc()
+		slog.Warn("push queue full, notification dropped", "cid", cid, "sender", sender)
+	}
+}
+
+// work drains the queue until ctx ends.
+func (p *pusher) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case job := <-p.queue:
+			p.handle(ctx, job)
+		}
+	}
+}
+
+func (p *pusher) handle(ctx context.Context, job pushJob) {
+	note := makeNote(job.sender, job.text, job.cid)
+	for _, r := range job.recipients {
+		if strings.EqualFold(r, job.sender) || p.db.userOnline(ctx, r) {
+			continue
+		}
+		u, err := p.db.getUser(ctx, r)
+		if err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				slog.Warn("push: reading recipient", "user", r, "err", err)
+			}
+			continue
+		}
+		for platform, tokens := range u.Devices {
+			prov := p.byPlatform[platform]
+			if prov == nil {
+				continue
+			}
+			for _, tok := range tokens {
+				p.deliver(ctx, prov, r, platform, tok, note)
+			}
+		}
+	}
+}
+
+// deliver sends to one device, retrying transient failures, and removes a token the provider
+// says is invalid.
+func (p *pusher) deliver(ctx context.Context, prov pushProvider, user, platform, tok string, note pushNote) {
+	err := p.sendWithRetry(ctx, prov, tok, note)
+	switch {
+	case err == nil:
+		p.sends.WithLabelValues(prov.name(), "ok").Inc()
+	case errors.Is(err, errInvalidToken):
+		p.sends.WithLabelValues(prov.name(), "invalid_token").Inc()
+		slog.Info("push: removing invalid device", "provider", prov.name(), "user", user, "err", err)
+		if err := p.db.removeDevice(ctx, user, platform, tok); err != nil {
+			slog.Warn("push: removing invalid device", "user", user, "err", err)
+		}
+	case ctx.Err() != nil:
+		// shutting down
+	default:
+		p.sends.WithLabelValues(prov.name(), "error").Inc()
+		slog.Warn("push failed", "provider", prov.name(), "user", user, "err", err)
+	}
+}
+
+func (p *pusher) sendWithRetry(ctx context.Context, prov pushProvider, tok string, note pushNote) error {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, pushAttemptLimit)
+		err := prov.send(actx, tok, note)
+		cancel()
+		var te *transientError
+		if err == nil || !errors.As(err, &te) || attempt >= pushRetries || ctx.Err() != nil {
+			return err
+		}
+		p.sends.WithLabelValues(prov.name(), "retry").Inc()
+		wait := p.retryBase << attempt
+		if te.retryAfter > 0 {
+			wait = min(te.retryAfter, pushMaxRetryAfter)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// removeDevice drops one token from a user's devices of a platform.
+func (db *Database) removeDevice(ctx context.Context, user, platform, tok string) error {
+	_, err := db.updateUser(ctx, user, func(u *UserRecord) error {
+		list := u.Devices[platform]
+		out := list[:0:0]
+		for _, d := range list {
+			if d != tok {
+				out = append(out, d)
+			}
+		}
+		if len(out) == len(list) {
+			return errNoChange
+		}
+		u.Devices[platform] = out
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// makeNote builds the notification as the original titled it.
+func makeNote(sender, text, cid string) pushNote {
+	t := strings.TrimSpace(text)
+	title := sender + " - " + firstChars(t, pushTitleChars)
+	switch linkKind(t) {
+	case "picture":
+		title = sender + " sent you a picture"
+	case "link":
+		title = sender + " sent you a link"
+	}
+	return pushNote{Title: title, Body: firstChars(t, pushBodyChars), CID: cid, Sender: sender}
+}
+
+// linkKind is "picture" when the whole text is one http(s) URL to an image file, "link" when
+// it is any other single http(s) URL, "" otherwise.
+func linkKind(t string) string {
+	if t == "" || strings.ContainsAny(t, " \t\r\n") {
+		return ""
+	}
+	u, err := url.Parse(t)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ""
+	}
+	switch strings.ToLower(path.Ext(u.Path)) {
+	case ".png", ".jpg", ".jpeg", ".gif", ".webp":
+		return "picture"
+	}
+	return "link"
+}
+
+// firstChars is the first n characters (runes) of s.
+func firstChars(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	i := 0
+	for j := range s {
+		if i == n {
+			return s[:j]
+		}
+		i++
+	}
+	return s
+}
