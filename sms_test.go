@@ -60,7 +60,7 @@ func TestSMSRoundTrip(t *testing.T) {
 	if err := smtpSend(t, srv, "5559999999@txt.att.net", []string{cid + "@" + testMailDomain}, []byte(stranger)); err != nil {
 		t.Fatal(err)
 	}
-	reply := "From: "+gateway+"\r\nTo: " + cid + "@" + testMailDomain + "\r\nMessage-ID: <r1@txt.att.net>\r\nSubject: \r\n\r\nYes, see you at 8\r\n\r\n> " + alice.name + ": Are you coming tonight?\r\n"
+	reply := "From: " + gateway + "\r\nTo: " + cid + "@" + testMailDomain + "\r\nMessage-ID: <r1@txt.att.net>\r\nSubject: \r\n\r\nYes, see you at 8\r\n\r\n> " + alice.name + ": Are you coming tonight?\r\n"
 	if err := smtpSend(t, srv, gateway, []string{cid + "@" + testMailDomain}, []byte(reply)); err != nil {
 		t.Fatal(err)
 	}
