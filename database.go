@@ -38,6 +38,8 @@ type Database struct {
 	writers sync.Map // CID → *convWriter
 	// convos caches conversation records (convcache.go).
 	convos convoCache
+	// files stores and serves uploads (files.go).
+	files *Files
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
@@ -55,6 +57,10 @@ func Connect(ctx context.Context, cfg Config) (*Database, error) {
 	if db.quick, err = openQuickStore(ctx, cfg.QuickStore, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening quick store %q: %w", cfg.QuickStore, err)
+	}
+	if db.files, err = newFiles(ctx, db); err != nil {
+		db.Close()
+		return nil, err
 	}
 	if err := db.connectNATS(cfg.NATS); err != nil {
 		db.Close()
@@ -317,6 +323,12 @@ func init() {
 		"UpdateUserStatus":           updateUserStatus,
 		"UpdateUnreadCount":          updateUnreadCount,
 		"UpdateConvoMtime":           updateConvoMtime,
+		// files and quota (database_functions_files.go)
+		"GetS3PolicyData": getS3PolicyData,
+		"RemoveConvoFile": removeConvoFile,
+		"GetFileToken":    getFileToken,
+		"AddToQuota":      quotaCommand(false),
+		"AddToQuotaUsed":  quotaCommand(true),
 		// messages (database_functions_messages.go)
 		"SendMessage":          sendMessage,
 		"GetConvoData":         getConvoData,

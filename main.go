@@ -79,8 +79,13 @@ type Config struct {
 	MailDomain   string
 
 	// Files (uploads, mail attachments) and administrators.
-	FilesDir string
-	Admins   string
+	FilesDir     string
+	Admins       string
+	DefaultQuota int64
+	S3URL        string // FILL_ME or empty: files on local disk
+	S3AccessKey  string
+	S3SecretKey  string
+	S3Region     string
 
 	// Set by tests only.
 	bcryptCost       int
@@ -121,6 +126,8 @@ func defaultConfig() Config {
 		MaxScheduledPerUser: 100,
 		MailDomain:          "localhost",
 		FilesDir:            "./data/files",
+		DefaultQuota:        2 << 30,
+		S3Region:            "us-east-1",
 	}
 }
 
@@ -167,6 +174,11 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
+	fset.Int64Var(&cfg.DefaultQuota, "default-quota", cfg.DefaultQuota, "bytes of uploads a new user may store")
+	fset.StringVar(&cfg.S3URL, "s3-url", cfg.S3URL, "store uploads in an S3-compatible bucket, http(s)://host[:port]/bucket, instead of -files-dir; empty or FILL_ME: local disk")
+	fset.StringVar(&cfg.S3AccessKey, "s3-access-key", cfg.S3AccessKey, "access key for -s3-url")
+	fset.StringVar(&cfg.S3SecretKey, "s3-secret-key", cfg.S3SecretKey, "secret key for -s3-url")
+	fset.StringVar(&cfg.S3Region, "s3-region", cfg.S3Region, "region for -s3-url")
 	fset.StringVar(&cfg.Admins, "admins", cfg.Admins, "comma-separated usernames of administrators (quotas, deleting any message)")
 	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
@@ -360,6 +372,10 @@ func (s *Server) routes() http.Handler {
 	rawIdle := s.cfg.heartbeat*5/2 + time.Second
 	mux.Handle("/ws/", s.guardTransports(guardWebsockets(limitBody(sock), hardFrameLimit, "/ws/websocket", rawIdle)))
 	mux.Handle("/", securityHeaders(webHandler(s.web)))
+	mux.HandleFunc("PUT /files/upload/{id}", s.db.files.upload)
+	mux.HandleFunc("POST /files/upload/{id}", s.db.files.upload)
+	mux.HandleFunc("GET /files/{id}", s.db.files.serve)
+	mux.HandleFunc("GET /files/{id}/thumb", s.db.files.serveThumb)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if !notConfigured(s.cfg.MetricsToken) {
