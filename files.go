@@ -317,6 +317,7 @@ func (f *Files) receive(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return fail(http.StatusServiceUnavailable, "storage unavailable, try again shortly")
 	}
 	stored = true
+	f.db.pushQuota(ctx, rec.Owner) // the user's sessions show the space used
 	return http.StatusOK, ""
 }
 

@@ -95,6 +95,8 @@ func (s *s3Store) confirm(ctx context.Context, f *Files, rec *FileRecord) (*File
 	})
 	if err != nil || !won {
 		f.release(rec.Owner, rec.Size) // failed, or another request counted it already
+	} else {
+		f.db.pushQuota(ctx, rec.Owner)
 	}
 	return stored, err
 }

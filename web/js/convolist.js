@@ -1,6 +1,7 @@
 // The sidebar's conversation list: name, last message, time and unread count, most recent
 // first, with a filter box and arrow-key navigation.
 
+import {filePreview, avatarPic} from './files.js';
 import {el, icon, ICONS, parseWireTime, shortTime, hue, initials, sameUser} from './util.js';
 
 /** convoTitle is a conversation's name, or its other members when it has none. */
@@ -57,13 +58,15 @@ export class ConvoList {
     if (last) {
       let who = sameUser(last.f_username, me) ? 'You' : last.f_username;
       if (last.kind === 'autoreply') who += ' (automatic reply)';
-      preview = `${who}: ${last.content.replace(/\s+/g, ' ').slice(0, 140)}`;
+      preview = `${who}: ${(filePreview(last.content) || last.content).replace(/\s+/g, ' ').slice(0, 140)}`;
     }
     const when = parseWireTime((last && last.m_time) || c.M_time);
     const pending = last && !last.m_time;
     const unread = c.UnreadCount > 0 ? (c.UnreadCount > 999 ? '999+' : String(c.UnreadCount)) : '';
     const avatar = el('span', {class: 'avatar', 'aria-hidden': 'true'}, initials(title));
     avatar.style.setProperty('--hue', hue(title));
+    const others = (c.Members || []).filter((m) => !sameUser(m.username, me));
+    if (others.length === 1) avatarPic(avatar, others[0].username);
     const label = [title, preview, pending && 'waiting to be sent', unread && `${unread} unread`].filter(Boolean).join(', ');
     const button = el('button', {
       type: 'button', class: `convo-item${unread ? ' has-unread' : ''}`, dataset: {cid: c.CID},

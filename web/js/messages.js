@@ -5,6 +5,7 @@
 // http(s) only. Nothing from the server reaches innerHTML.
 
 import {compareMessages} from './store.js';
+import {fileView, avatarPic} from './files.js';
 import {el, parseWireTime, clockTime, fullTime, dayLabel, dayKey, hue, initials, sameUser, listNames} from './util.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000; // messages closer than this from one author share a bubble group
@@ -136,7 +137,9 @@ export class MessageView {
     });
     li.style.setProperty('--hue', hue(r.f_username));
     if (!mine) {
-      li.append(el('span', {class: 'avatar small', 'aria-hidden': 'true'}, grouped ? '' : initials(r.f_username)));
+      const avatar = el('span', {class: 'avatar small', 'aria-hidden': 'true'}, grouped ? '' : initials(r.f_username));
+      if (!grouped) avatarPic(avatar, r.f_username);
+      li.append(avatar);
     }
     const auto = r.kind === 'autoreply';
     if (auto) li.classList.add('auto');
@@ -145,7 +148,7 @@ export class MessageView {
       el('span', {class: mine || grouped ? 'author visually-hidden' : 'author'}, mine ? 'You' : r.f_username, ': '),
       // The server sent it for its author, who may not have seen the conversation at all.
       auto ? el('span', {class: 'auto-label'}, 'Automatic reply') : null,
-      el('p', {class: 'text'}, richText(r.content)),
+      fileView(r.content) || el('p', {class: 'text'}, richText(r.content)),
       el('span', {class: 'meta'}),
     );
     li.append(bubble, el('div', {class: 'receipts', 'aria-live': 'off'}));
