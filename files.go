@@ -32,6 +32,7 @@ import (
 
 const (
 	uploadTTL     = 15 * time.Minute // how long an upload URL is valid
+	pendingTTL    = time.Hour        // how long the record of an unused upload URL is kept
 	fileTokenTTL  = 24 * time.Hour   // how long a GetFileToken token is valid
 	maxFileName   = 255
 	maxMIME       = 100
@@ -47,7 +48,9 @@ var (
 	errOverQuota  = errors.New("over quota")
 )
 
-func fileKey(id string) Key { return Key{nsConvos, "files", id} }
+// File records live in namespace users, whose Aerospike configuration allows expiring records
+// (a pending upload expires with pendingTTL unless it is used).
+func fileKey(id string) Key { return Key{nsUsers, "files", id} }
 
 // Files is the upload and download side of the server, shared by all sessions.
 type Files struct {
@@ -79,7 +82,7 @@ func newFiles(ctx context.Context, db *Database) (*Files, error) {
 
 // sharedSecret is a random key stored once in the quick store, so every instance signs alike.
 func sharedSecret(ctx context.Context, q QuickStore, name string) ([]byte, error) {
-	key := Key{nsConvos, "secrets", name}
+	key := Key{nsUsers, "secrets", name}
 	buf := make([]byte, 32)
 	_, _ = rand.Read(buf)
 	err := putRecord(ctx, q, key, &SecretRecord{Value: hex.EncodeToString(buf)}, PutOptions{Mode: CreateOnly})
@@ -418,7 +421,7 @@ func (f *Files) target(ctx context.Context, u *UserRecord, cid string, req *Requ
 	expires := time.Now().Add(uploadTTL)
 	rec := &FileRecord{ID: id, Owner: u.Username, OwnerID: u.UserID, CID: cid, Name: req.Name, Size: req.Size,
 		ContentType: req.ContentType, State: "pending", Expires: formatTime(expires), Created: formatTime(time.Now())}
-	if err := putRecord(ctx, f.db.quick, fileKey(id), rec, PutOptions{Mode: CreateOnly}); err != nil {
+	if err := putRecord(ctx, f.db.quick, fileKey(id), rec, PutOptions{Mode: CreateOnly, TTL: pendingTTL}); err != nil {
 		return nil, fmt.Errorf("storing the upload: %w", err)
 	}
 	t := &UploadTarget{FileURL: fileURLPrefix + id, Expires: formatTime(expires), Fields: map[string]string{}}
