@@ -93,13 +93,24 @@ func TestWebFiles(t *testing.T) {
 		fake := `{"file":{"url":"https://evil.example/x.png","name":"x"}}`
 		alice.send(t, fake)
 		bob.waitJS(t, "the fake file message as text", messageCount(fake)+` === 1`)
+		// Dropping a file onto the conversation attaches it too.
+		alice.eval(t, `(() => {
+			const dt = new DataTransfer();
+			dt.items.add(new File(['dropped in'], 'dropped.txt', {type: 'text/plain'}));
+			const zone = document.getElementById('convo');
+			zone.dispatchEvent(new DragEvent('dragenter', {dataTransfer: dt, bubbles: true, cancelable: true}));
+			const shown = zone.classList.contains('dropping');
+			zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+			return shown;
+		})()`, nil)
+		bob.waitJS(t, "the dropped file in bob's browser", `[...document.querySelectorAll('#messages .file-chip .file-name')].some((e) => e.textContent === 'dropped.txt')`)
 		bob.screenshot(t, "files-bob.png")
 		alice.screenshot(t, "files-alice.png")
 	})
 
 	t.Run("profile picture and quota in the settings", func(t *testing.T) {
 		alice.openSettings(t)
-		alice.waitJS(t, "the quota", textIs("#quota-text", fmt.Sprintf("%.1f KB of 2.0 GB used", float64(len(img)+len(text))/1024)))
+		alice.waitJS(t, "the quota", textIs("#quota-text", fmt.Sprintf("%.1f KB of 2.0 GB used", float64(len(img)+len(text)+len("dropped in"))/1024)))
 		alice.setFiles(t, "#pic-file", textPath)
 		alice.waitJS(t, "a text file refused as a picture", `document.querySelector('#pic-form .form-error').textContent.includes('pick a picture')`)
 		alice.setFiles(t, "#pic-file", picPath)
