@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -11,6 +12,8 @@ import (
 )
 
 // File and quota commands (DESIGN §3.2 Files). The routes that move the bytes are in files.go.
+
+var errNotImage = errors.New("not an image")
 
 func getS3PolicyData(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if req.CID != profileCID {
@@ -26,6 +29,9 @@ func getS3PolicyData(ctx context.Context, s *Session, req *Request) (reply, erro
 	}
 	if len(req.ContentType) > maxMIME || !mimePattern.MatchString(req.ContentType) {
 		return nil, clientErr("ContentType must be a MIME type such as image/png.")
+	}
+	if req.CID == profileCID && (req.Size > maxProfileSize || !rasterImage(req.ContentType)) {
+		return nil, clientErr("A profile picture is a PNG, JPEG, GIF, WebP or BMP image of at most %s.", byteSize(maxProfileSize))
 	}
 	u, err := s.db.getUser(ctx, s.user)
 	if err != nil {
@@ -120,7 +126,11 @@ func (db *Database) pushQuota(ctx context.Context, user string) {
 // previous picture is deleted and its space given back.
 func changeProfilePic(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if req.ProfilePic != "" {
-		if _, err := s.db.files.claim(ctx, s.user, profileCID, req.ProfilePic); err != nil {
+		rec, err := s.db.files.claim(ctx, s.user, profileCID, req.ProfilePic)
+		if err == nil && !rasterImage(rec.Type) {
+			err = errNotImage
+		}
+		if err != nil {
 			return nil, clientErr("ProfilePic must be a picture you uploaded as your profile picture (/files/<id>).")
 		}
 	}

@@ -92,7 +92,14 @@ func TestProfilePicturesAreOwnUploadsServedToAnyone(t *testing.T) {
 	bobs := uploadFile(t, srv, bob, profileCID, "bob.png", pic)
 	alice.fails("ChangeProfilePic", map[string]any{"ProfilePic": bobs}, "ProfilePic")
 
+	alice.fails("GetS3PolicyData", map[string]any{"CID": profileCID, "Name": "me.svg", "Size": 100, "ContentType": "image/svg+xml"}, "A profile picture is")
+	alice.fails("GetS3PolicyData", map[string]any{"CID": profileCID, "Name": "me.png", "Size": maxProfileSize + 1, "ContentType": "image/png"}, "A profile picture is")
+	notPic := uploadFile(t, srv, alice, profileCID, "me.png", []byte("<html>not a picture</html>"))
+	alice.fails("ChangeProfilePic", map[string]any{"ProfilePic": notPic}, "ProfilePic")
 	first := uploadFile(t, srv, alice, profileCID, "me.png", pic)
+	if resp := getFile(t, srv, first); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("a profile upload not (yet) the picture is public: %d", resp.StatusCode)
+	}
 	alice.ok("ChangeProfilePic", map[string]any{"ProfilePic": first})
 	if pub := bob.ok("GetUserByUsername", map[string]any{"username": alice.name}); pub["ProfilePic"] != first {
 		t.Fatalf("public view: %v", pub)
@@ -103,8 +110,9 @@ func TestProfilePicturesAreOwnUploadsServedToAnyone(t *testing.T) {
 	// A new picture replaces the old one, whose space comes back.
 	second := uploadFile(t, srv, alice, profileCID, "me2.png", pic)
 	view := alice.ok("ChangeProfilePic", map[string]any{"ProfilePic": second})
-	if view["QuotaUsed"] != float64(2*len(pic)) { // the conversation file and the new picture
-		t.Fatalf("QuotaUsed %v, want %d", view["QuotaUsed"], 2*len(pic))
+	want := 2*len(pic) + len("<html>not a picture</html>") // the conversation file, the refused upload, the new picture
+	if view["QuotaUsed"] != float64(want) {
+		t.Fatalf("QuotaUsed %v, want %d", view["QuotaUsed"], want)
 	}
 	if resp := getFile(t, srv, first); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("replaced picture: %d", resp.StatusCode)

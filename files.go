@@ -40,6 +40,7 @@ const (
 	fileURLPrefix = "/files/"
 	// maxImagePixels bounds what is decoded for a thumbnail: a header claiming more is refused.
 	maxImagePixels = 50_000_000
+	maxProfileSize = 10 << 20 // bytes of a profile picture
 )
 
 var (
@@ -385,6 +386,11 @@ func (f *Files) serveFile(w http.ResponseWriter, r *http.Request, thumb bool) {
 // mayRead: profile pictures to anyone; conversation files to its members with a valid token.
 func (f *Files) mayRead(r *http.Request, rec *FileRecord) int {
 	if rec.CID == profileCID {
+		// Public only while it is its owner's picture and a picture: no public file hosting.
+		u, err := f.db.getUser(r.Context(), rec.Owner)
+		if err != nil || u.ProfilePic != fileURLPrefix+rec.ID || !rasterImage(rec.Type) {
+			return http.StatusNotFound
+		}
 		return http.StatusOK
 	}
 	user, ok := f.tokenUser(r.URL.Query().Get("t"))

@@ -45,7 +45,11 @@ func putBody(t testing.TB, srv *testServer, target map[string]any, body io.Reade
 // uploadFile uploads data as name for cid (or "profile") and returns its file URL.
 func uploadFile(t testing.TB, srv *testServer, c *client, cid, name string, data []byte) string {
 	t.Helper()
-	target := uploadTarget(c, cid, name, len(data), "application/octet-stream")
+	typ := "application/octet-stream"
+	if cid == profileCID {
+		typ = "image/png"
+	}
+	target := uploadTarget(c, cid, name, len(data), typ)
 	status, body := putBody(t, srv, target, bytes.NewReader(data), int64(len(data)))
 	if status != http.StatusOK {
 		t.Fatalf("upload of %s: %d %s", name, status, body)
