@@ -376,6 +376,9 @@ func (r *ConvoPush) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
 func (r *MatchedUsers) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
 func (r *EmailsReply) setReply(cmd, rid string)  { r.Cmd, r.Rid = cmd, rid }
 func (r *EmailReply) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
+func (r *UploadTarget) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
+func (r *FileToken) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
+func (r *QuotaReply) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
 
 func (s *Session) sendError(cmd, rid, msg string) {
 	s.send(&ErrorReply{Cmd: cmd, Rid: rid, Error: msg})

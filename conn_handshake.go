@@ -12,8 +12,6 @@ import (
 
 // The commands of DESIGN §3.1, answered before login.
 
-const defaultQuota = 1 << 30 // bytes of uploads per user
-
 func createUser(ctx context.Context, s *Session, req *Request) (reply, error) {
 	// Everything cheap first: a taken name or bad input costs no bcrypt and no budget.
 	if err := s.db.checkNewUser(ctx, req); err != nil {
@@ -84,7 +82,7 @@ func (db *Database) newUserRecord(req *Request) (*UserRecord, error) {
 	}
 	u := &UserRecord{
 		Username: req.Username, PasswordHash: string(hash), Email: email, Phone: phone,
-		SecQuests: quests, Convos: map[string]*UserConvo{}, Quota: defaultQuota,
+		SecQuests: quests, Convos: map[string]*UserConvo{}, Quota: db.cfg.DefaultQuota,
 		Created: formatTime(time.Now()), Devices: map[string][]string{}, UserID: randomToken(),
 	}
 	if tok := strings.TrimSpace(req.Token); tok != "" && len(tok) <= 256 {

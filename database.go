@@ -48,6 +48,8 @@ type Database struct {
 	push *pusher
 	// bots answer @giphy and @forecast (bots.go).
 	bots *botRunner
+	// files stores and serves uploads (files.go).
+	files *Files
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
@@ -66,6 +68,10 @@ func Connect(ctx context.Context, cfg Config) (*Database, error) {
 	if db.quick, err = openQuickStore(ctx, cfg.QuickStore, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening quick store %q: %w", cfg.QuickStore, err)
+	}
+	if db.files, err = newFiles(ctx, db); err != nil {
+		db.Close()
+		return nil, err
 	}
 	if err := db.connectNATS(cfg.NATS); err != nil {
 		db.Close()
@@ -328,6 +334,12 @@ func init() {
 		"UpdateUserStatus":           updateUserStatus,
 		"UpdateUnreadCount":          updateUnreadCount,
 		"UpdateConvoMtime":           updateConvoMtime,
+		// files and quota (database_functions_files.go)
+		"GetS3PolicyData": getS3PolicyData,
+		"RemoveConvoFile": removeConvoFile,
+		"GetFileToken":    getFileToken,
+		"AddToQuota":      quotaCommand(false),
+		"AddToQuotaUsed":  quotaCommand(true),
 		// messages (database_functions_messages.go)
 		"SendMessage":          sendMessage,
 		"GetConvoData":         getConvoData,

@@ -309,15 +309,6 @@ func changeUserPhone(ctx context.Context, s *Session, req *Request) (reply, erro
 	return s.changeContact(ctx, kindPhone, phone, carrier)
 }
 
-func changeProfilePic(ctx context.Context, s *Session, req *Request) (reply, error) {
-	if req.ProfilePic != "" {
-		if err := checkFileURL(req.ProfilePic); err != nil {
-			return nil, clientErr("ProfilePic must be an http(s) URL or a path on this server.")
-		}
-	}
-	return s.changeSelf(ctx, func(u *UserRecord) error { u.ProfilePic = req.ProfilePic; return nil })
-}
-
 func saveAutoreplyMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 	msg := strings.TrimSpace(req.Message)
 	if err := checkContent(msg); msg != "" && err != nil {

@@ -84,10 +84,11 @@ func TestChangeEmailPhoneAndProfile(t *testing.T) {
 	verified(t, relay, b, "phone", strings.ReplaceAll(strings.TrimPrefix(phone, "+1"), " ", "")+"@tmomail.net", "tmobile")
 	a.fails("ChangeUserEmail", map[string]any{"email": "nope"}, "Invalid e-mail")
 
-	a.ok("ChangeProfilePic", map[string]any{"ProfilePic": "https://pics.example/me.png"})
+	pic := uploadFile(t, srv, a, profileCID, "me.png", testPNG(t, 8, 8))
+	a.ok("ChangeProfilePic", map[string]any{"ProfilePic": pic})
 	a.fails("ChangeProfilePic", map[string]any{"ProfilePic": "javascript:alert(1)"}, "ProfilePic")
 	pub := b.ok("GetUserByEmail", map[string]any{"email": newEmail})
-	if pub["Username"] != a.name || pub["ProfilePic"] != "https://pics.example/me.png" || pub["Email"] != nil {
+	if pub["Username"] != a.name || pub["ProfilePic"] != pic || pub["Email"] != nil {
 		t.Fatalf("GetUserByEmail: %v", pub)
 	}
 	byName := b.ok("GetUserByUsername", map[string]any{"username": strings.ToUpper(a.name)})

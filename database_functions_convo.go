@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -381,12 +380,15 @@ func updateConvoFiles(ctx context.Context, s *Session, req *Request) (reply, err
 	if _, err := s.memberConvo(ctx, req.CID); err != nil {
 		return nil, err
 	}
-	if err := checkFileURL(req.FileURL); err != nil {
+	if _, err := s.db.files.claim(ctx, s.user, req.CID, req.FileURL); err != nil {
 		return nil, err
 	}
 	c, err := s.db.updateConvo(ctx, req.CID, func(c *ConvoRecord) error {
 		if !c.isMember(s.user) {
 			return errNotMember
+		}
+		if slices.Contains(c.Files, req.FileURL) {
+			return errNoChange
 		}
 		if len(c.Files) >= maxFiles {
 			return clientErr("A conversation lists at most %d files.", maxFiles)
@@ -405,17 +407,6 @@ func updateConvoFiles(ctx context.Context, s *Session, req *Request) (reply, err
 	s.db.publish(c.Members, payload, "")
 	ffjson.Pool(payload)
 	return nil, nil
-}
-
-// checkFileURL accepts an http(s) URL or a path on this server.
-func checkFileURL(s string) error {
-	u, err := url.Parse(s)
-	ok := err == nil && len(s) <= maxFileURL && s != "" &&
-		((u.Scheme == "https" || u.Scheme == "http") && u.Host != "" || u.Scheme == "" && u.Host == "" && strings.HasPrefix(s, "/"))
-	if !ok {
-		return clientErr("fileURL must be an http(s) URL or a path on this server, at most %d characters.", maxFileURL)
-	}
-	return nil
 }
 
 func updateUserStatus(ctx context.Context, s *Session, req *Request) (reply, error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -144,16 +143,21 @@ func TestMembershipChanges(t *testing.T) {
 	carol.waitPush("rename", func(p map[string]any) bool { return p["cmd"] == "ChangeConvoName" && p["Name"] == "renamed" })
 	bob.fails("ChangeConvoName", map[string]any{"CID": cid, "Name": strings.Repeat("n", maxConvoName+1)}, "at most")
 
-	carol.ok("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": "https://files.example/a.png"})
+	first := uploadFile(t, srv, carol, cid, "a.png", testPNG(t, 4, 4))
+	carol.ok("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": first})
 	alice.waitPush("files", func(p map[string]any) bool {
 		// The push carries the change, not the whole list.
-		return p["cmd"] == "UpdateConvoFiles" && p["fileURL"] == "https://files.example/a.png" && p["Files"] == nil
+		return p["cmd"] == "UpdateConvoFiles" && p["fileURL"] == first && p["Files"] == nil
 	})
 	carol.fails("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": "javascript:alert(1)"}, "fileURL")
-	for i := 1; i < maxFiles; i++ {
-		carol.ok("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": fmt.Sprintf("/files/%d", i)})
+	for i := 1; i <= maxFiles; i++ {
+		url := storedFileRecord(t, srv, carol.name, cid)
+		if i == maxFiles {
+			carol.fails("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": url}, "at most")
+			break
+		}
+		carol.ok("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": url})
 	}
-	carol.fails("UpdateConvoFiles", map[string]any{"CID": cid, "fileURL": "/files/one-too-many"}, "at most")
 	if files := bob.ok("GetConvoData", map[string]any{"CID": cid})["Files"].([]any); len(files) != maxFiles {
 		t.Fatalf("%d files listed, want %d", len(files), maxFiles)
 	}

@@ -34,6 +34,7 @@ var deployNonDefaults = map[string]bool{
 	"MandrillKey":  true, // FILL_ME
 	"InboundToken": true, // FILL_ME
 	"FilesDir":     true, // under the unit's StateDirectory
+	"S3SecretKey":  true, // FILL_ME
 	"MetricsToken": true, // FILL_ME
 	"DataDir":      true, // the unit's StateDirectory
 }

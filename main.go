@@ -82,8 +82,13 @@ type Config struct {
 	MailsPerDay  int
 
 	// Files (uploads, mail attachments) and administrators.
-	FilesDir string
-	Admins   string
+	FilesDir     string
+	Admins       string
+	DefaultQuota int64
+	S3URL        string // FILL_ME or empty: files on local disk
+	S3AccessKey  string
+	S3SecretKey  string
+	S3Region     string
 
 	PushConfig // push.go
 	BotConfig  // bots.go
@@ -131,6 +136,8 @@ func defaultConfig() Config {
 		MailsPerDay:         200,
 		PushConfig:          PushConfig{FCMURL: defaultFCMURL, APNsURL: defaultAPNsURL, PushWorkers: 4, PushQueue: 1024},
 		BotConfig:           BotConfig{GiphyURL: defaultGiphyURL, GeocodingURL: defaultGeocodingURL, ForecastURL: defaultForecastURL},
+		DefaultQuota:        2 << 30,
+		S3Region:            "us-east-1",
 	}
 }
 
@@ -180,6 +187,11 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
+	fset.Int64Var(&cfg.DefaultQuota, "default-quota", cfg.DefaultQuota, "bytes of uploads a new user may store")
+	fset.StringVar(&cfg.S3URL, "s3-url", cfg.S3URL, "store uploads in an S3-compatible bucket, http(s)://host[:port]/bucket, instead of -files-dir; empty or FILL_ME: local disk")
+	fset.StringVar(&cfg.S3AccessKey, "s3-access-key", cfg.S3AccessKey, "access key for -s3-url")
+	fset.StringVar(&cfg.S3SecretKey, "s3-secret-key", cfg.S3SecretKey, "secret key for -s3-url")
+	fset.StringVar(&cfg.S3Region, "s3-region", cfg.S3Region, "region for -s3-url")
 	fset.StringVar(&cfg.Admins, "admins", cfg.Admins, "comma-separated usernames of administrators (quotas, deleting any message)")
 	// Push (push.go) and bots (bots.go).
 	fset.StringVar(&cfg.FCMCredentials, "fcm-credentials", cfg.FCMCredentials, "Firebase service-account JSON file for pushes to Android and Fire OS (FCM HTTP v1); empty or FILL_ME: off")
@@ -405,6 +417,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /inbound/mandrill", s.inboundMandrill)
 	mux.HandleFunc("HEAD /inbound/mandrill", s.inboundMandrill)
 	mux.HandleFunc("GET /mail/attachments/{dir}/{id}", s.serveAttachment)
+	mux.HandleFunc("PUT /files/upload/{id}", s.db.files.upload)
+	mux.HandleFunc("POST /files/upload/{id}", s.db.files.upload)
+	mux.HandleFunc("GET /files/{id}", s.db.files.serve)
+	mux.HandleFunc("GET /files/{id}/thumb", s.db.files.serveThumb)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if !notConfigured(s.cfg.MetricsToken) {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -349,6 +350,14 @@ func (db *Database) removeDevice(ctx context.Context, user, platform, tok string
 func makeNote(sender, text, cid string) pushNote {
 	t := strings.TrimSpace(text)
 	title := sender + " - " + firstChars(t, pushTitleChars)
+	if name, picture, ok := fileMessage(t); ok {
+		// A shared file (DESIGN §3.2's file message): its name, not its JSON.
+		t, title = name, sender+" sent you a file"
+		if picture {
+			title = sender + " sent you a picture"
+		}
+		return pushNote{Title: title, Body: firstChars(t, pushBodyChars), CID: cid, Sender: sender}
+	}
 	switch linkKind(t) {
 	case "picture":
 		title = sender + " sent you a picture"
@@ -356,6 +365,26 @@ func makeNote(sender, text, cid string) pushNote {
 		title = sender + " sent you a link"
 	}
 	return pushNote{Title: title, Body: firstChars(t, pushBodyChars), CID: cid, Sender: sender}
+}
+
+// fileMessage reads a file message's name and whether it is a raster image.
+func fileMessage(t string) (name string, picture bool, ok bool) {
+	var m struct {
+		File *struct {
+			URL  string `json:"url"`
+			Name string `json:"name"`
+			Type string `json:"type"`
+		} `json:"file"`
+	}
+	if !strings.HasPrefix(t, `{"file"`) || json.Unmarshal([]byte(t), &m) != nil || m.File == nil ||
+		!strings.HasPrefix(m.File.URL, "/files/") {
+		return "", false, false
+	}
+	switch m.File.Type {
+	case "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp":
+		picture = true
+	}
+	return m.File.Name, picture, true
 }
 
 // linkKind is "picture" when the whole text is one http(s) URL to an image file, "link" when

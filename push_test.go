@@ -30,6 +30,8 @@ func TestPushTitles(t *testing.T) {
 		{"https://example.com/a/b?x=1", "ann sent you a link"},
 		{"see https://example.com", "ann - see https://example.com"},
 		{"ftp://example.com/x.png", "ann - ftp://example.com/x.png"},
+		{`{"file":{"url":"/files/0123456789abcdef0123456789abcdef","name":"cat.png","size":9,"type":"image/png","thumb":true}}`, "ann sent you a picture"},
+		{`{"file":{"url":"/files/0123456789abcdef0123456789abcdef","name":"notes.txt","size":9,"type":"text/plain"}}`, "ann sent you a file"},
 	} {
 		n := makeNote("ann", tc.text, "cid")
 		if n.Title != tc.title || n.CID != "cid" || n.Sender != "ann" {

@@ -31,6 +31,8 @@ var endToEndSuites = []struct {
 	{"ConcurrentFriends", TestConcurrentFriendRequestsStayConsistent},
 	{"Scheduled", TestScheduledMessagesDeliveredOnceByTwoInstances},
 	{"Autoreply", TestAutoreplyOncePerConversation},
+	{"Uploads", TestUploadURLsAreSignedExpiringAndSingleUse},
+	{"FileQuota", TestConvoFilesAndRemovalGiveQuotaBack},
 }
 
 func runEndToEnd(t *testing.T, spec string) {

@@ -44,6 +44,9 @@ type Request struct {
 	Kind    string `json:"kind,omitempty"`
 	Code    string `json:"code,omitempty"`
 	Carrier string `json:"carrier,omitempty"`
+	// Uploads (GetS3PolicyData) and quota changes (AddToQuota, AddToQuotaUsed): bytes, MIME type.
+	Size        int64  `json:"Size,omitempty"`
+	ContentType string `json:"ContentType,omitempty"`
 
 	// frame is the request as received, for commands with fields of their own (MailRequest).
 	frame string
@@ -312,4 +315,62 @@ type MatchedUsers struct {
 	Cmd   string       `json:"cmd"`
 	Rid   string       `json:"rid,omitempty"`
 	Users []PublicUser `json:"Users"`
+}
+
+// UploadTarget answers GetS3PolicyData: where and how to upload the file described.
+type UploadTarget struct {
+	Cmd     string            `json:"cmd"`
+	Rid     string            `json:"rid,omitempty"`
+	Method  string            `json:"Method"`
+	URL     string            `json:"URL"`
+	Fields  map[string]string `json:"Fields"`
+	FileURL string            `json:"FileURL"`
+	Expires string            `json:"Expires"`
+}
+
+// FileToken answers GetFileToken: appended as ?t= to conversation file URLs.
+type FileToken struct {
+	Cmd     string `json:"cmd"`
+	Rid     string `json:"rid,omitempty"`
+	Token   string `json:"Token"`
+	Expires string `json:"Expires"`
+}
+
+// QuotaReply answers AddToQuota and AddToQuotaUsed.
+type QuotaReply struct {
+	Cmd       string `json:"cmd"`
+	Rid       string `json:"rid,omitempty"`
+	Username  string `json:"Username"`
+	Quota     int64  `json:"Quota"`
+	QuotaUsed int64  `json:"QuotaUsed"`
+}
+
+// UploadResult answers an upload to this server.
+type UploadResult struct {
+	FileURL string `json:"FileURL"`
+	Type    string `json:"Type"`
+	Size    int64  `json:"Size"`
+	Thumb   bool   `json:"Thumb"`
+}
+
+// FileRecord is an uploaded file (namespace convos, set files, key its id).
+type FileRecord struct {
+	ID          string `json:"ID"`
+	Owner       string `json:"Owner"`
+	OwnerID     string `json:"OwnerID"`
+	CID         string `json:"CID"` // a conversation, or "profile"
+	Name        string `json:"Name"`
+	Size        int64  `json:"Size"`
+	ContentType string `json:"ContentType"` // as declared
+	Type        string `json:"Type"`        // as sniffed from the stored bytes
+	State       string `json:"State"`       // pending, uploading, stored
+	Counted     bool   `json:"Counted"`     // its Size is in the owner's QuotaUsed
+	Expires     string `json:"Expires"`     // of the upload URL
+	Thumb       bool   `json:"Thumb"`
+	Created     string `json:"Created"`
+}
+
+// SecretRecord is a server-wide secret shared by every instance (set secrets).
+type SecretRecord struct {
+	Value string `json:"Value"`
 }

@@ -33,6 +33,7 @@ const SHELL = [
   'js/convolist.js',
   'js/dialogs.js',
   'js/events.js',
+  'js/files.js',
   'js/friends.js',
   'js/messages.js',
   'js/notify.js',

@@ -13,6 +13,7 @@ import {Settings} from './settings.js';
 import {Friends} from './friends.js';
 import {Scheduler} from './schedule.js';
 import {Notifier, pushTarget} from './notify.js';
+import {Files} from './files.js';
 import {el, hue, initials, listNames, sameUser, codePoints} from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -128,6 +129,7 @@ class App {
       },
     });
     this.settings = new Settings(this.chat, {toast, notifier: this.notifier});
+    this.files = new Files(this.chat, {toast});
     this.scheduler = new Scheduler(this.chat, {
       toast, announce, draft: () => $('composer-input').value,
       onScheduled: (cid, content) => {

@@ -2,6 +2,7 @@
 // first, with a filter box and arrow-key navigation.
 
 import {eventText} from './events.js';
+import {filePreview, avatarPic} from './files.js';
 import {el, icon, ICONS, parseWireTime, shortTime, hue, initials, sameUser} from './util.js';
 import {botSummary} from './bots.js';
 
@@ -61,13 +62,15 @@ export class ConvoList {
     } else if (last) {
       let who = sameUser(last.f_username, me) ? 'You' : last.f_username;
       if (last.kind === 'autoreply') who += ' (automatic reply)';
-      preview = `${who}: ${botSummary(last).replace(/\s+/g, ' ').slice(0, 140)}`;
+      preview = `${who}: ${(filePreview(last.content) || botSummary(last)).replace(/\s+/g, ' ').slice(0, 140)}`;
     }
     const when = parseWireTime((last && last.m_time) || c.M_time);
     const pending = last && !last.m_time;
     const unread = c.UnreadCount > 0 ? (c.UnreadCount > 999 ? '999+' : String(c.UnreadCount)) : '';
     const avatar = el('span', {class: 'avatar', 'aria-hidden': 'true'}, initials(title));
     avatar.style.setProperty('--hue', hue(title));
+    const others = (c.Members || []).filter((m) => !sameUser(m.username, me));
+    if (others.length === 1) avatarPic(avatar, others[0].username);
     const label = [title, preview, pending && 'waiting to be sent', unread && `${unread} unread`].filter(Boolean).join(', ');
     const button = el('button', {
       type: 'button', class: `convo-item${unread ? ' has-unread' : ''}${c.Removed ? ' removed' : ''}`, dataset: {cid: c.CID},

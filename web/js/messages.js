@@ -7,6 +7,7 @@
 import {compareMessages} from './store.js';
 import {isEvent, eventText} from './events.js';
 import {botContent} from './bots.js';
+import {fileView, avatarPic} from './files.js';
 import {el, parseWireTime, clockTime, fullTime, dayLabel, dayKey, hue, initials, sameUser, listNames} from './util.js';
 
 const GROUP_GAP_MS = 5 * 60 * 1000; // messages closer than this from one author share a bubble group
@@ -152,7 +153,9 @@ export class MessageView {
     });
     li.style.setProperty('--hue', hue(r.f_username));
     if (!mine) {
-      li.append(el('span', {class: 'avatar small', 'aria-hidden': 'true'}, grouped ? '' : initials(r.f_username)));
+      const avatar = el('span', {class: 'avatar small', 'aria-hidden': 'true'}, grouped ? '' : initials(r.f_username));
+      if (!grouped) avatarPic(avatar, r.f_username);
+      li.append(avatar);
     }
     const auto = r.kind === 'autoreply';
     if (auto) li.classList.add('auto');
@@ -162,7 +165,7 @@ export class MessageView {
       el('span', {class: mine || grouped ? 'author visually-hidden' : 'author'}, mine ? 'You' : r.f_username, ': '),
       // The server sent it for its author, who may not have seen the conversation at all.
       auto ? el('span', {class: 'auto-label'}, 'Automatic reply') : null,
-      r.kind === 'bot' ? botContent(r) : el('p', {class: 'text'}, richText(r.content)),
+      r.kind === 'bot' ? botContent(r) : (fileView(r.content) || el('p', {class: 'text'}, richText(r.content))),
       el('span', {class: 'meta'}),
     );
     li.append(bubble, el('div', {class: 'receipts', 'aria-live': 'off'}));

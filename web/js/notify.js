@@ -17,6 +17,7 @@
 import {convoTitle} from './convolist.js';
 import {sameUser} from './util.js';
 import {botSummary} from './bots.js';
+import {filePreview} from './files.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -215,7 +216,7 @@ export class Notifier {
     const where = c ? convoTitle(c, this.chat.me) : '';
     // A conversation named after the sender (just the two of us) says it once.
     const title = where && where !== record.f_username ? `${record.f_username} in ${where}` : record.f_username;
-    let body = botSummary(record).replace(/\s+/g, ' ').trim();
+    let body = (filePreview(record.content) || botSummary(record)).replace(/\s+/g, ' ').trim();
     if (body.length > BODY_MAX) body = `${body.slice(0, BODY_MAX - 1)}…`;
     if (record.kind === 'autoreply') body = `Automatic reply: ${body}`;
     this.show(title, body, cid);

@@ -1,4 +1,4 @@
-// The settings dialog: profile picture, notifications (notify.js: this device's), automatic reply, e-mail and phone (with their
+// The settings dialog: profile picture and storage (files.js), notifications (notify.js: this device's), automatic reply, e-mail and phone (with their
 // verification), password, blocked people, and deleting the account. Every change is one
 // command that answers with the new user view (DESIGN §3.2); the server pushes the same view to
 // the user's other sessions (UpdateUser), and the dialog follows either. Errors show in the
@@ -60,7 +60,6 @@ export class Settings {
       if (this.dialog.open) this.renderNote();
     });
 
-    $('pic-form').addEventListener('submit', (e) => this.onPicture(e));
     $('auto-form').addEventListener('submit', (e) => this.onAutoreply(e));
     for (const kind of ['email', 'phone']) {
       $(`${kind}-form`).addEventListener('submit', (e) => this.onContact(e, kind));
@@ -100,7 +99,6 @@ export class Settings {
     const v = this.view;
     this.renderNote();
     $('pw-user').value = this.chat.me;
-    show($('pic-url'), v.ProfilePic || '');
     show($('auto-text'), v.AutoreplyMessage || '');
     const auto = !!v.AutoreplyMessage;
     $('auto-state').textContent = auto ? 'On' : 'Off';
@@ -147,15 +145,6 @@ export class Settings {
   }
 
   // Changes
-
-  onPicture(e) {
-    e.preventDefault();
-    const url = $('pic-url').value.trim();
-    saving(e.target, async () => {
-      const v = await this.chat.account('ChangeProfilePic', {ProfilePic: url});
-      show($('pic-url'), v.ProfilePic || '', true);
-    }, url ? 'Profile picture saved.' : 'Profile picture removed.');
-  }
 
   onAutoreply(e) {
     e.preventDefault();
