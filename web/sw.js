@@ -32,6 +32,7 @@ const SHELL = [
   'js/convolist.js',
   'js/dialogs.js',
   'js/friends.js',
+  'js/mail.js',
   'js/messages.js',
   'js/notify.js',
   'js/schedule.js',
