@@ -89,7 +89,8 @@ func TestWebMail(t *testing.T) {
 			t.Errorf("attachment links: %q", atts)
 		}
 		// Its HTML is shown in the frame; the plain text on demand, as text.
-		alice.waitJS(t, "the HTML in a frame", `document.querySelector('#mail-content iframe.mail-html')`)
+		alice.waitJS(t, "the HTML in a frame, with its own image inline", `(document.querySelector('#mail-content iframe.mail-html') || {srcdoc: ''}).srcdoc`+
+			`.includes('<img src="data:image/png;base64,iVBORw0KGgo')`)
 		alice.click(t, "#mail-plain-btn")
 		alice.waitJS(t, "the plain text", `(document.querySelector('#mail-content .mail-text') || {}).textContent.includes('Café at noon?\n\nCarol')`)
 
@@ -233,8 +234,12 @@ func TestWebMail(t *testing.T) {
 		}
 		phone.screenshot(t, "mail-phone-list.png")
 		phone.openMail(t, report)
-		phone.waitJS(t, "the message alone", `document.querySelector('.mail-list-col').offsetParent === null`)
+		phone.waitJS(t, "the message alone, read", `document.querySelector('.mail-list-col').offsetParent === null && `+
+			textIs("#mail-message [data-act=unread]", "Mark unread")+` && document.querySelector('#mail-content iframe').dataset.loaded`)
 		phone.screenshot(t, "mail-phone-read.png")
+		phone.pressKey(t, "Escape", 27)
+		phone.waitJS(t, "the list after Escape", `document.querySelector('.mail-reader').offsetParent === null`)
+		phone.openMail(t, report)
 		phone.click(t, "#mail-list-back")
 		phone.waitJS(t, "the list again", `document.querySelector('.mail-reader').offsetParent === null && `+mailItem(report))
 		phone.click(t, "#mail-back")
@@ -247,6 +252,7 @@ func TestWebMail(t *testing.T) {
 		phone.do(t, chromedp.SetValue(chromedp.CSS("#phone-carrier"), "tmobile"))
 		phone.click(t, "#phone-form button[type=submit]")
 		phone.waitJS(t, "saved", textIs("#phone-state", "Not verified"))
+		phone.screenshot(t, "mail-settings-phone.png")
 		if v := other.ok("GetUserView", nil); v["Carrier"] != "tmobile" || v["Phone"] != "+15550107788" {
 			t.Errorf("the server's view: phone %v carrier %v", v["Phone"], v["Carrier"])
 		}

@@ -503,7 +503,8 @@ class App {
       // Escape goes back to the list on a phone (dialogs handle their own Escape first).
       if (e.key === 'Escape' && phone.matches && !document.querySelector('dialog[open]') &&
           $('chat-view').dataset.pane === 'chat') {
-        this.showPane('list');
+        if (this.mail.visible && $('mail-pane').dataset.mailpane === 'read') this.mail.closeMessage({focus: true});
+        else this.showPane('list');
       }
     });
   }

@@ -490,7 +490,7 @@ export class Chat extends EventTarget {
       case 'DeleteUser':
         return this.onDeleted();
       default:
-        break; // mail, friends…: not shown by this client
+        break; // mail is mail.js's (it listens to the connection itself)
     }
   }
 

@@ -38,6 +38,10 @@ const COUNT_DELAY_MS = 1500;
 // (only images inside the message) and run nothing (the sandbox has no allow-scripts).
 const FRAME_CSP = "default-src 'none'; img-src data: cid:; style-src 'unsafe-inline'";
 const FRAME_SANDBOX = 'allow-popups allow-popups-to-escape-sandbox';
+// Images of the message itself (cid: links to its parts) are shown inline as data: URLs, up to
+// this size each, in the formats every browser shows without surprises.
+const MAX_INLINE = 2 * 1024 * 1024;
+const INLINE_TYPES = /^image\/(png|jpeg|gif|webp)$/i;
 const CLIP = 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6h-1.5z';
 
 /** unreadInInbox: whether an e-mail counts in the user view's UnreadEmails. */
@@ -80,6 +84,32 @@ function quote(text) {
 function prefixed(prefix, subject) {
   const s = subject || '';
   return new RegExp(`^${prefix}:`, 'i').test(s) ? s : `${prefix}: ${s}`;
+}
+
+/** inlineImages puts the message's own images (its cid: parts) into its HTML as data: URLs: the
+ * frame may load nothing, so they come through this page (same origin, signed URLs). */
+async function inlineImages(e) {
+  let html = e.HTML;
+  const parts = (e.Attachments || []).filter((a) => a && a.ContentID && a.URL && INLINE_TYPES.test(a.Type || '') &&
+    a.Size <= MAX_INLINE && html.includes(`"cid:${a.ContentID}"`));
+  for (const a of parts) {
+    try {
+      const res = await fetch(a.URL, {credentials: 'same-origin'});
+      if (!res.ok) continue;
+      const blob = new Blob([await res.arrayBuffer()], {type: a.Type.toLowerCase()});
+      const url = await new Promise((resolve, reject) => {
+        const r = new FileReader();
+        r.onload = () => resolve(String(r.result));
+        r.onerror = () => reject(r.error);
+        r.readAsDataURL(blob);
+      });
+      // A data: URL of base64 text cannot end the attribute it goes into.
+      if (/^data:image\/[a-z]+;base64,[A-Za-z0-9+/=]*$/.test(url)) html = html.split(`"cid:${a.ContentID}"`).join(`"${url}"`);
+    } catch {
+      // Left as it was: the image shows as its alt text.
+    }
+  }
+  return html;
 }
 
 export class Mail {
@@ -492,8 +522,13 @@ export class Mail {
       title: `Message: ${e.Subject || '(no subject)'}`,
     });
     frame.addEventListener('load', () => (frame.dataset.loaded = 'true'), {once: true});
-    frame.srcdoc = `<!doctype html><html><head><meta http-equiv="Content-Security-Policy" content="${FRAME_CSP}">` +
-      `<meta charset="utf-8"><base target="_blank"></head><body>${e.HTML}</body></html>`;
+    const doc = (body) => `<!doctype html><html><head><meta http-equiv="Content-Security-Policy" content="${FRAME_CSP}">` +
+      `<meta charset="utf-8"><base target="_blank"></head><body>${body}</body></html>`;
+    frame.srcdoc = doc(e.HTML);
+    const key = this.shownKey;
+    inlineImages(e).then((body) => {
+      if (body !== e.HTML && this.shownKey === key && frame.isConnected) frame.srcdoc = doc(body);
+    });
     return frame;
   }
 
