@@ -256,6 +256,22 @@ func TestWebMail(t *testing.T) {
 		if v := other.ok("GetUserView", nil); v["Carrier"] != "tmobile" || v["Phone"] != "+15550107788" {
 			t.Errorf("the server's view: phone %v carrier %v", v["Phone"], v["Carrier"])
 		}
+
+		// A mailbox larger than a page: the newest 50 after a reload, the rest on "Load older".
+		for i := range 50 {
+			msg := fmt.Sprintf("From: news@example.net\r\nTo: %s\r\nSubject: News %d\r\n\r\nIssue %d\r\n", addr, i, i)
+			if err := smtpSend(t, srv, "news@example.net", []string{addr}, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		phone.do(t, chromedp.Reload())
+		phone.waitJS(t, "online again", `document.body.dataset.conn === 'online'`)
+		phone.click(t, "#mail-btn")
+		phone.waitJS(t, "the newest page", `document.querySelectorAll('#mail-list .mail-item').length === 50 && `+
+			`!document.getElementById('mail-older').hidden && !`+mailItem(report)+` && `+textIs("#mail-badge", "50"))
+		phone.click(t, "#mail-older")
+		phone.waitJS(t, "the older ones", mailItem(report)+` && document.getElementById('mail-older').hidden && `+
+			`document.querySelectorAll('#mail-list .mail-item').length === 51`)
 	})
 	t.Logf("web mail test took %v", time.Since(start).Round(time.Millisecond))
 }

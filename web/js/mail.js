@@ -198,6 +198,7 @@ export class Mail {
   onLogin(username) {
     if (!sameUser(this.me, username)) {
       this.reset(username);
+      this.onView(this.chat.view); // the login's view came just before: its count is current
       this.render();
     }
     this.sync();
