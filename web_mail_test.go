@@ -222,6 +222,26 @@ func TestWebMail(t *testing.T) {
 		return
 	}
 
+	if !t.Run("sync after a reconnect", func(t *testing.T) {
+		alice.folder(t, "inbox")
+		alice.setNetwork(t, true, nil)
+		alice.waitJS(t, "offline", `document.body.dataset.conn === 'offline'`)
+		// Missed while offline: new mail, and a flag set on the other device.
+		if err := smtpSend(t, srv, "juergen@example.de", []string{addr}, sampleMail(t, "latin1.eml", addr)); err != nil {
+			t.Fatal(err)
+		}
+		other.waitPush("the new mail on the other device", isCmd("EmailReceived"))
+		other.ok("MarkEmailStarred", map[string]any{"ID": emailWith(other, report)["ID"], "Starred": true})
+		alice.setNetwork(t, false, nil)
+		alice.waitJS(t, "online again", `document.body.dataset.conn === 'online'`)
+		alice.waitJS(t, "the missed mail and flag synced", mailItem("Grüße aus Köln")+` && `+mailItem(report)+
+			`.querySelector('.mi-flags').textContent === '★' && `+textIs("#mail-badge", "1"))
+		alice.openMail(t, "Grüße aus Köln")
+		alice.waitJS(t, "read", `!document.getElementById('mail-badge').textContent || document.getElementById('mail-badge').hidden`)
+	}) {
+		return
+	}
+
 	t.Run("phone layout", func(t *testing.T) {
 		phone := newPage(t, browser, base, 390, 844)
 		phone.logIn(t, name, testPassword)
@@ -271,7 +291,7 @@ func TestWebMail(t *testing.T) {
 			`!document.getElementById('mail-older').hidden && !`+mailItem(report)+` && `+textIs("#mail-badge", "50"))
 		phone.click(t, "#mail-older")
 		phone.waitJS(t, "the older ones", mailItem(report)+` && document.getElementById('mail-older').hidden && `+
-			`document.querySelectorAll('#mail-list .mail-item').length === 51`)
+			`document.querySelectorAll('#mail-list .mail-item').length === 52`)
 	})
 	t.Logf("web mail test took %v", time.Since(start).Round(time.Millisecond))
 }
