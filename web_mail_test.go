@@ -185,6 +185,13 @@ func TestWebMail(t *testing.T) {
 			t.Errorf("a second draft (%v) instead of updating the first (%v)", updated["ID"], draft["ID"])
 		}
 		alice.screenshot(t, "mail-compose.png")
+		// Closed, the draft waits in Drafts; opened from there, it is edited and sent as it is.
+		alice.click(t, "#compose-form .actions [data-close]")
+		alice.folder(t, "drafts")
+		alice.waitJS(t, "the draft listed", mailItem("Re: "+report)+` && `+textIs("#mail-folders [data-folder=drafts] .count", "1"))
+		alice.eval(t, mailItem("Re: "+report)+".click()", nil)
+		alice.waitJS(t, "the draft in the composer", `document.getElementById('compose-dialog').open && `+textIs("#compose-title", "Draft")+
+			` && document.getElementById('compose-text').value.startsWith('Yes, see you there. Bring the slides.\n')`)
 		alice.click(t, "#compose-form button[type=submit]")
 		alice.waitJS(t, "sent", `!document.getElementById('compose-dialog').open`)
 		msgs, err := relay.Wait(t.Context(), 1)

@@ -33,6 +33,7 @@ const SHELL = [
   'js/dialogs.js',
   'js/friends.js',
   'js/mail.js',
+  'js/mailcompose.js',
   'js/messages.js',
   'js/notify.js',
   'js/schedule.js',

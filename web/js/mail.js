@@ -1,7 +1,7 @@
 // Mail (DESIGN §3.2 "Mail"): the user's mailbox beside the conversations. Folders (Inbox,
 // Starred, Sent, Drafts, Trash), reading an e-mail (text as text; HTML only in a sandboxed
-// iframe without scripts, under a CSP of its own), flags, empty trash, compose / reply /
-// forward with drafts saved as you type, and invitations by e-mail or SMS.
+// iframe without scripts, under a CSP of its own), flags, empty trash, and what a reply or a
+// forward starts with; the composer and invitations are mailcompose.js's.
 //
 // The mailbox lives in memory: the newest 50 on the first login of the page (GetAllEmails),
 // older pages on demand (Before), and afterwards only what changed since the sync point
@@ -12,7 +12,8 @@
 
 import {ConnectionError} from './conn.js';
 import {describeError} from './chat.js';
-import {submitting, confirmDialog} from './dialogs.js';
+import {confirmDialog} from './dialogs.js';
+import {Composer} from './mailcompose.js';
 import {el, icon, parseWireTime, shortTime, fullTime, sameUser} from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -32,7 +33,6 @@ const EMPTY_TEXT = {
   trash: 'The Trash is empty.',
 };
 const EPOCH = '2000-01-01T00:00:00.000000Z'; // a sync point before everything
-const SAVE_DELAY_MS = 1000; // drafts are saved this long after the last key
 const COUNT_DELAY_MS = 1500;
 // The HTML of an e-mail is sanitised by the server; on top of that its frame may load nothing
 // (only images inside the message) and run nothing (the sandbox has no allow-scripts).
@@ -46,11 +46,6 @@ const CLIP = 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V
 
 /** unreadInInbox: whether an e-mail counts in the user view's UnreadEmails. */
 const unreadInInbox = (e) => !!(e && !e.Removed && e.Folder === 'inbox' && e.Unread && !e.Deleted);
-
-/** splitAddresses reads a comma-separated list of addresses. */
-function splitAddresses(text) {
-  return text.split(/[,;\n]/).map((a) => a.trim()).filter(Boolean);
-}
 
 /** humanSize: 1234567 → "1.2 MB". */
 export function humanSize(n) {
@@ -129,7 +124,13 @@ export class Mail {
     this.onBack = onBack;
     this.reset('');
     this.folder = 'inbox';
-    this.draft = null; // the e-mail being composed: {id, inReplyTo, fields, dirty, timer, saving, again}
+    this.composer = new Composer(chat, {
+      toast, announce,
+      onEmail: (e) => {
+        this.apply(e, true);
+        this.render();
+      },
+    });
     this.countTimer = 0;
 
     chat.addEventListener('loggedin', (e) => this.onLogin(e.detail.username));
@@ -166,9 +167,7 @@ export class Mail {
     $('mail-btn').addEventListener('click', () => this.show());
     $('mail-back').addEventListener('click', () => this.onBack());
     $('mail-list-back').addEventListener('click', () => this.closeMessage({focus: true}));
-    $('mail-compose-btn').addEventListener('click', () => this.compose({}));
-    $('mail-invite-btn').addEventListener('click', () => this.openInvite());
-    $('friends-invite-btn').addEventListener('click', () => this.openInvite());
+    $('mail-compose-btn').addEventListener('click', () => this.composer.compose({}));
     $('mail-older').addEventListener('click', () => this.loadOlder());
     $('mail-empty-trash').addEventListener('click', () => this.emptyTrash());
     $('mail-plain-btn').addEventListener('click', () => {
@@ -181,16 +180,6 @@ export class Mail {
     for (const b of $('mail-message').querySelectorAll('[data-act]')) {
       b.addEventListener('click', () => this.act(b.dataset.act));
     }
-    const form = $('compose-form');
-    form.addEventListener('input', () => this.onComposeInput());
-    form.addEventListener('submit', (e) => this.onSend(e));
-    $('compose-dialog').addEventListener('close', () => this.onComposeClose());
-    $('invite-form').addEventListener('submit', (e) => this.onInvite(e));
-    for (const r of document.querySelectorAll('input[name=invite-kind]')) {
-      r.addEventListener('change', () => this.renderInviteKind());
-    }
-    // The invitation's carriers are the settings' list (one list to keep up to date).
-    $('invite-carrier').replaceChildren(...[...$('phone-carrier').options].map((o) => o.cloneNode(true)));
   }
 
   // Loading and syncing
@@ -594,7 +583,7 @@ export class Mail {
     $('mail-folders').querySelector('[data-folder=trash]').focus();
   }
 
-  // Composing
+  // Answering and forwarding (the composer is mailcompose.js)
 
   reply(e, all) {
     const mineSent = e.Folder === 'sent';
@@ -611,7 +600,7 @@ export class Mail {
     }
     const d = parseWireTime(e.Date);
     const intro = `On ${d ? fullTime(d) : 'an earlier day'}, ${sender(e)} wrote:`;
-    this.compose({
+    this.composer.compose({
       to: to.join(', '), cc: cc.join(', '), subject: prefixed('Re', e.Subject),
       text: `\n\n${intro}\n${quote(textOf(e))}\n`, inReplyTo: e.ID, caret: 0,
     });
@@ -622,199 +611,15 @@ export class Mail {
     const head = ['---------- Forwarded message ----------', `From: ${sender(e)}`, `Date: ${d ? fullTime(d) : ''}`,
       `Subject: ${e.Subject || ''}`, `To: ${(e.To || []).join(', ')}`];
     if (e.Cc && e.Cc.length) head.push(`Cc: ${e.Cc.join(', ')}`);
-    this.compose({subject: prefixed('Fwd', e.Subject), text: `\n\n${head.join('\n')}\n\n${textOf(e)}`, caret: 0});
+    this.composer.compose({subject: prefixed('Fwd', e.Subject), text: `\n\n${head.join('\n')}\n\n${textOf(e)}`, caret: 0});
   }
 
   editDraft(e) {
     // A draft keeps the Message-ID it answers; the command wants the answered e-mail's ID.
     const orig = e.InReplyTo ? [...this.emails.values()].find((o) => !o.Removed && o.MessageID === e.InReplyTo) : null;
-    this.compose({
+    this.composer.compose({
       id: e.ID, to: (e.To || []).join(', '), cc: (e.Cc || []).join(', '), subject: e.Subject || '',
       text: e.Text || '', inReplyTo: orig ? orig.ID : 0,
     });
-  }
-
-  /** compose opens the composer: empty, a reply, a forward, or a draft (id). */
-  compose({id = 0, to = '', cc = '', subject = '', text = '', inReplyTo = 0, caret = -1}) {
-    const dialog = $('compose-dialog');
-    if (dialog.open) dialog.close(); // saves what was being written
-    this.draft = {id, inReplyTo, fields: null, dirty: false, timer: 0, saving: null, again: false};
-    $('compose-to').value = to;
-    $('compose-cc').value = cc;
-    $('compose-subject').value = subject;
-    $('compose-text').value = text;
-    $('compose-title').textContent = id ? 'Draft' : inReplyTo ? 'Reply' : subject.startsWith('Fwd:') ? 'Forward' : 'New e-mail';
-    $('compose-state').textContent = id ? 'Saved as a draft.' : '';
-    $('compose-form').querySelector('.form-error').textContent = '';
-    dialog.showModal();
-    if (!to) {
-      $('compose-to').focus();
-    } else {
-      const area = $('compose-text');
-      area.focus();
-      if (caret >= 0) area.setSelectionRange(caret, caret);
-      area.scrollTop = 0;
-    }
-  }
-
-  composeFields() {
-    return {
-      To: splitAddresses($('compose-to').value), Cc: splitAddresses($('compose-cc').value),
-      Subject: $('compose-subject').value.replace(/[\r\n]+/g, ' '), Text: $('compose-text').value,
-    };
-  }
-
-  onComposeInput() {
-    const d = this.draft;
-    if (!d) return;
-    d.fields = this.composeFields();
-    d.dirty = true;
-    $('compose-state').textContent = '';
-    clearTimeout(d.timer);
-    d.timer = setTimeout(() => this.saveDraft(d), SAVE_DELAY_MS);
-  }
-
-  /** saveDraft writes the draft (AddNewDraft: the first save creates it, the next update it by
-   * its ID). One save at a time, so that a draft is never created twice. */
-  saveDraft(d) {
-    clearTimeout(d.timer);
-    if (d.saving) {
-      d.again = true;
-      return d.saving;
-    }
-    if (!d.dirty || d.sent) return Promise.resolve();
-    d.dirty = false;
-    const fields = {...d.fields};
-    if (d.id) fields.ID = d.id;
-    if (d.inReplyTo) fields.InReplyTo = d.inReplyTo;
-    const mine = () => this.draft === d;
-    if (mine()) $('compose-state').textContent = 'Saving…';
-    d.saving = (async () => {
-      try {
-        const rep = await this.chat.request('AddNewDraft', fields);
-        if (rep && rep.Email) {
-          d.id = rep.Email.ID;
-          this.apply(rep.Email, true);
-          this.render();
-        }
-        if (mine()) $('compose-state').textContent = 'Draft saved.';
-      } catch (err) {
-        d.dirty = true;
-        if (mine()) $('compose-state').textContent = describeError(err, 'AddNewDraft');
-        else this.toast(describeError(err, 'AddNewDraft'));
-      } finally {
-        d.saving = null;
-      }
-      if (d.again) {
-        d.again = false;
-        if (d.dirty && !d.sent) await this.saveDraft(d);
-      }
-    })();
-    return d.saving;
-  }
-
-  onComposeClose() {
-    const d = this.draft;
-    this.draft = null;
-    if (d && d.dirty && !d.sent) {
-      this.saveDraft(d);
-      this.toast('Kept in Drafts.', 'info');
-    }
-  }
-
-  async onSend(ev) {
-    ev.preventDefault();
-    const d = this.draft;
-    if (!d) return;
-    const form = ev.target;
-    const fields = this.composeFields();
-    if (!fields.To.length && !fields.Cc.length) {
-      form.querySelector('.form-error').textContent = 'Add at least one address to send to.';
-      $('compose-to').focus();
-      return;
-    }
-    clearTimeout(d.timer);
-    if (d.saving) await d.saving; // its ID is the draft to remove
-    const ok = await submitting(form, async () => {
-      try {
-        this.chat.requireOnline('SendEmailMessage');
-        const req = {...fields};
-        if (d.id) req.ID = d.id;
-        if (d.inReplyTo) req.InReplyTo = d.inReplyTo;
-        const rep = await this.chat.request('SendEmailMessage', req);
-        d.sent = true;
-        if (d.id) this.apply({ID: d.id, M_time: rep.Email ? rep.Email.M_time : '', Removed: true}, true);
-        if (rep && rep.Email) this.apply(rep.Email, true);
-      } catch (err) {
-        err.cmd = err.cmd || 'SendEmailMessage';
-        throw err;
-      }
-    });
-    if (!ok) return;
-    $('compose-dialog').close();
-    this.render();
-    this.toast('E-mail sent.', 'info');
-    this.announce('E-mail sent.');
-  }
-
-  // Invitations
-
-  openInvite() {
-    const form = $('invite-form');
-    form.reset();
-    form.querySelector('.form-error').textContent = '';
-    this.renderInviteKind();
-    $('invite-dialog').showModal();
-    $('invite-email').focus();
-  }
-
-  inviteKind() {
-    const r = document.querySelector('input[name=invite-kind]:checked');
-    return r ? r.value : 'email';
-  }
-
-  renderInviteKind() {
-    const phone = this.inviteKind() === 'phone';
-    $('invite-email-fields').hidden = phone;
-    $('invite-phone-fields').hidden = !phone;
-  }
-
-  async onInvite(ev) {
-    ev.preventDefault();
-    const form = ev.target;
-    const error = form.querySelector('.form-error');
-    const message = $('invite-message').value.trim();
-    let fields;
-    let to;
-    if (this.inviteKind() === 'phone') {
-      fields = {phone: $('invite-phone').value.trim(), carrier: $('invite-carrier').value};
-      to = fields.phone;
-      if (!fields.phone || !fields.carrier) {
-        error.textContent = 'Type the phone number and pick its carrier.';
-        (fields.phone ? $('invite-carrier') : $('invite-phone')).focus();
-        return;
-      }
-    } else {
-      fields = {email: $('invite-email').value.trim()};
-      to = fields.email;
-      if (!to.includes('@')) {
-        error.textContent = 'Type the e-mail address to invite.';
-        $('invite-email').focus();
-        return;
-      }
-    }
-    if (message) fields.Message = message;
-    const ok = await submitting(form, async () => {
-      try {
-        this.chat.requireOnline('SendEmailInvite');
-        await this.chat.request('SendEmailInvite', fields);
-      } catch (err) {
-        err.cmd = err.cmd || 'SendEmailInvite';
-        throw err;
-      }
-    });
-    if (!ok) return;
-    $('invite-dialog').close();
-    this.toast(`Invitation sent to ${to}.`, 'info');
   }
 }
