@@ -35,6 +35,8 @@ const SHELL = [
   'js/events.js',
   'js/files.js',
   'js/friends.js',
+  'js/mail.js',
+  'js/mailcompose.js',
   'js/messages.js',
   'js/notify.js',
   'js/schedule.js',

@@ -12,6 +12,7 @@ import {Dialogs, confirmDialog} from './dialogs.js';
 import {Settings} from './settings.js';
 import {Friends} from './friends.js';
 import {Scheduler} from './schedule.js';
+import {Mail} from './mail.js';
 import {Notifier, pushTarget} from './notify.js';
 import {Files} from './files.js';
 import {el, hue, initials, listNames, sameUser, codePoints} from './util.js';
@@ -142,6 +143,7 @@ class App {
         if (cid === this.chat.openCid) $('composer-input').focus();
       },
     });
+    this.mail = new Mail(this.chat, {toast, announce, onShow: () => this.showPane('chat'), onBack: () => this.showPane('list')});
     this.friends = new Friends(this.chat, {toast, announce, openConvo: (cid) => this.openConvo(cid, {focus: true})});
     // Dialogs open and close in many places: follow them all.
     const watcher = new MutationObserver(placeToasts);
@@ -153,7 +155,7 @@ class App {
     // A hook for tests and debugging in the console: flush() resolves once the device copy is
     // written to IndexedDB.
     window.pingedchat = {
-      chat: this.chat, conn: this.conn, notifier: this.notifier,
+      chat: this.chat, conn: this.conn, notifier: this.notifier, mail: this.mail,
       flush: () => (this.chat.store ? this.chat.store.save() : null),
     };
   }
@@ -510,7 +512,8 @@ class App {
       // Escape goes back to the list on a phone (dialogs handle their own Escape first).
       if (e.key === 'Escape' && phone.matches && !document.querySelector('dialog[open]') &&
           $('chat-view').dataset.pane === 'chat') {
-        this.showPane('list');
+        if (this.mail.visible && $('mail-pane').dataset.mailpane === 'read') this.mail.closeMessage({focus: true});
+        else this.showPane('list');
       }
     });
   }
@@ -527,6 +530,7 @@ class App {
   openConvo(cid, {focus}) {
     if (!this.chat.store.convo(cid)) return;
     if (this.messages.cid && this.messages.cid !== cid) this.drafts.set(this.messages.cid, $('composer-input').value);
+    this.mail.hide();
     this.chat.openConvo(cid);
     this.list.select(cid);
     $('no-convo').hidden = true;
@@ -597,7 +601,7 @@ class App {
 
   /** updateAttention: messages count as read only while the user can see the newest ones. */
   updateAttention() {
-    const on = document.visibilityState === 'visible' && !!this.messages.cid && !$('chat-view').hidden &&
+    const on = document.visibilityState === 'visible' && !!this.messages.cid && !$('chat-view').hidden && !this.mail.visible &&
       !(phone.matches && $('chat-view').dataset.pane !== 'chat') && this.messages.isNearBottom();
     if (on !== this.attentive || on) {
       this.attentive = on;

@@ -72,6 +72,14 @@ const VERBS = {
   MatchUsers: 'look up your contacts',
   AddScheduledMessage: 'schedule the message',
   RemoveScheduledMessage: 'cancel the scheduled message',
+  GetAllEmails: 'load your mail',
+  MarkEmailUnread: 'mark the e-mail',
+  MarkEmailStarred: 'star the e-mail',
+  MarkEmailDeleted: 'move the e-mail',
+  RemoveDeletedEmails: 'empty the Trash',
+  AddNewDraft: 'save the draft',
+  SendEmailMessage: 'send the e-mail',
+  SendEmailInvite: 'send the invitation',
 };
 
 /** describeError puts an error into words for the user. */
@@ -484,7 +492,7 @@ export class Chat extends EventTarget {
       case 'DeleteUser':
         return this.onDeleted();
       default:
-        break; // mail, friends…: not shown by this client
+        break; // mail is mail.js's (it listens to the connection itself)
     }
   }
 

@@ -1,8 +1,9 @@
-// The settings dialog: profile picture and storage (files.js), notifications (notify.js: this device's), automatic reply, e-mail and phone (with their
-// verification), password, blocked people, and deleting the account. Every change is one
-// command that answers with the new user view (DESIGN §3.2); the server pushes the same view to
-// the user's other sessions (UpdateUser), and the dialog follows either. Errors show in the
-// section they belong to, in the server's words.
+// The settings dialog: profile picture and storage (files.js), notifications (notify.js: this
+// device's), automatic reply, e-mail and phone (with their verification; the phone with its
+// carrier, for the SMS bridge), password, blocked people, and deleting the account. Every change
+// is one command that answers with the new user view (DESIGN §3.2); the server pushes the same
+// view to the user's other sessions (UpdateUser), and the dialog follows either. Errors show in
+// the section they belong to, in the server's words.
 
 import {ConnectionError} from './conn.js';
 import {submitting} from './dialogs.js';
@@ -83,7 +84,9 @@ export class Settings {
       input.value = '';
       input.dataset.shown = '';
     }
-    $('phone-carrier').value = this.chat.store ? this.chat.store.getMeta('carrier', '') || '' : '';
+    const carrier = this.view.Carrier || (this.chat.store ? this.chat.store.getMeta('carrier', '') || '' : '');
+    $('phone-carrier').value = carrier;
+    $('phone-carrier').dataset.shown = carrier;
     this.render();
     this.dialog.showModal();
     this.dialog.querySelector('.dialog-head [data-close]').focus();
@@ -105,6 +108,7 @@ export class Settings {
     $('auto-state').dataset.state = auto ? 'on' : 'off';
     this.renderContact('email', v.Email || '', !!v.EmailVerified);
     this.renderContact('phone', v.Phone || '', !!v.PhoneVerified);
+    if (v.Carrier) show($('phone-carrier'), v.Carrier);
     this.renderBlocked(Array.isArray(v.Blocked) ? v.Blocked : []);
     if (this.notifier) this.notifier.renderSettings();
   }
@@ -160,8 +164,11 @@ export class Settings {
     const value = $(`${kind}-input`).value.trim();
     const cmd = kind === 'email' ? 'ChangeUserEmail' : 'ChangeUserPhone';
     const what = kind === 'email' ? 'E-mail address' : 'Phone number';
+    const fields = {[kind]: value};
+    // The carrier goes with the number: the SMS bridge texts through it (DESIGN §3.2).
+    if (kind === 'phone' && value && $('phone-carrier').value) fields.carrier = $('phone-carrier').value;
     saving(e.target, async () => {
-      const v = await this.chat.account(cmd, {[kind]: value});
+      const v = await this.chat.account(cmd, fields);
       const stored = (kind === 'email' ? v.Email : v.Phone) || '';
       show($(`${kind}-input`), stored, true);
       if (!stored) return `${what} removed.`;
