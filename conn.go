@@ -174,6 +174,7 @@ var handshakeFuncts = map[string]commandFunc{
 	"ValidateUser":         validateUser,
 	"GetPasswordResetUser": getPasswordResetUser,
 	"ResetUserPassword":    resetUserPassword,
+	"CheckUsername":        checkUsername,
 }
 
 // handleFrame answers one frame with exactly one direct reply.
@@ -374,6 +375,7 @@ func (r *PublicUser) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
 func (r *ConvoData) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
 func (r *ConvoPush) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
 func (r *MatchedUsers) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
+func (r *NameCheck) setReply(cmd, rid string)    { r.Cmd, r.Rid = cmd, rid }
 func (r *EmailsReply) setReply(cmd, rid string)  { r.Cmd, r.Rid = cmd, rid }
 func (r *EmailReply) setReply(cmd, rid string)   { r.Cmd, r.Rid = cmd, rid }
 func (r *UploadTarget) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }

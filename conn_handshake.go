@@ -33,6 +33,23 @@ func createUser(ctx context.Context, s *Session, req *Request) (reply, error) {
 	return s.startSession(ctx, u, "")
 }
 
+// checkUsername tells the registration form, while the name is typed, whether it is free. It
+// reveals nothing CreateUser would not (it answers "taken" before any password work too), and
+// costs a per-address budget so that it is no cheaper a way to list the users.
+func checkUsername(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if !validUsername(req.Username) {
+		return nil, clientErr("Invalid username: use 3 to 32 letters, digits or underscores.")
+	}
+	if !s.db.limits.nameChecks.spend(s.remote, 1) {
+		return nil, clientErr("Too many checks from your address; try again later.")
+	}
+	_, err := s.db.getUser(ctx, req.Username)
+	if err != nil && !isNotFound(err) {
+		return nil, err
+	}
+	return &NameCheck{Username: req.Username, Available: isNotFound(err)}, nil
+}
+
 // checkNewUser refuses a CreateUser request whose name is invalid or taken or whose fields are
 // invalid, before any password is hashed.
 func (db *Database) checkNewUser(ctx context.Context, req *Request) error {

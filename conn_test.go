@@ -75,6 +75,20 @@ func uniquePhone() string {
 	return fmt.Sprintf("+1 555 %03d %04d", os.Getpid()%1000, userSeq.Add(1)%10000)
 }
 
+// CheckUsername answers before login whether a name is free, for the registration form.
+func TestCheckUsername(t *testing.T) {
+	srv := startServer(t, testConfig(t))
+	taken := register(t, srv, "taken")
+	c := dialRaw(t, srv)
+	if rep := c.ok("CheckUsername", map[string]any{"username": strings.ToUpper(taken.name)}); rep["Available"] != false {
+		t.Fatalf("a taken name (other case): %v", rep)
+	}
+	if rep := c.ok("CheckUsername", map[string]any{"username": uniqueName("free")}); rep["Available"] != true {
+		t.Fatalf("a free name: %v", rep)
+	}
+	c.fails("CheckUsername", map[string]any{"username": "a b"}, "Invalid username")
+}
+
 func TestLoginErrors(t *testing.T) {
 	srv := startServer(t, testConfig(t))
 	owner := register(t, srv, "Taken")

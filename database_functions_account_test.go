@@ -139,8 +139,10 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 		return p["cmd"] == "UpdateUser" && len(p["Friends"].([]any)) == 0
 	})
 	_ = fv
+	// What they wrote stays, and the timeline says they left.
 	msgs := friend.ok("GetAllConvoData", map[string]any{"CID": cid})["Messages"].([]any)
-	if len(msgs) != 1 || msgs[0].(map[string]any)["f_username"] != gone.name {
+	if len(msgs) != 2 || msgs[0].(map[string]any)["f_username"] != gone.name ||
+		msgs[1].(map[string]any)["kind"] != kindEvent || msgs[1].(map[string]any)["content"] != `{"type":"leave"}` {
 		t.Fatalf("messages after delete: %v", msgs)
 	}
 	dialRaw(t, srv).fails("ValidateUser", map[string]any{"username": gone.name, "password": testPassword}, "Invalid username or password")

@@ -386,7 +386,11 @@ type limits struct {
 	handshakes    *addrCounter // pre-login commands in progress per address
 	codes         *budget      // verification codes sent per user, per day
 	mails         *budget      // e-mails and invitations sent per user, per day
+	nameChecks    *budget      // CheckUsername per address, per hour
 }
+
+// nameChecksPerHour bounds CheckUsername per address: plenty for typing names.
+const nameChecksPerHour = 300
 
 const (
 	missBurst = 20 // single lookups that find nobody, per user, then one a minute
@@ -405,6 +409,7 @@ func newLimits(cfg Config) *limits {
 		handshakes:    newAddrCounter(cfg.HandshakesPerAddr),
 		codes:         newBudget(codesPerDay, 24*time.Hour),
 		mails:         newBudget(cfg.MailsPerDay, 24*time.Hour),
+		nameChecks:    newBudget(nameChecksPerHour, time.Hour),
 	}
 }
 

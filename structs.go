@@ -77,6 +77,14 @@ type ErrorReply struct {
 	Error  string `json:"error"`
 }
 
+// NameCheck answers CheckUsername.
+type NameCheck struct {
+	Cmd       string `json:"cmd"`
+	Rid       string `json:"rid,omitempty"`
+	Username  string `json:"Username"`
+	Available bool   `json:"Available"`
+}
+
 // AckReply acknowledges a command whose effect arrives as pushes.
 type AckReply struct {
 	Cmd      string `json:"cmd"`

@@ -244,5 +244,18 @@ func TestWebPolish(t *testing.T) {
 		}
 		alice.screenshot(t, "days.png")
 	})
+
+	t.Run("a taken username while typing", func(t *testing.T) {
+		carol := newPage(t, browser, base, 1280, 800)
+		carol.do(t, chromedp.Navigate(base+"/"))
+		carol.waitVisible(t, "#auth-view")
+		carol.click(t, "#tab-register")
+		carol.waitJS(t, "connected", `document.body.dataset.conn !== 'offline'`)
+		carol.typeInto(t, "#reg-username", strings.ToUpper(aliceName))
+		carol.waitJS(t, "the name reported taken", textIs("#reg-username-hint", "“"+strings.ToUpper(aliceName)+"” is taken; try another.")+
+			` && document.getElementById('reg-username').getAttribute('aria-invalid') === 'true'`)
+		carol.typeInto(t, "#reg-username", "x")
+		carol.waitJS(t, "a free name clears it", textIs("#reg-username-hint", "3 to 32 letters, digits or underscores."))
+	})
 	t.Logf("browser tests took %v", time.Since(start).Round(time.Millisecond))
 }

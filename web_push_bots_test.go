@@ -123,6 +123,8 @@ func TestWebPushAndBots(t *testing.T) {
 				break
 			}
 		}
+		// A push delivered to a worker still installing (fetching the shell) is lost: wait for it.
+		alice.waitAsync(t, "the service worker active", `navigator.serviceWorker.ready.then((r) => String(!!r.active && r.active.state === 'activated'))`, "true")
 		cid = newConvoWith(t, bob, aliceName)
 		payload, _ := json.Marshal(webPushPayload{Title: bob.name + " - see you at eight", Body: "see you at eight",
 			CID: cid, Sender: bob.name, Kind: "message"})

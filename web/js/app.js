@@ -18,6 +18,7 @@ import {Files} from './files.js';
 import {el, hue, initials, listNames, sameUser, codePoints} from './util.js';
 
 const $ = (id) => document.getElementById(id);
+const NAME_CHECK_MS = 350; // after the last key, before asking whether a username is free
 
 const SECURITY_QUESTIONS = [
   'What was the name of your first pet?',
@@ -284,6 +285,7 @@ class App {
     }
     $('login-form').addEventListener('submit', (e) => this.onLogin(e));
     $('register-form').addEventListener('submit', (e) => this.onRegister(e));
+    $('reg-username').addEventListener('input', () => this.checkNameSoon());
     $('forgot-btn').addEventListener('click', () => this.showReset());
     $('reset-back').addEventListener('click', () => {
       this.selectTab('login');
@@ -425,6 +427,36 @@ class App {
       return;
     }
     this.authSubmit(form, () => this.chat.login(username, password));
+  }
+
+  /** checkNameSoon asks the server, a moment after typing stops, whether the name is free, and
+   * says so under the field (the form still checks everything on submit). */
+  checkNameSoon() {
+    clearTimeout(this.nameTimer);
+    const hint = $('reg-username-hint');
+    const input = $('reg-username');
+    const name = input.value.trim();
+    const reset = () => {
+      hint.textContent = '3 to 32 letters, digits or underscores.';
+      hint.classList.remove('taken');
+      input.removeAttribute('aria-invalid');
+    };
+    reset();
+    if (!/^[A-Za-z0-9_]{3,32}$/.test(name) || !this.conn.isOpen) return;
+    this.nameTimer = setTimeout(async () => {
+      let rep;
+      try {
+        rep = await this.conn.request('CheckUsername', {username: name});
+      } catch {
+        return; // the submit answers anyway
+      }
+      if (input.value.trim() !== name) return; // typed on meanwhile
+      if (rep.Available === false) {
+        hint.textContent = `“${name}” is taken; try another.`;
+        hint.classList.add('taken');
+        input.setAttribute('aria-invalid', 'true');
+      }
+    }, NAME_CHECK_MS);
   }
 
   onRegister(e) {
