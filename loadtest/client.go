@@ -27,6 +27,7 @@ type frame struct {
 	FUsername string            `json:"f_username"`
 	Session   string            `json:"session"`
 	Messages  []json.RawMessage `json:"Messages"`
+	More      bool              `json:"More"`
 }
 
 // callTimeout bounds a request's wait for its reply: a server that stops answering must not hang

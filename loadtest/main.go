@@ -5,7 +5,7 @@
 //	go run ./loadtest -start -mode messages -users 30 -k 3 -rate 1000 -duration 20s
 //	go run ./loadtest -url ws://127.0.0.1:8080/ws/websocket -postgres dbname=pingedchat -pid 1234 -mode history
 //
-// Modes: messages, idle, logins, history, convos. See BENCHMARKS.md for the figures and targets.
+// Modes: messages, idle, logins, history, convos, storm. See BENCHMARKS.md for the figures and targets.
 package main
 
 import (
@@ -47,7 +47,7 @@ type Options struct {
 func parseOptions(args []string) (Options, error) {
 	var o Options
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	fs.StringVar(&o.Mode, "mode", "messages", "messages, idle, logins, history or convos")
+	fs.StringVar(&o.Mode, "mode", "messages", "messages, idle, logins, history, convos or storm")
 	fs.StringVar(&o.URL, "url", "", "websocket URL of a running server, e.g. ws://127.0.0.1:8080/ws/websocket (start it with -command-rate 100000 -command-burst 100000)")
 	fs.BoolVar(&o.Start, "start", false, "build and start a pingedchat on a fresh database instead of -url")
 	fs.StringVar(&o.Postgres, "postgres", "", "with -url: the server's database (history fills it, convos inspects it, messages and convos put their reference tables there)")
@@ -58,7 +58,7 @@ func parseOptions(args []string) (Options, error) {
 	fs.IntVar(&o.Window, "window", 4, "messages: outstanding (unacknowledged) sends allowed per sender")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long each measured phase runs")
 	fs.IntVar(&o.Size, "size", 64, "messages: content length in bytes")
-	fs.IntVar(&o.Sessions, "sessions", 2000, "idle: sessions to hold")
+	fs.IntVar(&o.Sessions, "sessions", 2000, "idle: sessions to hold; storm: sessions that reconnect")
 	fs.IntVar(&o.Clients, "clients", 8, "history, logins, convos: concurrent clients")
 	fs.IntVar(&o.Rows, "rows", 100_000, "history: messages in the conversation")
 	fs.IntVar(&o.Convos, "convos", 1000, "convos: conversations to create")
@@ -76,7 +76,7 @@ func parseOptions(args []string) (Options, error) {
 
 func (o *Options) check() error {
 	switch o.Mode {
-	case "messages", "idle", "logins", "history", "convos":
+	case "messages", "idle", "logins", "history", "convos", "storm":
 	default:
 		return fmt.Errorf("unknown -mode %q", o.Mode)
 	}
@@ -143,6 +143,7 @@ func run(ctx context.Context, o Options) (*Report, error) {
 		"logins":   runLogins,
 		"history":  runHistory,
 		"convos":   runConvos,
+		"storm":    runStorm,
 	}
 	err = modes[o.Mode](ctx, tgt, o, rep)
 	rep.finish()
