@@ -111,6 +111,8 @@ func (db *Database) removeTraces(ctx context.Context, u *UserRecord) error {
 	if err := db.deleteMailbox(ctx, u.Username); err != nil {
 		return err
 	}
+	// Files shared in conversations stay, like the messages; the profile picture goes.
+	db.files.removeProfilePic(ctx, u.Username, u.ProfilePic)
 	// The tokens' records only: the sessions are closed with the DeleteUser push at the end.
 	for _, h := range u.Tokens {
 		if _, err := db.quick.Delete(ctx, sessionKey(h), 0); err != nil && !isNotFound(err) {

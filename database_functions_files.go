@@ -141,14 +141,26 @@ func changeProfilePic(ctx context.Context, s *Session, req *Request) (reply, err
 	}); err != nil {
 		return nil, err
 	}
-	if id := fileIDOf(old); id != "" && old != req.ProfilePic {
-		if rec, err := s.db.files.getFile(ctx, id); err == nil && rec.CID == profileCID && upperName(rec.Owner) == s.upper {
-			if err := s.db.files.remove(ctx, rec); err != nil {
-				slog.Warn("deleting the previous profile picture", "user", s.user, "err", err)
-			}
-		}
+	if old != req.ProfilePic {
+		s.db.files.removeProfilePic(ctx, s.user, old)
 	}
 	return s.changeSelf(ctx, func(*UserRecord) error { return errNoChange })
+}
+
+// removeProfilePic deletes a user's former (or, at DeleteUser, current) profile picture file.
+// Failures are logged: the picture is no longer served either way.
+func (f *Files) removeProfilePic(ctx context.Context, user, url string) {
+	id := fileIDOf(url)
+	if f == nil || id == "" {
+		return
+	}
+	rec, err := f.getFile(ctx, id)
+	if err != nil || rec.CID != profileCID || upperName(rec.Owner) != upperName(user) {
+		return
+	}
+	if err := f.remove(ctx, rec); err != nil {
+		slog.Warn("deleting a profile picture", "user", user, "err", err)
+	}
 }
 
 // quotaCommand is AddToQuota (used false) or AddToQuotaUsed: administrators only.

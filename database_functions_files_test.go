@@ -117,4 +117,13 @@ func TestProfilePicturesAreOwnUploadsServedToAnyone(t *testing.T) {
 	if resp := getFile(t, srv, first); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("replaced picture: %d", resp.StatusCode)
 	}
+	// Deleting the account deletes the picture's bytes; a file shared in a conversation stays,
+	// like the messages.
+	alice.ok("DeleteUser", map[string]any{"password": testPassword})
+	if _, err := srv.db.files.getFile(t.Context(), fileIDOf(second)); !isNotFound(err) {
+		t.Fatalf("the profile picture's record after DeleteUser: %v", err)
+	}
+	if _, err := srv.db.files.getFile(t.Context(), fileIDOf(convoFile)); err != nil {
+		t.Fatalf("the conversation's file after DeleteUser: %v", err)
+	}
 }
