@@ -81,6 +81,8 @@ type Config struct {
 	// Files (uploads, mail attachments) and administrators.
 	FilesDir string
 	Admins   string
+	// EditWindow is how long after sending a message its author may edit it (0: always).
+	EditWindow time.Duration
 
 	// Set by tests only.
 	bcryptCost       int
@@ -168,6 +170,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
 	fset.StringVar(&cfg.Admins, "admins", cfg.Admins, "comma-separated usernames of administrators (quotas, deleting any message)")
+	fset.DurationVar(&cfg.EditWindow, "edit-window", cfg.EditWindow, "how long after sending a message its author may edit it (0: no limit)")
 	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")

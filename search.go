@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SearchMessages (DESIGN §3.2, §4): full-text search over the conversations the user is a
+// member of, through the shared index message_search, which the inserts, edits and deletions
+// of messages keep in their own transactions. The hits' current text is read from their
+// conversation tables for the snippets.
+
+const (
+	searchPage     = 20
+	maxSearchWords = 8
+	maxSearchQuery = 200 // characters
+	// The snippet's marks: private-use characters, removed from the text before it is marked,
+	// so that no message can fake one.
+	markStart = "\uE000"
+	markStop  = "\uE001"
+)
+
+func (r *SearchReply) setReply(cmd, rid string) { r.Cmd, r.Rid = cmd, rid }
+
+// searchQuery turns what the user typed into a tsquery: its letter and digit runs, ANDed, the
+// last one a prefix. Nothing else of the input reaches the query's syntax.
+func searchQuery(input string) string {
+	words := strings.FieldsFunc(strings.ToLower(input), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	})
+	if len(words) > maxSearchWords {
+		words = words[:maxSearchWords]
+	}
+	for i, w := range words {
+		words[i] = "'" + w + "'"
+	}
+	if len(words) == 0 {
+		return ""
+	}
+	words[len(words)-1] += ":*"
+	return strings.Join(words, " & ")
+}
+
+func searchMessages(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if len([]rune(req.Query)) > maxSearchQuery {
+		return nil, clientErr("a search has at most %d characters", maxSearchQuery)
+	}
+	q := searchQuery(req.Query)
+	if q == "" {
+		return nil, clientErr("search for at least one word")
+	}
+	before := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	if req.Before != "" {
+		var err error
+		if before, err = parseTime(req.Before); err != nil {
+			return nil, err
+		}
+	}
+	cids, err := s.searchScope(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	out := &SearchReply{Results: []SearchResult{}}
+	if len(cids) == 0 {
+		return out, nil
+	}
+	hits, err := s.db.searchIndex(ctx, q, cids, before)
+	if err != nil {
+		return nil, err
+	}
+	if len(hits) > searchPage {
+		hits, out.More = hits[:searchPage], true
+	}
+	if out.Results, err = s.db.snippets(ctx, q, hits); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// searchScope is the conversations a search may look in: the one named, if the user is a
+// member, else every conversation the user is a member of now.
+func (s *Session) searchScope(ctx context.Context, cid string) ([]string, error) {
+	if cid != "" {
+		c, err := s.memberConvo(ctx, cid)
+		if err != nil {
+			return nil, err
+		}
+		return []string{c.CID}, nil
+	}
+	u, err := s.db.getUser(ctx, s.user)
+	if err != nil {
+		return nil, fmt.Errorf("reading the user's conversations: %w", err)
+	}
+	cids := make([]string, 0, len(u.Convos))
+	for c := range u.Convos {
+		if validCID(c) {
+			cids = append(cids, c)
+		}
+	}
+	return cids, nil
+}
+
+// searchIndex is up to a page and one of hits (CID, m_time, id), newest first.
+func (db *Database) searchIndex(ctx context.Context, q string, cids []string, before time.Time) ([]SearchResult, error) {
+	rows, err := db.pool.Query(ctx, `SELECT cid::text, m_time, id FROM message_search
+		WHERE tsv @@ to_tsquery('simple', $1) AND cid = ANY($2::uuid[]) AND m_time < $3
+		ORDER BY m_time DESC LIMIT $4`, q, cids, before, searchPage+1)
+	if err != nil {
+		return nil, fmt.Errorf("searching: %w", err)
+	}
+	defer rows.Close()
+	var hits []SearchResult
+	for rows.Next() {
+		var h SearchResult
+		var mt time.Time
+		if err := rows.Scan(&h.CID, &mt, &h.ID); err != nil {
+			return nil, fmt.Errorf("searching: %w", err)
+		}
+		h.MTime = formatTime(mt)
+		hits = append(hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("searching: %w", err)
+	}
+	return hits, nil
+}
+
+// snippets reads the hits' authors and current text, marked where they match, in one batch.
+// A hit deleted since it was indexed (a race with its deletion) is left out.
+func (db *Database) snippets(ctx context.Context, q string, hits []SearchResult) ([]SearchResult, error) {
+	out := []SearchResult{}
+	if len(hits) == 0 {
+		return out, nil
+	}
+	opts := "StartSel=" + markStart + ", StopSel=" + markStop + ", MaxWords=30, MinWords=15, ShortWord=0"
+	b := &pgx.Batch{}
+	for _, h := range hits {
+		at, _ := parseTime(h.MTime)
+		b.Queue(fmt.Sprintf(`SELECT f_username, ts_headline('simple', translate(content, $3, ''), to_tsquery('simple', $4), $5)
+			FROM %s WHERE m_time = $1 AND id = $2 AND deleted IS NOT TRUE`, convTable(h.CID)),
+			at, h.ID, markStart+markStop, q, opts)
+	}
+	res := db.pool.SendBatch(ctx, b)
+	defer res.Close()
+	for _, h := range hits {
+		var text string
+		err := res.QueryRow().Scan(&h.FUsername, &text)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading a search hit in %s: %w", h.CID, err)
+		}
+		h.Snippet = splitMarks(text)
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// splitMarks cuts a headline at its marks into plain and marked runs.
+func splitMarks(s string) []SnippetPart {
+	var out []SnippetPart
+	for s != "" {
+		i := strings.Index(s, markStart)
+		if i < 0 {
+			out = append(out, SnippetPart{Text: s})
+			break
+		}
+		if i > 0 {
+			out = append(out, SnippetPart{Text: s[:i]})
+		}
+		s = s[i+len(markStart):]
+		j := strings.Index(s, markStop)
+		if j < 0 {
+			j = len(s)
+		}
+		out = append(out, SnippetPart{Text: s[:j], Mark: true})
+		s = strings.TrimPrefix(s[j:], markStop)
+	}
+	return out
+}
