@@ -133,6 +133,12 @@ func TestOfflineClientGetsEveryChangeOnceInOrder(t *testing.T) {
 	bob.waitPush("the last change", func(p map[string]any) bool { return p["kind"] == "reaction" && p["on"] == nil })
 
 	carol = login(t, srv, carol.name)
+	// Changes are not unread messages: three from alice and bob's reply are.
+	for _, c := range carol.ok("GetUserView", nil)["CIDs"].([]any) {
+		if c := c.(map[string]any); c["CID"] == cid && c["UnreadCount"] != float64(4) {
+			t.Fatalf("carol's unread count: %v, want 4", c["UnreadCount"])
+		}
+	}
 	rows := syncSince(carol, cid, syncPoint)
 	var kinds []string
 	seen := map[float64]bool{}
