@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSearchQuery(t *testing.T) {
@@ -108,3 +113,112 @@ func TestSearchMessages(t *testing.T) {
 		t.Fatalf("the second page: %v %q", page["More"], got)
 	}
 }
+
+// TestSearchAtScale measures the search index at a size set by PINGED_SEARCH_SCALE (messages;
+// BENCHMARKS.md has the figures for 10,000,000): the index filled directly in SQL with messages
+// of 10,000 conversations, 8 words each from a 20,000-word vocabulary with a skewed (Zipf-like)
+// frequency, then searchIndex for a user in 1,000 of the conversations, against the same query
+// on the same one table without the membership filter (the reference) and in one conversation.
+// Skipped unless asked for: it takes minutes and gigabytes.
+func TestSearchAtScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PINGED_SEARCH_SCALE"))
+	if n <= 0 {
+		t.Skip("set PINGED_SEARCH_SCALE=10000000 to measure search at that many messages")
+	}
+	const convos, member, vocab = 10000, 1000, 20000
+	srv := startServer(t, testConfig(t))
+	ctx := context.Background()
+	pool := srv.db.pool
+	exec := func(what, sql string, args ...any) {
+		start := time.Now()
+		if _, err := pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%s: %s", what, time.Since(start).Round(time.Millisecond))
+	}
+	cidOf := func(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012x", i) }
+	genStart := time.Now()
+	exec("dropping the indexes", `ALTER TABLE message_search DROP CONSTRAINT message_search_pkey;
+		DROP INDEX message_search_tsv; DROP INDEX message_search_m_time`)
+	const chunk = 1_000_000
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		exec(fmt.Sprintf("rows %d–%d", lo, hi), fmt.Sprintf(`INSERT INTO message_search (cid, m_time, id, tsv)
+			SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(g %% %[1]d), 12, '0'))::uuid,
+				timestamptz '2025-01-01' + g * interval '3 seconds', g / %[1]d + 1,
+				(SELECT array_to_tsvector(array_agg('w' || floor(pow(random(), 3) * %[2]d)::int))
+					FROM generate_series(1, 8 + g * 0))
+			FROM generate_series($1::int, $2::int - 1) g`, convos, vocab), lo, hi)
+	}
+	exec("building the primary key", `SET maintenance_work_mem = '1GB';
+		ALTER TABLE message_search ADD PRIMARY KEY (cid, m_time)`)
+	exec("building the GIN index", `SET maintenance_work_mem = '1GB';
+		CREATE INDEX message_search_tsv ON message_search USING gin (tsv)`)
+	exec("building the m_time index", `SET maintenance_work_mem = '1GB';
+		CREATE INDEX message_search_m_time ON message_search (m_time)`)
+	exec("analyzing", `VACUUM ANALYZE message_search`)
+	var size string
+	_ = pool.QueryRow(ctx, `SELECT pg_size_pretty(pg_total_relation_size('message_search'))`).Scan(&size)
+	t.Logf("generated %d messages in %s; table with indexes: %s", n, time.Since(genStart).Round(time.Second), size)
+
+	var mine []string
+	for i := range member {
+		mine = append(mine, cidOf(i*(convos/member)))
+	}
+	far := time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+	queries := []struct {
+		name  string
+		query func(i int) string
+	}{
+		{"rare word (~0.01 % of messages)", func(i int) string { return fmt.Sprintf("'w%d'", 18000+i%2000) }},
+		{"medium word (~0.2 %)", func(i int) string { return fmt.Sprintf("'w%d'", 400+i%200) }},
+		{"common word (~3 %)", func(i int) string { return fmt.Sprintf("'w%d'", 2+i%8) }},
+		{"two words", func(i int) string { return fmt.Sprintf("'w%d' & 'w%d'", 5+i%10, 300+i%100) }},
+		{"prefix (last word)", func(i int) string { return fmt.Sprintf("'w%d':*", 1000+i%9000) }},
+	}
+	const runs = 200
+	measure := func(run func(q string) error, q func(int) string) (p50, p99 time.Duration) {
+		var d []time.Duration
+		for i := range runs {
+			start := time.Now()
+			if err := run(q(i)); err != nil {
+				t.Fatal(err)
+			}
+			d = append(d, time.Since(start))
+		}
+		slices.Sort(d)
+		return d[len(d)/2], d[len(d)*99/100]
+	}
+	reference := func(q string) error {
+		rows, err := pool.Query(ctx, `SELECT cid::text, m_time, id FROM message_search
+			WHERE tsv @@ to_tsquery('simple', $1) AND m_time < $2 ORDER BY m_time DESC LIMIT 21`, q, far)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		return rows.Err()
+	}
+	t.Logf("| query | user in %d conversations p50 / p99 | one conversation p50 / p99 | reference: the whole table, no membership filter p50 / p99 |", member)
+	for _, qq := range queries {
+		u50, u99 := measure(func(q string) error { _, err := srv.db.searchIndex(ctx, q, mine, far); return err }, qq.query)
+		c50, c99 := measure(func(q string) error { _, err := srv.db.searchIndex(ctx, q, mine[:1], far); return err }, qq.query)
+		r50, r99 := measure(reference, qq.query)
+		t.Logf("| %s | %s / %s | %s / %s | %s / %s |", qq.name, ms(u50), ms(u99), ms(c50), ms(c99), ms(r50), ms(r99))
+		var plan string
+		rows, _ := pool.Query(ctx, `EXPLAIN SELECT cid::text, m_time, id FROM message_search
+			WHERE tsv @@ to_tsquery('simple', $1) AND cid = ANY($2::uuid[]) AND m_time < $3
+			ORDER BY m_time DESC LIMIT 21`, qq.query(0), mine, far)
+		for rows.Next() {
+			var l string
+			_ = rows.Scan(&l)
+			if i := strings.Index(l, "(cid = ANY"); i >= 0 {
+				l = l[:i] + "(cid = ANY(<the user's conversations>))"
+			}
+			plan += "\n    " + l
+		}
+		rows.Close()
+		t.Logf("plan for %s:%s", qq.name, plan)
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
