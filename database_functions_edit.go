@@ -175,6 +175,7 @@ func editMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 		}
 		t.Content, row.Content = req.Content, req.Content
 		t.Mentions = mentionsIn(req.Content, c.Members)
+		row.Mentions = t.Mentions // the edit row carries the new text's mentions
 		return nil
 	})
 }
@@ -313,12 +314,12 @@ func storeChange(ctx context.Context, tx pgx.Tx, t, row *Message) error {
 		reactions, _ = json.Marshal(nonNil(row.Reactions))
 	}
 	var mt time.Time
-	err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %[1]s (m_time, id, f_username, content, kind, client_id, target, reaction_on, reactions)
+	err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %[1]s (m_time, id, f_username, content, kind, client_id, target, reaction_on, reactions, mentions)
 		SELECT GREATEST(clock_timestamp(), COALESCE(last.m_time, '-infinity') + interval '1 microsecond'),
-			COALESCE(last.id, 0) + 1, $1, $2, $3, $4, $5, $6, $7
+			COALESCE(last.id, 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8
 		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT m_time, id FROM %[1]s ORDER BY m_time DESC LIMIT 1) last ON true
 		RETURNING id, m_time`, tbl),
-		row.FUsername, row.Content, row.Kind, clientID, row.Target, row.Kind == "reaction", reactions).Scan(&row.ID, &mt)
+		row.FUsername, row.Content, row.Kind, clientID, row.Target, row.On, reactions, row.Mentions).Scan(&row.ID, &mt)
 	if err != nil {
 		return fmt.Errorf("storing a change in %s: %w", tbl, err)
 	}

@@ -162,6 +162,9 @@ func TestOfflineClientGetsEveryChangeOnceInOrder(t *testing.T) {
 	if r := rows[5]; r["reply_to"] != ids[1] || fmt.Sprint(r["mentions"]) != fmt.Sprintf("[%s]", alice.name) {
 		t.Fatalf("the reply: %v", r)
 	}
+	if rows[7]["on"] != true || rows[8]["on"] != nil || rows[8]["content"] != "❤️" || rows[8]["f_username"] != bob.name {
+		t.Fatalf("a reaction added and taken back: %v, %v", rows[7], rows[8])
+	}
 	applyRows(carolView, rows)
 
 	fresh := map[int64]*viewMsg{}

@@ -106,29 +106,68 @@ func (s *Session) searchScope(ctx context.Context, cid string) ([]string, error)
 	return cids, nil
 }
 
-// searchIndex is up to a page and one of hits (CID, m_time, id), newest first.
+// searchCap is where a search stops collecting every match of its words (the first phase) and
+// walks the index newest first instead (the second): beyond it matches are dense enough that the
+// walk finds a page soon. (A variable for the tests.)
+var searchCap = 50000
+
+// searchIndex is up to a page and one of hits (CID, m_time, id), newest first, in two phases.
+// First every match of the words (from the GIN index, at most searchCap), then the user's
+// newest among them; a word matching more than searchCap messages is instead found by walking
+// the m_time index newest first, testing each message. Left to itself the planner walks the
+// m_time index for words of middling frequency too, which reads far more rows than the matches.
+// Both run with their parameters as constants (QueryExecModeExec: a plan for these values), so
+// that membership is a hash probe rather than a scan of the CID list per row.
 func (db *Database) searchIndex(ctx context.Context, q string, cids []string, before time.Time) ([]SearchResult, error) {
-	rows, err := db.pool.Query(ctx, `SELECT cid::text, m_time, id FROM message_search
-		WHERE tsv @@ to_tsquery('simple', $1) AND cid = ANY($2::uuid[]) AND m_time < $3
-		ORDER BY m_time DESC LIMIT $4`, q, cids, before, searchPage+1)
+	rows, err := db.pool.Query(ctx, `WITH hits AS MATERIALIZED (
+			SELECT cid, m_time, id FROM message_search
+			WHERE tsv @@ to_tsquery('simple', $1) AND m_time < $3 LIMIT $4)
+		SELECT n.n, h.cid::text, h.m_time, h.id FROM (SELECT count(*) AS n FROM hits) n
+		LEFT JOIN LATERAL (SELECT cid, m_time, id FROM hits WHERE cid = ANY($2::uuid[])
+			ORDER BY m_time DESC LIMIT $5) h ON true`,
+		pgx.QueryExecModeExec, q, cids, before, searchCap, searchPage+1)
 	if err != nil {
 		return nil, fmt.Errorf("searching: %w", err)
 	}
-	defer rows.Close()
-	var hits []SearchResult
-	for rows.Next() {
-		var h SearchResult
-		var mt time.Time
-		if err := rows.Scan(&h.CID, &mt, &h.ID); err != nil {
-			return nil, fmt.Errorf("searching: %w", err)
-		}
-		h.MTime = formatTime(mt)
-		hits = append(hits, h)
+	hits, n, err := scanHits(rows, true)
+	if err != nil || n < int64(searchCap) {
+		return hits, err
 	}
-	if err := rows.Err(); err != nil {
+	rows, err = db.pool.Query(ctx, `SELECT cid::text, m_time, id FROM message_search
+		WHERE tsv @@ to_tsquery('simple', $1) AND cid = ANY($2::uuid[]) AND m_time < $3
+		ORDER BY m_time DESC LIMIT $4`, pgx.QueryExecModeExec, q, cids, before, searchPage+1)
+	if err != nil {
 		return nil, fmt.Errorf("searching: %w", err)
 	}
-	return hits, nil
+	hits, _, err = scanHits(rows, false)
+	return hits, err
+}
+
+// scanHits reads search hits (after the count of matches, when withCount; a row without a hit
+// only carries the count).
+func scanHits(rows pgx.Rows, withCount bool) ([]SearchResult, int64, error) {
+	defer rows.Close()
+	var hits []SearchResult
+	var n int64
+	for rows.Next() {
+		var cid *string
+		var mt *time.Time
+		var id *int64
+		dest := []any{&cid, &mt, &id}
+		if withCount {
+			dest = append([]any{&n}, dest...)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, 0, fmt.Errorf("searching: %w", err)
+		}
+		if cid != nil && mt != nil && id != nil {
+			hits = append(hits, SearchResult{CID: *cid, MTime: formatTime(*mt), ID: *id})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("searching: %w", err)
+	}
+	return hits, n, nil
 }
 
 // snippets reads the hits' authors and current text, marked where they match, in one batch.

@@ -230,6 +230,7 @@ export class LocalStore {
     if (row.kind === 'edit') {
       t.content = typeof row.content === 'string' ? row.content : '';
       t.edited = row.m_time;
+      t.mentions = Array.isArray(row.mentions) ? row.mentions.filter((m) => typeof m === 'string') : [];
     } else if (row.kind === 'delete') {
       Object.assign(t, {content: '', deleted: true, reactions: [], mentions: []});
     } else {
