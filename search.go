@@ -108,8 +108,12 @@ func (s *Session) searchScope(ctx context.Context, cid string) ([]string, error)
 
 // searchCap is where a search stops collecting every match of its words (the first phase) and
 // walks the index newest first instead (the second): beyond it matches are dense enough that the
-// walk finds a page soon. (A variable for the tests.)
+// walk finds a page soon.
 var searchCap = 50000
+
+// searchFewConvos: up to this many conversations, a search walks each one's key newest first.
+// (Variables for the tests.)
+var searchFewConvos = 10
 
 // searchIndex is up to a page and one of hits (CID, m_time, id), newest first, in two phases.
 // First every match of the words (from the GIN index, at most searchCap), then the user's
@@ -118,7 +122,13 @@ var searchCap = 50000
 // m_time index for words of middling frequency too, which reads far more rows than the matches.
 // Both run with their parameters as constants (QueryExecModeExec: a plan for these values), so
 // that membership is a hash probe rather than a scan of the CID list per row.
+//
+// A search in a few conversations (one, with CID) goes straight to the second query: the
+// primary key (cid, m_time) walks each conversation newest first.
 func (db *Database) searchIndex(ctx context.Context, q string, cids []string, before time.Time) ([]SearchResult, error) {
+	if len(cids) <= searchFewConvos {
+		return db.searchNewestFirst(ctx, q, cids, before)
+	}
 	rows, err := db.pool.Query(ctx, `WITH hits AS MATERIALIZED (
 			SELECT cid, m_time, id FROM message_search
 			WHERE tsv @@ to_tsquery('simple', $1) AND m_time < $3 LIMIT $4)
@@ -133,13 +143,19 @@ func (db *Database) searchIndex(ctx context.Context, q string, cids []string, be
 	if err != nil || n < int64(searchCap) {
 		return hits, err
 	}
-	rows, err = db.pool.Query(ctx, `SELECT cid::text, m_time, id FROM message_search
+	return db.searchNewestFirst(ctx, q, cids, before)
+}
+
+// searchNewestFirst is the second phase: the user's matches, newest first, by whatever index the
+// planner picks for these values.
+func (db *Database) searchNewestFirst(ctx context.Context, q string, cids []string, before time.Time) ([]SearchResult, error) {
+	rows, err := db.pool.Query(ctx, `SELECT cid::text, m_time, id FROM message_search
 		WHERE tsv @@ to_tsquery('simple', $1) AND cid = ANY($2::uuid[]) AND m_time < $3
 		ORDER BY m_time DESC LIMIT $4`, pgx.QueryExecModeExec, q, cids, before, searchPage+1)
 	if err != nil {
 		return nil, fmt.Errorf("searching: %w", err)
 	}
-	hits, _, err = scanHits(rows, false)
+	hits, _, err := scanHits(rows, false)
 	return hits, err
 }
 

@@ -55,6 +55,8 @@ func searchTexts(rep map[string]any) []string {
 // never finds deleted messages, looks only in the user's conversations (not one left), and pages
 // newest first.
 func TestSearchMessages(t *testing.T) {
+	searchFewConvos = 0 // the two phases, as for a user in many conversations
+	defer func() { searchFewConvos = 10 }()
 	srv := startServer(t, testConfig(t))
 	alice := register(t, srv, "alice")
 	bob := register(t, srv, "bob")
