@@ -25,14 +25,30 @@ import (
 // table; reads work on both shapes. Each table records its version in its comment.
 
 const (
-	convTableVersion = "pingedchat conv v2"
+	convTableVersion   = "pingedchat conv v3"
+	convTableVersionV2 = "pingedchat conv v2"
 	// The migration from version 1: the identity (and its sequence) and the id key go, m_time
 	// becomes the key, its separate index goes.
 	convTableMigrationV2 = `ALTER TABLE %[1]s ALTER COLUMN id DROP IDENTITY;
 		ALTER TABLE %[1]s DROP CONSTRAINT %[1]s_pkey;
 		ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_pkey PRIMARY KEY (m_time);
 		DROP INDEX IF EXISTS %[1]s_m_time;
+		COMMENT ON TABLE %[1]s IS '` + convTableVersionV2 + `';`
+	// The migration from version 2: the columns of edits, deletions, reactions, replies and
+	// mentions (nullable without a default: nothing is rewritten), and the table's messages
+	// into the search table (%[2]s is the CID).
+	convTableMigrationV3 = `ALTER TABLE %[1]s ` + convColumnsV3 + `;
+		INSERT INTO message_search (cid, m_time, id, tsv)
+			SELECT '%[2]s', m_time, id, to_tsvector('simple', content) FROM %[1]s
+			WHERE ` + searchableKind + `
+			ON CONFLICT DO NOTHING;
 		COMMENT ON TABLE %[1]s IS '` + convTableVersion + `';`
+	convColumnsV3 = `ADD COLUMN target bigint, ADD COLUMN reaction_on boolean,
+		ADD COLUMN edited timestamptz, ADD COLUMN changed timestamptz, ADD COLUMN deleted boolean,
+		ADD COLUMN reactions jsonb, ADD COLUMN reply_to bigint, ADD COLUMN quote_from text,
+		ADD COLUMN quote text, ADD COLUMN mentions text[]`
+	// searchableKind selects the rows that are messages (not change rows) and not deleted.
+	searchableKind = `kind NOT IN ('edit', 'delete', 'reaction', 'event', 'bot') AND deleted IS NOT TRUE`
 )
 
 // createConvoTable creates a conversation's message table.
@@ -47,7 +63,8 @@ func (db *Database) createConvoTable(ctx context.Context, cid string) error {
 			kind       text        NOT NULL DEFAULT 'text',
 			client_id  text        UNIQUE
 		);
-		COMMENT ON TABLE %[1]s IS '%[2]s';`, t, convTableVersion))
+		ALTER TABLE %[1]s %[3]s;
+		COMMENT ON TABLE %[1]s IS '%[2]s';`, t, convTableVersion, convColumnsV3))
 	if err != nil {
 		return fmt.Errorf("creating table %s: %w", t, err)
 	}
@@ -57,6 +74,7 @@ func (db *Database) createConvoTable(ctx context.Context, cid string) error {
 
 func (db *Database) dropConvoTable(ctx context.Context, cid string) {
 	_, _ = db.pool.Exec(ctx, "DROP TABLE IF EXISTS "+convTable(cid))
+	_, _ = db.pool.Exec(ctx, "DELETE FROM message_search WHERE cid = $1", cid)
 	db.convTables.Delete(cid)
 }
 
@@ -78,7 +96,12 @@ func (db *Database) ensureConvTable(ctx context.Context, cid string) error {
 		if comment != nil && *comment == convTableVersion {
 			return nil
 		}
-		_, err := tx.Exec(ctx, fmt.Sprintf(convTableMigrationV2, t))
+		if comment == nil || *comment != convTableVersionV2 {
+			if _, err := tx.Exec(ctx, fmt.Sprintf(convTableMigrationV2, t)); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, fmt.Sprintf(convTableMigrationV3, t, cid))
 		return err
 	})
 	if err != nil {
@@ -119,14 +142,14 @@ func (db *Database) insertMessage(ctx context.Context, q querier, m *Message) (d
 	}
 	b := &pgx.Batch{}
 	b.Queue("SELECT pg_advisory_xact_lock($1)", lockKey(m.CID))
-	b.Queue(insertSQL(m.CID), m.FUsername, m.Content, m.Kind, clientID)
+	b.Queue(insertSQL(m.CID), insertArgs(m)...)
 	res := q.SendBatch(ctx, b)
 	if _, err := res.Exec(); err != nil {
 		res.Close()
 		return false, fmt.Errorf("locking %s: %w", t, err)
 	}
 	var mt time.Time
-	err = res.QueryRow().Scan(&m.ID, &mt)
+	err = scanInserted(res.QueryRow(), m, &mt)
 	if cerr := res.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -140,29 +163,60 @@ func (db *Database) insertMessage(ctx context.Context, q querier, m *Message) (d
 	return false, nil
 }
 
-// insertSQL inserts one message ($1 sender, $2 content, $3 kind, $4 client_id) after the
-// conversation's newest row; a client_id already stored inserts nothing. Run it under the lock.
+// insertSQL inserts one message ($1 sender, $2 content, $3 kind, $4 client_id, $5 reply_to,
+// $6 the m_time of the message answered, $7 mentions, $8 the CID) after the conversation's newest row, and
+// its words into the search table; a client_id already stored inserts nothing. The quote is
+// read here, under the lock, so that a reply never quotes a message deleted before it.
+// Run it under the lock.
 func insertSQL(cid string) string {
-	return fmt.Sprintf(`INSERT INTO %[1]s (m_time, id, f_username, content, kind, client_id)
+	return fmt.Sprintf(`WITH ins AS (
+		INSERT INTO %[1]s (m_time, id, f_username, content, kind, client_id, reply_to, quote_from, quote, mentions)
 		SELECT GREATEST(clock_timestamp(), COALESCE(last.m_time, '-infinity') + interval '1 microsecond'),
-			COALESCE(last.id, 0) + 1, $1, $2, $3, $4
+			COALESCE(last.id, 0) + 1, $1, $2, $3, $4, $5::bigint, r.f_username,
+			CASE WHEN r.deleted THEN '' ELSE left(r.content, %[2]d) END, $7::text[]
 		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT m_time, id FROM %[1]s ORDER BY m_time DESC LIMIT 1) last ON true
-		ON CONFLICT (client_id) DO NOTHING RETURNING id, m_time`, convTable(cid))
+			LEFT JOIN %[1]s r ON r.m_time = $6::timestamptz AND r.id = $5::bigint
+		ON CONFLICT (client_id) DO NOTHING RETURNING id, m_time, kind, content, deleted, quote_from, quote),
+	idx AS (INSERT INTO message_search (cid, m_time, id, tsv)
+		SELECT $8::uuid, m_time, id, to_tsvector('simple', content) FROM ins WHERE `+searchableKind+`)
+	SELECT id, m_time, quote_from, quote FROM ins`, convTable(cid), quoteLength)
 }
 
-// storedByClientID fills m from the stored message with m's client_id.
+// insertArgs are insertSQL's parameters for m.
+func insertArgs(m *Message) []any {
+	var clientID, replyTime *string
+	var replyTo *int64
+	if m.ClientID != "" {
+		clientID = &m.ClientID
+	}
+	if m.ReplyTo != 0 {
+		replyTo, replyTime = &m.ReplyTo, &m.ReplyMTime
+	}
+	return []any{m.FUsername, m.Content, m.Kind, clientID, replyTo, replyTime, m.Mentions, m.CID}
+}
+
+// scanInserted reads insertSQL's result into m.
+func scanInserted(row pgx.Row, m *Message, mt *time.Time) error {
+	var from, quote *string
+	if err := row.Scan(&m.ID, mt, &from, &quote); err != nil {
+		return err
+	}
+	if from != nil && quote != nil {
+		m.Quote = &Quote{FUsername: *from, Content: *quote}
+	}
+	return nil
+}
+
+// storedByClientID fills m from the stored message (or change row) with m's client_id.
 func storedByClientID(ctx context.Context, q querier, m *Message) error {
-	var mt time.Time
-	var from string
-	err := q.QueryRow(ctx, fmt.Sprintf(
-		"SELECT id, m_time, f_username, content, kind FROM %s WHERE client_id = $1", convTable(m.CID)),
-		m.ClientID).Scan(&m.ID, &mt, &from, &m.Content, &m.Kind)
+	want := m.FUsername
+	err := scanMessage(q.QueryRow(ctx, fmt.Sprintf(
+		"SELECT %s FROM %s WHERE client_id = $1", messageColumns, convTable(m.CID)), m.ClientID), m)
 	if err != nil {
 		return fmt.Errorf("reading message by client_id: %w", err)
 	}
-	if !strings.EqualFold(from, m.FUsername) {
+	if !strings.EqualFold(m.FUsername, want) {
 		return clientErr("client_id already used by another message")
 	}
-	m.MTime = formatTime(mt)
 	return nil
 }

@@ -38,7 +38,7 @@ func TestEmptyConversationTableIsSmall(t *testing.T) {
 
 // A table made by an older release (identity id key, separate m_time index) keeps working: the
 // first write migrates it, its messages and ids are kept, ids go on from the newest, and a
-// resend of an old message is still recognised.
+// resend of an old message is still recognised, and its messages are searchable.
 func TestOldConversationTableIsMigratedOnFirstWrite(t *testing.T) {
 	srv := startServer(t, testConfig(t))
 	alice := register(t, srv, "alice")
@@ -95,5 +95,9 @@ func TestOldConversationTableIsMigratedOnFirstWrite(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[1:old one 2:old two 3:old three 4:new one]" {
 		t.Fatalf("messages after the migration: %v", got)
+	}
+	// The migration put the old messages into the search index (version 3).
+	if hits := bob.ok("SearchMessages", map[string]any{"query": "old"})["Results"].([]any); len(hits) != 3 {
+		t.Fatalf("old messages found after the migration: %v", hits)
 	}
 }

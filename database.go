@@ -345,6 +345,11 @@ func init() {
 		"GetConvoData":         getConvoData,
 		"GetMoreConvoMessages": getMoreConvoMessages,
 		"GetAllConvoData":      getAllConvoData,
+		// edits, deletions, reactions (database_functions_edit.go) and search (search.go)
+		"EditMessage":    editMessage,
+		"DeleteMessage":  deleteMessage,
+		"React":          react,
+		"SearchMessages": searchMessages,
 		// scheduled messages (database_functions_scheduled.go)
 		"AddScheduledMessage":        addScheduledMessage,
 		"RemoveScheduledMessage":     removeScheduledMessage,

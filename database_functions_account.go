@@ -103,7 +103,7 @@ func (db *Database) fillActivity(ctx context.Context, user string, out []ConvoSu
 			base = "-infinity"
 		}
 		b.Queue(fmt.Sprintf(`SELECT (SELECT max(m_time) FROM %[1]s),
-			(SELECT count(*) FROM (SELECT 1 FROM %[1]s WHERE m_time > $1::timestamptz AND f_username <> $2 AND kind <> 'event' LIMIT %[2]d) x)`,
+			(SELECT count(*) FROM (SELECT 1 FROM %[1]s WHERE m_time > $1::timestamptz AND f_username <> $2 AND kind NOT IN ('event', 'edit', 'delete', 'reaction') LIMIT %[2]d) x)`,
 			t, maxUnreadCount), base, user)
 	}
 	res := db.pool.SendBatch(ctx, b)

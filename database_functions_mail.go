@@ -203,9 +203,9 @@ func getAllEmails(ctx context.Context, s *Session, req *Request) (reply, error) 
 		if err != nil {
 			return nil, fmt.Errorf("reading mail since %s: %w", mr.MTime, err)
 		}
-	case mr.Before > 0:
+	case mr.BeforeID > 0:
 		rows, err = s.db.pool.Query(ctx, "SELECT "+emailColumns+` FROM mail WHERE owner = $1 AND id < $2
-			AND NOT removed ORDER BY id DESC LIMIT $3`, owner, mr.Before, mailPage+1)
+			AND NOT removed ORDER BY id DESC LIMIT $3`, owner, mr.BeforeID, mailPage+1)
 	default:
 		rows, err = s.db.pool.Query(ctx, "SELECT "+emailColumns+` FROM mail WHERE owner = $1
 			AND NOT removed ORDER BY id DESC LIMIT $2`, owner, mailPage+1)

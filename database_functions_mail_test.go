@@ -178,7 +178,7 @@ func TestMailboxPaging(t *testing.T) {
 	if len(page) != 50 || first["More"] != true || page[0]["ID"].(float64) < page[49]["ID"].(float64) {
 		t.Fatalf("first page: %d, More %v", len(page), first["More"])
 	}
-	rest := emails(alice.ok("GetAllEmails", map[string]any{"Before": page[49]["ID"]}))
+	rest := emails(alice.ok("GetAllEmails", map[string]any{"BeforeID": page[49]["ID"]}))
 	if len(rest) != 5 {
 		t.Fatalf("second page: %d", len(rest))
 	}

@@ -45,6 +45,9 @@ func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 	}
 	m := &Message{Cmd: "SendMessage", CID: c.CID, FUsername: s.user, Content: req.Content,
 		Kind: "text", ClientID: req.ClientID}
+	if err := s.addReplyAndMentions(ctx, c, req, m); err != nil { // database_functions_edit.go
+		return nil, err
+	}
 	dup, err := s.db.insertGrouped(ctx, m)
 	if err != nil {
 		return nil, err
@@ -135,23 +138,22 @@ func (db *Database) deliver(c *ConvoRecord, m *Message) error {
 	return nil
 }
 
-const messageColumns = "id, f_username, m_time, content, kind, COALESCE(client_id, '')"
-
 // queryMessages runs a query over a conversation table that selects messageColumns.
 func (db *Database) queryMessages(ctx context.Context, cid, sql string, args ...any) ([]Message, error) {
+	if err := db.ensureConvTable(ctx, cid); err != nil { // reads select version 3's columns
+		return nil, err
+	}
 	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("reading messages of %s: %w", cid, err)
 	}
 	out := []Message{}
-	var mt time.Time
 	defer rows.Close()
 	for rows.Next() {
 		m := Message{CID: cid}
-		if err := rows.Scan(&m.ID, &m.FUsername, &mt, &m.Content, &m.Kind, &m.ClientID); err != nil {
+		if err := scanMessage(rows, &m); err != nil {
 			return nil, fmt.Errorf("reading messages of %s: %w", cid, err)
 		}
-		m.MTime = formatTime(mt)
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {

@@ -129,11 +129,7 @@ func (db *Database) insertMany(ctx context.Context, group []*queuedInsert) error
 	b := &pgx.Batch{}
 	b.Queue("SELECT pg_advisory_xact_lock($1)", lockKey(cid))
 	for _, q := range group {
-		var clientID *string
-		if q.m.ClientID != "" {
-			clientID = &q.m.ClientID
-		}
-		b.Queue(insertSQL(cid), q.m.FUsername, q.m.Content, q.m.Kind, clientID)
+		b.Queue(insertSQL(cid), insertArgs(q.m)...)
 	}
 	res := db.pool.SendBatch(ctx, b)
 	if _, err := res.Exec(); err != nil {
@@ -143,7 +139,7 @@ func (db *Database) insertMany(ctx context.Context, group []*queuedInsert) error
 	var dups []*queuedInsert
 	for _, q := range group {
 		var mt time.Time
-		err := res.QueryRow().Scan(&q.m.ID, &mt)
+		err := scanInserted(res.QueryRow(), q.m, &mt)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows) && q.m.ClientID != "":
 			dups = append(dups, q)

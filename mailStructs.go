@@ -14,7 +14,7 @@ type MailRequest struct {
 	Text      string   `json:"Text,omitempty"`
 	InReplyTo int64    `json:"InReplyTo,omitempty"`
 	MTime     string   `json:"M_time,omitempty"`
-	Before    int64    `json:"Before,omitempty"`
+	BeforeID  int64    `json:"BeforeID,omitempty"`
 	Unread    *bool    `json:"Unread,omitempty"`
 	Starred   *bool    `json:"Starred,omitempty"`
 	Deleted   *bool    `json:"Deleted,omitempty"`

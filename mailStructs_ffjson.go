@@ -2638,9 +2638,9 @@ func (j *MailRequest) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		fflib.WriteJsonString(buf, string(j.MTime))
 		buf.WriteByte(',')
 	}
-	if j.Before != 0 {
-		buf.WriteString(`"Before":`)
-		fflib.FormatBits2(buf, uint64(j.Before), 10, j.Before < 0)
+	if j.BeforeID != 0 {
+		buf.WriteString(`"BeforeID":`)
+		fflib.FormatBits2(buf, uint64(j.BeforeID), 10, j.BeforeID < 0)
 		buf.WriteByte(',')
 	}
 	if j.Unread != nil {
@@ -2696,7 +2696,7 @@ const (
 
 	ffjtMailRequestMTime
 
-	ffjtMailRequestBefore
+	ffjtMailRequestBeforeID
 
 	ffjtMailRequestUnread
 
@@ -2719,7 +2719,7 @@ var ffjKeyMailRequestInReplyTo = []byte("InReplyTo")
 
 var ffjKeyMailRequestMTime = []byte("M_time")
 
-var ffjKeyMailRequestBefore = []byte("Before")
+var ffjKeyMailRequestBeforeID = []byte("BeforeID")
 
 var ffjKeyMailRequestUnread = []byte("Unread")
 
@@ -2790,8 +2790,8 @@ mainparse:
 
 				case 'B':
 
-					if bytes.Equal(ffjKeyMailRequestBefore, kn) {
-						currentKey = ffjtMailRequestBefore
+					if bytes.Equal(ffjKeyMailRequestBeforeID, kn) {
+						currentKey = ffjtMailRequestBeforeID
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -2887,8 +2887,8 @@ mainparse:
 					goto mainparse
 				}
 
-				if fflib.SimpleLetterEqualFold(ffjKeyMailRequestBefore, kn) {
-					currentKey = ffjtMailRequestBefore
+				if fflib.SimpleLetterEqualFold(ffjKeyMailRequestBeforeID, kn) {
+					currentKey = ffjtMailRequestBeforeID
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -2973,8 +2973,8 @@ mainparse:
 				case ffjtMailRequestMTime:
 					goto handle_MTime
 
-				case ffjtMailRequestBefore:
-					goto handle_Before
+				case ffjtMailRequestBeforeID:
+					goto handle_BeforeID
 
 				case ffjtMailRequestUnread:
 					goto handle_Unread
@@ -3285,9 +3285,9 @@ handle_MTime:
 	state = fflib.FFParse_after_value
 	goto mainparse
 
-handle_Before:
+handle_BeforeID:
 
-	/* handler: j.Before type=int64 kind=int64 quoted=false*/
+	/* handler: j.BeforeID type=int64 kind=int64 quoted=false*/
 
 	{
 		if tok != fflib.FFTok_integer && tok != fflib.FFTok_null {
@@ -3307,7 +3307,7 @@ handle_Before:
 				return fs.WrapErr(err)
 			}
 
-			j.Before = int64(tval)
+			j.BeforeID = int64(tval)
 
 		}
 	}

@@ -93,6 +93,9 @@ type Config struct {
 	PushConfig // push.go
 	BotConfig  // bots.go
 
+	// EditWindow is how long after sending a message its author may edit it (0: always).
+	EditWindow time.Duration
+
 	// Set by tests only.
 	bcryptCost       int
 	guessBackoff     time.Duration
@@ -210,6 +213,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.GiphyURL, "giphy-url", cfg.GiphyURL, "Giphy API base URL")
 	fset.StringVar(&cfg.GeocodingURL, "geocoding-url", cfg.GeocodingURL, "Open-Meteo geocoding API base URL (@forecast)")
 	fset.StringVar(&cfg.ForecastURL, "forecast-url", cfg.ForecastURL, "Open-Meteo forecast API base URL (@forecast)")
+	fset.DurationVar(&cfg.EditWindow, "edit-window", cfg.EditWindow, "how long after sending a message its author may edit it (0: no limit)")
 	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")

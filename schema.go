@@ -87,6 +87,17 @@ var migrations = []string{
 		name text  PRIMARY KEY,
 		key  bytea NOT NULL
 	);`,
+	// 5: the shared full-text index of messages (search.go); conversation tables of version 3
+	// (convtable.go), which releases before this one could not write to, exist from now on.
+	`CREATE TABLE IF NOT EXISTS message_search (
+		cid    uuid        NOT NULL,
+		m_time timestamptz NOT NULL,
+		id     bigint      NOT NULL,
+		tsv    tsvector    NOT NULL,
+		PRIMARY KEY (cid, m_time)
+	);
+	CREATE INDEX IF NOT EXISTS message_search_tsv ON message_search USING gin (tsv);
+	CREATE INDEX IF NOT EXISTS message_search_m_time ON message_search (m_time);`,
 }
 
 // schemaVersion is the version this binary needs.

@@ -48,6 +48,14 @@ type Request struct {
 	Size        int64  `json:"Size,omitempty"`
 	ContentType string `json:"ContentType,omitempty"`
 
+	// Edits, reactions, replies and search (database_functions_edit.go, search.go).
+	ReplyTo    int64  `json:"reply_to,omitempty"`
+	ReplyMTime string `json:"reply_m_time,omitempty"`
+	Emoji      string `json:"emoji,omitempty"`
+	On         bool   `json:"on,omitempty"`
+	Query      string `json:"query,omitempty"`
+	Before     string `json:"before,omitempty"`
+
 	// frame is the request as received, for commands with fields of their own (MailRequest).
 	frame string
 }
@@ -185,6 +193,57 @@ type Message struct {
 	Content   string   `json:"content"`
 	Kind      string   `json:"kind,omitempty"`
 	ClientID  string   `json:"client_id,omitempty"`
+	// A change row (kind edit, delete, reaction) names the message it changes; a reaction row
+	// says whether it was added and carries the message's reactions after it.
+	Target int64 `json:"target,omitempty"`
+	On     bool  `json:"on,omitempty"`
+	// A message's current state: the last edit's m_time, deleted (content cleared), reactions,
+	// and the m_time of the newest change row applied to it.
+	Edited    string     `json:"edited,omitempty"`
+	Changed   string     `json:"changed,omitempty"`
+	Deleted   bool       `json:"deleted,omitempty"`
+	Reactions []Reaction `json:"reactions,omitempty"`
+	// Replies quote the start of the message answered; mentions are members named @username.
+	ReplyTo  int64    `json:"reply_to,omitempty"`
+	Quote    *Quote   `json:"quote,omitempty"`
+	Mentions []string `json:"mentions,omitempty"`
+	// ReplyMTime is the m_time of the message answered (server-side only).
+	ReplyMTime string `json:"-"`
+}
+
+// Reaction is one emoji on a message with who reacted with it, in the order they did.
+type Reaction struct {
+	Emoji string   `json:"emoji"`
+	Users []string `json:"users"`
+}
+
+// Quote is the start of the message a reply answers.
+type Quote struct {
+	FUsername string `json:"f_username"`
+	Content   string `json:"content"`
+}
+
+// SearchReply answers SearchMessages.
+type SearchReply struct {
+	Cmd     string         `json:"cmd"`
+	Rid     string         `json:"rid,omitempty"`
+	Results []SearchResult `json:"Results"`
+	More    bool           `json:"More,omitempty"`
+}
+
+// SearchResult is one message found, with a snippet whose matching words are marked.
+type SearchResult struct {
+	CID       string        `json:"CID"`
+	ID        int64         `json:"id"`
+	MTime     string        `json:"m_time"`
+	FUsername string        `json:"f_username"`
+	Snippet   []SnippetPart `json:"snippet"`
+}
+
+// SnippetPart is a run of a snippet's text, marked where it matched the query.
+type SnippetPart struct {
+	Text string `json:"text"`
+	Mark bool   `json:"mark,omitempty"`
 }
 
 // ConvoData answers GetConvoData, GetMoreConvoMessages and GetAllConvoData.

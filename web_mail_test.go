@@ -193,7 +193,12 @@ func TestWebMail(t *testing.T) {
 		alice.waitJS(t, "the draft in the composer", `document.getElementById('compose-dialog').open && `+textIs("#compose-title", "Draft")+
 			` && document.getElementById('compose-text').value.startsWith('Yes, see you there. Bring the slides.\n')`)
 		alice.click(t, "#compose-form button[type=submit]")
-		alice.waitJS(t, "sent", `!document.getElementById('compose-dialog').open`)
+		alice.waitJS(t, "sent or refused", `!document.getElementById('compose-dialog').open || document.querySelector('#compose-form .form-error').textContent !== ''`)
+		var refused string
+		alice.eval(t, `document.getElementById('compose-dialog').open ? document.querySelector('#compose-form .form-error').textContent : ''`, &refused)
+		if refused != "" {
+			t.Fatalf("sending the draft: %s", refused)
+		}
 		msgs, err := relay.Wait(t.Context(), 1)
 		if err != nil {
 			t.Fatal(err)

@@ -15,6 +15,8 @@ import {Scheduler} from './schedule.js';
 import {Mail} from './mail.js';
 import {Notifier, pushTarget} from './notify.js';
 import {Files} from './files.js';
+import {MessageActions, ReplyBar, MentionCompleter} from './actions.js';
+import {Search} from './search.js';
 import {el, hue, initials, listNames, sameUser, codePoints} from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -122,6 +124,20 @@ class App {
       scroller: $('scroller'), list: $('messages'), note: $('history-note'), jump: $('jump-btn'), typing: $('typing'),
     });
     this.messages.onAttention = () => this.updateAttention();
+    this.replyBar = new ReplyBar({bar: $('reply-bar'), text: $('reply-text'), cancel: $('reply-cancel')});
+    this.messages.actions = new MessageActions(this.chat, {toast, onReply: (r) => {
+      this.replyBar.set(r);
+      $('composer-input').focus();
+    }});
+    this.mentions = new MentionCompleter(this.chat, $('composer-input'), $('mention-list'));
+    this.search = new Search(this.chat, {
+      form: $('search-form'), input: $('search-input'), panel: $('search-panel'), list: $('search-results'),
+      more: $('search-more'), close: $('search-close'), status: $('search-status'),
+    }, (cid, id) => {
+      if (!this.chat.store.convo(cid)) return;
+      this.openConvo(cid, {focus: false});
+      this.messages.jumpTo(id);
+    });
     this.dialogs = new Dialogs(this.chat, {onOpenConvo: (cid) => this.openConvo(cid, {focus: true}), toast});
     this.notifier = new Notifier(this.chat, {
       openConvo: (cid) => {
@@ -201,7 +217,7 @@ class App {
       this.renderRemoved();
       this.messages.renderReceipts();
     });
-    chat.addEventListener('message', (e) => this.messages.onMessage(e.detail.record));
+    chat.addEventListener('message', (e) => this.messages.onMessage(e.detail.record, e.detail.changed));
     chat.addEventListener('reset', (e) => {
       if (e.detail.cid === this.messages.cid) this.messages.reload();
     });
@@ -563,6 +579,7 @@ class App {
     if (!this.chat.store.convo(cid)) return;
     if (this.messages.cid && this.messages.cid !== cid) this.drafts.set(this.messages.cid, $('composer-input').value);
     this.mail.hide();
+    if (this.messages.cid !== cid) this.replyBar.clear();
     this.chat.openConvo(cid);
     this.list.select(cid);
     $('no-convo').hidden = true;
@@ -620,7 +637,8 @@ class App {
     const content = input.value;
     if (!cid || !content.trim()) return;
     try {
-      this.chat.send(cid, content);
+      this.chat.send(cid, content, this.replyBar.record && this.replyBar.record.CID === cid ? this.replyBar.record : null);
+      this.replyBar.clear();
     } catch (err) {
       toast(`Couldn't send your message: ${err.message}.`);
       return;

@@ -80,6 +80,10 @@ const VERBS = {
   AddNewDraft: 'save the draft',
   SendEmailMessage: 'send the e-mail',
   SendEmailInvite: 'send the invitation',
+  EditMessage: 'edit the message',
+  DeleteMessage: 'delete the message',
+  React: 'react to the message',
+  SearchMessages: 'search',
 };
 
 /** describeError puts an error into words for the user. */
@@ -506,7 +510,8 @@ export class Chat extends EventTarget {
       this.needsSync.add(cid);
       this.syncConvo(cid);
     }
-    const {record, added, confirmed} = this.store.putServerMessage(cid, p, this.me);
+    const {record, added, confirmed, changed} = this.store.putServerMessage(cid, p, this.me);
+    if (!record) return; // a change to a message not on this device
     this.noteDelivered(p);
     const fromOther = !sameUser(p.f_username, this.me);
     if (fromOther) this.setTyping(cid, p.f_username, false);
@@ -515,8 +520,8 @@ export class Chat extends EventTarget {
       else this.store.upsertConvo(cid, {UnreadCount: (c.UnreadCount || 0) + 1});
       this.emit('incoming', {cid, record});
     }
-    if (added || confirmed) {
-      this.emit('message', {cid, record, added});
+    if (added || confirmed || changed) {
+      this.emit('message', {cid, record, added, changed: !!changed});
       this.emit('convos');
       this.setState(this.state); // the queued count may have changed
     }
@@ -903,12 +908,12 @@ export class Chat extends EventTarget {
 
   /** send writes a message: shown at once as pending, persisted in the outbox, and sent now if
    * we are online (or when we are next). Returns the record, or throws if it is not sendable. */
-  send(cid, content) {
+  send(cid, content, reply = null) {
     if (!content.trim()) throw new Error('empty message');
     if (codePoints(content) > MAX_CONTENT) {
       throw new Error(`a message has at most ${MAX_CONTENT} characters (this one has ${codePoints(content)})`);
     }
-    const record = this.store.addPending(cid, content, `w${randomId(16)}`, this.me);
+    const record = this.store.addPending(cid, content, `w${randomId(16)}`, this.me, reply && reply.id ? reply : null);
     this.store.save().catch((err) => this.problem(`Couldn't save your message on this device: ${err.message}`));
     this.stopTyping(cid, false);
     this.emit('message', {cid, record, added: true});
@@ -927,7 +932,9 @@ export class Chat extends EventTarget {
     try {
       for (let item = this.store.outboxItems()[0]; item && this.loggedIn; item = this.store.outboxItems()[0]) {
         try {
-          const ack = await this.conn.request('SendMessage', {CID: item.CID, content: item.content, client_id: item.client_id});
+          const fields = {CID: item.CID, content: item.content, client_id: item.client_id};
+          if (item.reply_to) Object.assign(fields, {reply_to: item.reply_to, reply_m_time: item.reply_m_time || ''});
+          const ack = await this.conn.request('SendMessage', fields);
           await this.serially(() => this.onAck(item, ack));
         } catch (err) {
           if (err instanceof ConnectionError) {
@@ -961,6 +968,41 @@ export class Chat extends EventTarget {
       this.emit('convos');
     }
     this.store.save().catch(() => {}); // autosave retries
+  }
+
+  // Changes to stored messages (DESIGN §3.2): sent at once, never queued; the change comes back
+  // as a push to every session, ours included, which applies it.
+
+  /** change sends EditMessage, DeleteMessage or React about a stored message record. */
+  async change(cmd, record, fields) {
+    this.requireOnline(cmd);
+    if (!record || !record.id) throw new Error('the message is not sent yet');
+    return this.request(cmd, {CID: record.CID, ID: record.id, M_time: record.m_time, client_id: `c${randomId(16)}`, ...fields});
+  }
+
+  editMessage(record, content) {
+    if (!content.trim()) throw new Error('empty message');
+    if (codePoints(content) > MAX_CONTENT) throw new Error(`a message has at most ${MAX_CONTENT} characters`);
+    return this.change('EditMessage', record, {content});
+  }
+
+  deleteMessage(record) {
+    return this.change('DeleteMessage', record, {});
+  }
+
+  /** react sets our reaction to a message: emoji on, or off (one per user per message). */
+  react(record, emoji, on) {
+    return this.change('React', record, {emoji, on});
+  }
+
+  /** search finds messages in our conversations (or one), newest first; before pages on. */
+  async search(query, {cid = '', before = ''} = {}) {
+    this.requireOnline('SearchMessages');
+    const fields = {query};
+    if (cid) fields.CID = cid;
+    if (before) fields.before = before;
+    const rep = await this.request('SearchMessages', fields);
+    return {results: Array.isArray(rep.Results) ? rep.Results : [], more: !!rep.More};
   }
 
   retry(clientId) {

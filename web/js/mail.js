@@ -4,7 +4,7 @@
 // forward starts with; the composer and invitations are mailcompose.js's.
 //
 // The mailbox lives in memory: the newest 50 on the first login of the page (GetAllEmails),
-// older pages on demand (Before), and afterwards only what changed since the sync point
+// older pages on demand (BeforeID), and afterwards only what changed since the sync point
 // (GetAllEmails {M_time}, following More) after every login and on the server's Resync. Live
 // EmailReceived and EmailUpdated pushes come in between. An e-mail is replaced only by a version
 // with an M_time at least as new, so a late reply never undoes a newer push; removed e-mails
@@ -145,7 +145,7 @@ export class Mail {
     this.emails = new Map(); // ID → e-mail; removed ones stay as {ID, M_time, Removed}
     this.loaded = false; // the newest page has been read
     this.more = false; // older e-mails than the oldest page read exist
-    this.oldest = 0; // the smallest ID of the pages read (for Before)
+    this.oldest = 0; // the smallest ID of the pages read (for BeforeID)
     this.syncPoint = '';
     this.syncing = null;
     this.syncAgain = false;
@@ -254,7 +254,7 @@ export class Mail {
     const btn = $('mail-older');
     btn.disabled = true;
     try {
-      const rep = await this.chat.request('GetAllEmails', {Before: this.oldest});
+      const rep = await this.chat.request('GetAllEmails', {BeforeID: this.oldest});
       const list = Array.isArray(rep.Emails) ? rep.Emails : [];
       for (const e of list) this.apply(e);
       this.more = !!rep.More;

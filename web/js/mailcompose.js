@@ -48,7 +48,15 @@ export class Composer {
   /** compose opens the composer: empty, a reply, a forward, or a draft (id). */
   compose({id = 0, to = '', cc = '', subject = '', text = '', inReplyTo = 0, caret = -1}) {
     const dialog = $('compose-dialog');
-    if (dialog.open) dialog.close(); // saves what was being written
+    if (id && dialog.open && this.draft && this.draft.id === id) return; // that draft is open already
+    if (dialog.open) {
+      // Start anew: keep what was being written. The 'close' event comes later, when the
+      // dialog is open again, and must not touch the new draft (onComposeClose).
+      const old = this.draft;
+      this.draft = null;
+      dialog.close();
+      if (old && old.dirty && !old.sent) this.saveDraft(old);
+    }
     this.draft = {id, inReplyTo, fields: null, dirty: false, timer: 0, saving: null, again: false};
     $('compose-to').value = to;
     $('compose-cc').value = cc;
@@ -124,6 +132,7 @@ export class Composer {
   }
 
   onComposeClose() {
+    if ($('compose-dialog').open) return; // compose() reopened it and kept the old draft itself
     const d = this.draft;
     this.draft = null;
     if (d && d.dirty && !d.sent) {

@@ -13,6 +13,9 @@ import {el, parseWireTime, clockTime, fullTime, dayLabel, dayKey, hue, initials,
 const GROUP_GAP_MS = 5 * 60 * 1000; // messages closer than this from one author share a bubble group
 const NEAR_BOTTOM_PX = 80;
 const URL_RE = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]}]/g;
+const MENTION_RE = /(^|[^A-Za-z0-9_])@([A-Za-z0-9_]{3,32})(?![A-Za-z0-9_])/g;
+// The kinds this view shows as messages; anything else (a kind added later) is a neutral line.
+const SHOWN_KINDS = new Set(['', 'text', 'autoreply', 'bot']);
 
 /** richText splits message text into text nodes and links (http and https only). */
 export function richText(text) {
@@ -24,6 +27,29 @@ export function richText(text) {
     last = m.index + m[0].length;
   }
   if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+/** withMentions wraps the @names of the members a message mentions (the server's list). */
+export function withMentions(parts, mentions) {
+  if (!mentions || !mentions.length) return parts;
+  const names = new Set(mentions.map((n) => n.toUpperCase()));
+  const out = [];
+  for (const part of parts) {
+    if (typeof part !== 'string') {
+      out.push(part);
+      continue;
+    }
+    let last = 0;
+    for (const m of part.matchAll(MENTION_RE)) {
+      if (!names.has(m[2].toUpperCase())) continue;
+      const at = m.index + m[1].length;
+      if (at > last) out.push(part.slice(last, at));
+      out.push(el('span', {class: 'mention'}, `@${m[2]}`));
+      last = at + 1 + m[2].length;
+    }
+    if (last < part.length) out.push(part.slice(last));
+  }
   return out;
 }
 
@@ -146,11 +172,19 @@ export class MessageView {
   }
 
   messageItem(r, grouped) {
+    if (!SHOWN_KINDS.has(r.kind || '')) {
+      const li = el('li', {class: 'msg system', dataset: {key: String(r.$loki), id: String(r.id || '')}},
+        el('p', {class: 'system-text'}, `${r.f_username || 'Someone'} sent something this app cannot show.`));
+      this.nodes.set(r.$loki, li);
+      return li;
+    }
     const mine = sameUser(r.f_username, this.me);
     const li = el('li', {
       class: `msg ${mine ? 'mine' : 'theirs'}${grouped ? ' grouped' : ''}`,
-      dataset: {key: String(r.$loki), state: r.state},
+      dataset: {key: String(r.$loki), state: r.state, id: String(r.id || '')},
     });
+    if (!mine && (r.mentions || []).some((n) => sameUser(n, this.me))) li.classList.add('mentioned');
+    if (r.deleted) li.classList.add('deleted');
     li.style.setProperty('--hue', hue(r.f_username));
     if (!mine) {
       const avatar = el('span', {class: 'avatar small', 'aria-hidden': 'true'}, grouped ? '' : initials(r.f_username));
@@ -165,13 +199,67 @@ export class MessageView {
       el('span', {class: mine || grouped ? 'author visually-hidden' : 'author'}, mine ? 'You' : r.f_username, ': '),
       // The server sent it for its author, who may not have seen the conversation at all.
       auto ? el('span', {class: 'auto-label'}, 'Automatic reply') : null,
-      r.kind === 'bot' ? botContent(r) : (fileView(r.content) || el('p', {class: 'text'}, richText(r.content))),
+      r.reply_to ? this.quoteOf(r) : null,
+      r.deleted ? el('p', {class: 'text deleted-text'}, 'Message deleted')
+        : r.kind === 'bot' ? botContent(r)
+          : (fileView(r.content) || el('p', {class: 'text'}, withMentions(richText(r.content), r.mentions))),
       el('span', {class: 'meta'}),
     );
-    li.append(bubble, el('div', {class: 'receipts', 'aria-live': 'off'}));
+    li.append(bubble);
+    if (r.reactions && r.reactions.length && !r.deleted) li.append(this.reactionChips(r));
+    if (this.actions && r.id && !r.deleted) li.append(this.actions.toolbar(r, li));
+    li.append(el('div', {class: 'receipts', 'aria-live': 'off'}));
     this.nodes.set(r.$loki, li);
     this.fillMeta(li, r);
     return li;
+  }
+
+  /** quoteOf is the start of the message a reply answers: a click shows the original. */
+  quoteOf(r) {
+    const q = r.quote || {f_username: '', content: ''};
+    return el('button', {type: 'button', class: 'quote', title: 'Show the original message',
+      onclick: () => this.jumpTo(r.reply_to)},
+    el('span', {class: 'quote-author'}, q.f_username || 'Reply'),
+    el('span', {class: 'quote-text'}, q.content || 'Message deleted'));
+  }
+
+  /** reactionChips: each emoji with its count and who reacted; a click sets or clears ours. */
+  reactionChips(r) {
+    return el('div', {class: 'reactions'}, r.reactions.map((x) => {
+      const mine = x.users.some((u) => sameUser(u, this.me));
+      return el('button', {
+        type: 'button', class: `react-chip${mine ? ' mine' : ''}`, 'aria-pressed': mine ? 'true' : 'false',
+        title: `${listNames(x.users)} reacted with ${x.emoji}`,
+        'aria-label': `${x.emoji} ${x.users.length}: ${listNames(x.users)}`,
+        onclick: () => this.actions && this.actions.react(r, x.emoji, !mine),
+      }, el('span', {class: 'emoji'}, x.emoji), el('span', {class: 'count'}, String(x.users.length)));
+    }));
+  }
+
+  /** jumpTo shows a message of the open conversation, loading older history until it is in
+   * view (or the conversation's start), and flashes it. Resolves true when found. */
+  async jumpTo(id) {
+    const cid = this.cid;
+    for (let pages = 0; pages < 40 && cid === this.cid; pages++) {
+      const r = this.records.find((x) => x.id === id);
+      const li = r && this.nodes.get(r.$loki);
+      if (li) {
+        li.scrollIntoView({block: 'center'});
+        li.classList.remove('flash');
+        void li.offsetWidth; // restart the animation
+        li.classList.add('flash');
+        return true;
+      }
+      if (this.atStart) return false;
+      if (this.loading) {
+        await new Promise((resolve) => setTimeout(resolve, 100)); // a page is on its way
+        continue;
+      }
+      const before = this.records.length;
+      await this.loadOlder();
+      if (this.records.length === before) return false;
+    }
+    return false;
   }
 
   /** fillMeta writes a message's time and delivery state (the part that changes once sent). */
@@ -181,6 +269,8 @@ export class MessageView {
     const d = parseWireTime(r.m_time);
     const parts = [];
     if (d) parts.push(el('time', {datetime: r.m_time, title: fullTime(d)}, clockTime(d)));
+    const ed = r.edited && !r.deleted ? parseWireTime(r.edited) : null;
+    if (ed) parts.push(el('span', {class: 'edited', title: `Edited ${fullTime(ed)}`}, 'edited'));
     if (r.state === 'pending') {
       const waiting = !this.chat.loggedIn;
       parts.push(el('span', {class: 'state pending'}, waiting ? 'Waiting for connection' : 'Sending…'));
@@ -198,8 +288,9 @@ export class MessageView {
   }
 
   /** onMessage updates the view for one added or changed record. */
-  onMessage(record) {
+  onMessage(record, changed = false) {
     if (record.CID !== this.cid) return;
+    if (changed && !this.nodes.has(record.$loki)) return; // a change to a message not shown
     if (this.renderedDay !== dayKey(new Date())) {
       // Midnight passed since the list was drawn: "Today" is "Yesterday" now.
       if (!this.nodes.has(record.$loki)) this.records.push(record);
@@ -210,11 +301,14 @@ export class MessageView {
     const li = this.nodes.get(record.$loki);
     const stick = this.isNearBottom();
     if (li) {
-      // Reconciled (pending → sent) or failed: update in place unless its place changed.
+      // Reconciled (pending → sent), failed, or changed (edited, deleted, reacted to): redrawn
+      // in place unless its place changed.
       const sorted = [...this.records].sort(compareMessages);
       if (sorted.every((r, i) => r === this.records[i])) {
-        this.fillMeta(li, record);
-        this.ensureDaySeparator(li, record);
+        const fresh = this.messageItem(record, li.classList.contains('grouped'));
+        li.replaceWith(fresh);
+        this.fillMeta(fresh, record);
+        this.ensureDaySeparator(fresh, record);
         this.renderReceipts();
         return;
       }

@@ -8,10 +8,15 @@
 //            syncedTo: every message of the conversation up to this m_time is stored here (from
 //            the oldest one stored on); sync asks the server only for what is newer. Only the
 //            server's history pages move it, never live pushes, so a missed push is fetched.
-//   messages {CID, id, m_time, f_username, content, kind, client_id, state, error, created}
+//   messages {CID, id, m_time, f_username, content, kind, client_id, state, error, created,
+//             edited, deleted, reactions, changed, reply_to, quote, mentions, fromServer}
+//            fromServer: the state fields came from the server (not only our acknowledgement).
 //            state: 'sent' (stored by the server), 'pending' (in the outbox), 'failed'.
 //            kind: the server's; 'autoreply' for an automatic reply, '' or 'text' otherwise.
-//   outbox   {client_id, CID, content, created}: messages written but not yet acknowledged.
+//            Change rows (kind edit, delete, reaction: DESIGN §3.2) are not stored: they are
+//            applied to their target (when newer than its `changed`) by applyChange.
+//   outbox   {client_id, CID, content, created, reply_to, reply_m_time}: messages written but
+//            not yet acknowledged.
 //   meta     {key, value}
 
 /* global loki, LokiIndexedAdapter */
@@ -184,12 +189,26 @@ export class LocalStore {
    * was one of our unsent messages.
    */
   putServerMessage(cid, msg, me) {
+    if (CHANGE_KINDS.has(msg.kind)) return this.applyChange(cid, msg);
     const key = `${cid}/${msg.id}`;
     const known = this.byServerId.get(key);
+    if (known && typeof msg.changed === 'string' && msg.changed > (known.changed || '')) {
+      // History with a newer state than ours (changes we did not see): take it.
+      Object.assign(known, {content: typeof msg.content === 'string' ? msg.content : ''}, stateOf(msg));
+      this.messages.update(known);
+      return {record: known, added: false, confirmed: false, changed: true};
+    }
+    if (known && !known.fromServer && msg.kind !== undefined) {
+      // Our own message, acknowledged, now as the server stored it (its mentions, its quote).
+      Object.assign(known, stateOf(msg), {fromServer: true});
+      this.messages.update(known);
+      return {record: known, added: false, confirmed: false, changed: true};
+    }
     if (known) return {record: known, added: false, confirmed: false};
     const mine = msg.client_id ? this.byClientId.get(msg.client_id) : null;
     if (mine && mine.CID === cid && !mine.id && sameUser(msg.f_username, me)) {
       Object.assign(mine, {id: msg.id, m_time: msg.m_time, content: msg.content, state: 'sent', error: ''});
+      if (msg.kind !== undefined) Object.assign(mine, stateOf(msg), {fromServer: true}); // a push or history, not our ack
       this.messages.update(mine);
       this.indexMessage(mine);
       this.outbox.findAndRemove({client_id: msg.client_id});
@@ -200,22 +219,52 @@ export class LocalStore {
       CID: cid, id: msg.id, m_time: msg.m_time, f_username: msg.f_username || '',
       content: typeof msg.content === 'string' ? msg.content : '', client_id: msg.client_id || '',
       kind: typeof msg.kind === 'string' ? msg.kind : '',
-      state: 'sent', error: '', created: Date.now(),
+      state: 'sent', error: '', created: Date.now(), ...stateOf(msg), fromServer: true,
     });
     this.indexMessage(record);
     this.noteLast(cid, record);
     return {record, added: true, confirmed: false};
   }
 
-  /** addPending stores a message the user just wrote and queues it for sending. */
-  addPending(cid, content, clientId, me) {
+  /**
+   * applyChange applies a change row (edit, delete, reaction) to its target, if the target is
+   * here and the row is newer than what the target shows: a row applies once, however often it
+   * arrives. Returns {record: the target, changed} (record null if the target is not here).
+   */
+  applyChange(cid, row) {
+    const t = this.byServerId.get(`${cid}/${row.target}`);
+    if (!t || !row.m_time || (t.changed && row.m_time <= t.changed)) return {record: t || null, added: false, confirmed: false, changed: false};
+    t.changed = row.m_time;
+    if (row.kind === 'edit') {
+      t.content = typeof row.content === 'string' ? row.content : '';
+      t.edited = row.m_time;
+      t.mentions = Array.isArray(row.mentions) ? row.mentions.filter((m) => typeof m === 'string') : [];
+    } else if (row.kind === 'delete') {
+      Object.assign(t, {content: '', deleted: true, reactions: [], mentions: []});
+    } else {
+      t.reactions = reactionsOf(row.reactions);
+    }
+    this.messages.update(t);
+    const c = this.convo(cid);
+    if (c && c.last && c.last.m_time === t.m_time) {
+      c.last = lastOf(t);
+      this.convos.update(c);
+    }
+    return {record: t, added: false, confirmed: false, changed: true};
+  }
+
+  /** addPending stores a message the user just wrote and queues it for sending; reply is the
+   * message record it answers, if any. */
+  addPending(cid, content, clientId, me, reply = null) {
     const created = Date.now();
+    const replyFields = reply ? {reply_to: reply.id, quote: {f_username: reply.f_username, content: reply.content.slice(0, 100)}} : {};
     const record = this.messages.insert({
       CID: cid, id: 0, m_time: '', f_username: me, content, client_id: clientId,
-      state: 'pending', error: '', created,
+      state: 'pending', error: '', created, ...replyFields,
     });
     this.indexMessage(record);
-    this.outbox.insert({client_id: clientId, CID: cid, content, created});
+    this.outbox.insert({client_id: clientId, CID: cid, content, created,
+      ...(reply ? {reply_to: reply.id, reply_m_time: reply.m_time} : {})});
     this.noteLast(cid, record);
     return record;
   }
@@ -300,8 +349,32 @@ export class LocalStore {
 /** lastOf is what the conversation list shows of a conversation's newest message. */
 function lastOf(m) {
   return {
-    f_username: m.f_username, content: m.content, kind: m.kind || '', m_time: m.m_time, created: m.created,
-    client_id: m.client_id,
+    f_username: m.f_username, content: m.deleted ? 'Message deleted' : m.content, kind: m.kind || '',
+    m_time: m.m_time, created: m.created, client_id: m.client_id,
+  };
+}
+
+/** CHANGE_KINDS are the rows that change another message (DESIGN §3.2). */
+export const CHANGE_KINDS = new Set(['edit', 'delete', 'reaction']);
+
+/** reactionsOf keeps the well-formed entries of a server's reaction list. */
+function reactionsOf(list) {
+  if (!Array.isArray(list)) return [];
+  return list.filter((r) => r && typeof r.emoji === 'string' && Array.isArray(r.users))
+    .map((r) => ({emoji: r.emoji, users: r.users.filter((u) => typeof u === 'string')}));
+}
+
+/** stateOf is a message's current state as the server sent it (edits, reactions, reply…). */
+function stateOf(msg) {
+  const q = msg.quote && typeof msg.quote === 'object' ? msg.quote : null;
+  return {
+    edited: typeof msg.edited === 'string' ? msg.edited : '',
+    deleted: msg.deleted === true,
+    reactions: reactionsOf(msg.reactions),
+    changed: typeof msg.changed === 'string' ? msg.changed : '',
+    reply_to: Number.isSafeInteger(msg.reply_to) ? msg.reply_to : 0,
+    quote: q ? {f_username: String(q.f_username || ''), content: String(q.content || '')} : null,
+    mentions: Array.isArray(msg.mentions) ? msg.mentions.filter((m) => typeof m === 'string') : [],
   };
 }
 

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Edits, deletions, reactions, replies and mentions (DESIGN §3.2, §4). Every change is a row of
+// its own in the conversation's table (kind edit, delete or reaction, naming its target), so
+// that incremental sync by m_time carries it like any message; in the same transaction the
+// target row is brought to its current state, so that history pages serve current state.
+
+const (
+	quoteLength      = 100 // characters of the original a reply quotes
+	maxEmojiRunes    = 8
+	maxEmojiBytes    = 32
+	maxReactionKinds = 20 // different emoji on one message
+)
+
+// changeKinds are the kinds of change rows: never shown as messages, never searched.
+var changeKinds = map[string]bool{"edit": true, "delete": true, "reaction": true}
+
+const messageColumns = `id, f_username, m_time, content, kind, COALESCE(client_id, ''), target,
+	reaction_on, edited, changed, deleted, reactions, reply_to, quote_from, quote, mentions`
+
+// scanMessage reads one row of messageColumns into m (m.CID is the caller's).
+func scanMessage(row pgx.Row, m *Message) error {
+	var mt time.Time
+	var target, replyTo *int64
+	var on, deleted *bool
+	var edited, changed *time.Time
+	var reactions []byte
+	var quoteFrom, quote *string
+	err := row.Scan(&m.ID, &m.FUsername, &mt, &m.Content, &m.Kind, &m.ClientID, &target,
+		&on, &edited, &changed, &deleted, &reactions, &replyTo, &quoteFrom, &quote, &m.Mentions)
+	if err != nil {
+		return err
+	}
+	m.MTime = formatTime(mt)
+	m.Target, m.ReplyTo = deref(target), deref(replyTo)
+	m.On, m.Deleted = deref(on), deref(deleted)
+	m.Edited, m.Changed = "", ""
+	if edited != nil {
+		m.Edited = formatTime(*edited)
+	}
+	if changed != nil {
+		m.Changed = formatTime(*changed)
+	}
+	if m.Kind == "edit" {
+		m.Edited = m.MTime // the edit's own time: the target's edited mark after it
+	}
+	m.Reactions = nil
+	if len(reactions) > 0 {
+		if err := json.Unmarshal(reactions, &m.Reactions); err != nil {
+			return fmt.Errorf("reading reactions: %w", err)
+		}
+	}
+	m.Quote = nil
+	if quoteFrom != nil && quote != nil {
+		m.Quote = &Quote{FUsername: *quoteFrom, Content: *quote}
+	}
+	return nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// mentionsIn is the members named as @username in content, in the spelling of the member list,
+// each once, in order of appearance. An @ inside a word (an e-mail address) names nobody.
+func mentionsIn(content string, members []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for i := 0; i < len(content); i++ {
+		if content[i] != '@' || (i > 0 && isNameByte(content[i-1])) {
+			continue
+		}
+		j := i + 1
+		for j < len(content) && isNameByte(content[j]) {
+			j++
+		}
+		name := content[i+1 : j]
+		i = j - 1
+		if !validUsername(name) || seen[upperName(name)] {
+			continue
+		}
+		for _, m := range members {
+			if strings.EqualFold(m, name) {
+				seen[upperName(name)] = true
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func isNameByte(b byte) bool {
+	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+}
+
+// addReplyAndMentions fills a new message's reply (checking that the message answered is one
+// of this conversation's) and its mentions.
+func (s *Session) addReplyAndMentions(ctx context.Context, c *ConvoRecord, req *Request, m *Message) error {
+	m.Mentions = mentionsIn(m.Content, c.Members)
+	if req.ReplyTo == 0 {
+		return nil
+	}
+	if err := s.db.ensureConvTable(ctx, c.CID); err != nil {
+		return err
+	}
+	t, err := findTarget(ctx, s.db.pool, c.CID, req.ReplyTo, req.ReplyMTime)
+	if err != nil {
+		return err
+	}
+	m.ReplyTo, m.ReplyMTime = t.ID, t.MTime
+	return nil
+}
+
+// findTarget reads the message with the given id: one probe of the key when its m_time is
+// given (and right), else a scan back from the newest row (ids increase with m_time, so recent
+// messages are found at once). Change rows are not messages.
+func findTarget(ctx context.Context, q querier, cid string, id int64, mtime string) (*Message, error) {
+	if id <= 0 {
+		return nil, clientErr("no such message")
+	}
+	t := &Message{CID: cid}
+	var err error = pgx.ErrNoRows
+	if at, perr := parseTime(mtime); mtime != "" && perr == nil {
+		err = scanMessage(q.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE m_time = $1 AND id = $2",
+			messageColumns, convTable(cid)), at, id), t)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = scanMessage(q.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE id = $1 ORDER BY m_time DESC LIMIT 1",
+			messageColumns, convTable(cid)), id), t)
+	}
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && changeKinds[t.Kind] {
+		return nil, clientErr("no such message")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading message %d of %s: %w", id, cid, err)
+	}
+	return t, nil
+}
+
+// changeFunc checks that the session's user may make the change and applies it to the
+// target's state, filling the change row's content and state.
+type changeFunc func(s *Session, c *ConvoRecord, target, row *Message) error
+
+func editMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if err := checkContent(req.Content); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, req, "edit", func(s *Session, c *ConvoRecord, t, row *Message) error {
+		if !strings.EqualFold(t.FUsername, s.user) || t.Kind != "text" {
+			return clientErr("only its author may edit a message")
+		}
+		if w := s.db.cfg.EditWindow; w > 0 {
+			if at, err := parseTime(t.MTime); err == nil && time.Since(at) > w {
+				return clientErr("a message may be edited for %s after it was sent", w)
+			}
+		}
+		t.Content, row.Content = req.Content, req.Content
+		t.Mentions = mentionsIn(req.Content, c.Members)
+		row.Mentions = t.Mentions // the edit row carries the new text's mentions
+		return nil
+	})
+}
+
+func deleteMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
+	return s.change(ctx, req, "delete", func(s *Session, _ *ConvoRecord, t, _ *Message) error {
+		if !strings.EqualFold(t.FUsername, s.user) && !s.db.cfg.isAdmin(s.user) {
+			return clientErr("only its author or an administrator may delete a message")
+		}
+		t.Content, t.Deleted, t.Reactions, t.Mentions = "", true, nil, nil
+		return nil
+	})
+}
+
+func react(ctx context.Context, s *Session, req *Request) (reply, error) {
+	if err := checkEmoji(req.Emoji); err != nil {
+		return nil, err
+	}
+	return s.change(ctx, req, "reaction", func(s *Session, _ *ConvoRecord, t, row *Message) error {
+		r, err := setReaction(t.Reactions, s.user, req.Emoji, req.On)
+		if err != nil {
+			return err
+		}
+		t.Reactions = r
+		row.Content, row.On, row.Reactions = req.Emoji, req.On, r
+		return nil
+	})
+}
+
+// checkEmoji accepts a short string of printable characters without spaces: an emoji (with
+// its modifiers and joiners) or a few characters.
+func checkEmoji(e string) error {
+	if e == "" || len(e) > maxEmojiBytes || utf8.RuneCountInString(e) > maxEmojiRunes || !utf8.ValidString(e) {
+		return clientErr("a reaction is one emoji")
+	}
+	for _, r := range e {
+		if unicode.IsControl(r) || unicode.IsSpace(r) || r == utf8.RuneError {
+			return clientErr("a reaction is one emoji")
+		}
+	}
+	return nil
+}
+
+// setReaction gives user the reaction emoji (on) or none (off): one emoji per user per message.
+func setReaction(rs []Reaction, user, emoji string, on bool) ([]Reaction, error) {
+	out := make([]Reaction, 0, len(rs)+1)
+	found := false
+	for _, r := range rs {
+		users := make([]string, 0, len(r.Users))
+		for _, u := range r.Users {
+			if !strings.EqualFold(u, user) {
+				users = append(users, u)
+			}
+		}
+		if on && r.Emoji == emoji {
+			users, found = append(users, user), true
+		}
+		if len(users) > 0 {
+			out = append(out, Reaction{Emoji: r.Emoji, Users: users})
+		}
+	}
+	if on && !found {
+		if len(out) >= maxReactionKinds {
+			return nil, clientErr("at most %d different reactions on a message", maxReactionKinds)
+		}
+		out = append(out, Reaction{Emoji: emoji, Users: []string{user}})
+	}
+	return out, nil
+}
+
+// change stores a change row and the target's new state in one transaction, under the
+// conversation's lock, then pushes the change row. A resend (same client_id) stores nothing new
+// and pushes the stored row again.
+func (s *Session) change(ctx context.Context, req *Request, kind string, apply changeFunc) (reply, error) {
+	c, err := s.memberConvo(ctx, req.CID)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.ClientID) > maxClientID {
+		return nil, clientErr("client_id longer than %d characters", maxClientID)
+	}
+	if strings.HasPrefix(req.ClientID, scheduledClientID) {
+		return nil, clientErr("client_id may not start with %q", scheduledClientID)
+	}
+	if err := s.db.ensureConvTable(ctx, c.CID); err != nil {
+		return nil, err
+	}
+	row := &Message{Cmd: "SendMessage", CID: c.CID, FUsername: s.user, Kind: kind, ClientID: req.ClientID}
+	err = pgx.BeginFunc(ctx, s.db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(c.CID)); err != nil {
+			return fmt.Errorf("locking %s: %w", convTable(c.CID), err)
+		}
+		if req.ClientID != "" {
+			err := storedByClientID(ctx, tx, row)
+			if err == nil && (row.Kind != kind || row.Target != req.ID) {
+				return clientErr("client_id already used by another message")
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err // nil: a resend, answered with the stored row
+			}
+			row.FUsername, row.Kind = s.user, kind
+		}
+		t, err := findTarget(ctx, tx, c.CID, req.ID, req.MTime)
+		if err != nil {
+			return err
+		}
+		if t.Deleted {
+			return clientErr("message deleted")
+		}
+		row.Target = t.ID
+		if err := apply(s, c, t, row); err != nil {
+			return err
+		}
+		return storeChange(ctx, tx, t, row)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.db.deliver(c, row); err != nil {
+		slog.Error("delivering a change", "cid", c.CID, "id", row.ID, "err", err)
+	}
+	return &AckReply{OK: true, CID: row.CID, ID: row.ID, MTime: row.MTime, ClientID: row.ClientID}, nil
+}
+
+// storeChange inserts the change row after the conversation's newest row and writes the
+// target's new state, its search entry, and (for a deletion) the quotes of replies to it.
+// Run it under the lock.
+func storeChange(ctx context.Context, tx pgx.Tx, t, row *Message) error {
+	tbl := convTable(t.CID)
+	var clientID *string
+	if row.ClientID != "" {
+		clientID = &row.ClientID
+	}
+	var reactions []byte
+	if row.Kind == "reaction" {
+		reactions, _ = json.Marshal(nonNil(row.Reactions))
+	}
+	var mt time.Time
+	err := tx.QueryRow(ctx, fmt.Sprintf(`INSERT INTO %[1]s (m_time, id, f_username, content, kind, client_id, target, reaction_on, reactions, mentions)
+		SELECT GREATEST(clock_timestamp(), COALESCE(last.m_time, '-infinity') + interval '1 microsecond'),
+			COALESCE(last.id, 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8
+		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT m_time, id FROM %[1]s ORDER BY m_time DESC LIMIT 1) last ON true
+		RETURNING id, m_time`, tbl),
+		row.FUsername, row.Content, row.Kind, clientID, row.Target, row.On, reactions, row.Mentions).Scan(&row.ID, &mt)
+	if err != nil {
+		return fmt.Errorf("storing a change in %s: %w", tbl, err)
+	}
+	row.MTime = formatTime(mt)
+	if row.Kind == "edit" {
+		row.Edited = row.MTime
+		t.Edited = row.MTime
+	}
+	t.Changed = row.MTime
+	var tReactions []byte
+	if len(t.Reactions) > 0 {
+		tReactions, _ = json.Marshal(t.Reactions)
+	}
+	at, _ := parseTime(t.MTime)
+	var edited *time.Time
+	if t.Edited != "" {
+		e, _ := parseTime(t.Edited)
+		edited = &e
+	}
+	b := &pgx.Batch{}
+	b.Queue(fmt.Sprintf(`UPDATE %s SET content = $2, edited = $3, changed = $4, deleted = $5, reactions = $6,
+		mentions = $7 WHERE m_time = $1`, tbl), at, t.Content, edited, mt, t.Deleted, tReactions, t.Mentions)
+	switch row.Kind {
+	case "edit":
+		b.Queue(`UPDATE message_search SET tsv = to_tsvector('simple', $3) WHERE cid = $1 AND m_time = $2`,
+			t.CID, at, t.Content)
+	case "delete":
+		b.Queue(`DELETE FROM message_search WHERE cid = $1 AND m_time = $2`, t.CID, at)
+		// Replies come after what they answer: the scan stops at the target.
+		b.Queue(fmt.Sprintf(`UPDATE %s SET quote = '' WHERE m_time > $1 AND reply_to = $2`, tbl), at, t.ID)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("updating message %d of %s: %w", t.ID, tbl, err)
+	}
+	return nil
+}
