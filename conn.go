@@ -218,6 +218,14 @@ func (s *Session) handleFrame(ctx context.Context, frame string) {
 			return
 		}
 		defer s.db.limits.handshakes.release(s.remote)
+		// …and a bounded number on the whole instance: after a restart every client logs in
+		// again at once, and admitting them all would time every one of them out.
+		if !s.db.limits.logins.enter(ctx) {
+			s.db.metrics.command(req.Cmd, outcomeRateLimited)
+			s.sendError(req.Cmd, req.Rid, errServerBusy)
+			return
+		}
+		defer s.db.limits.logins.leave()
 	}
 	s.execute(ctx, fn, req)
 }

@@ -367,7 +367,15 @@ func (f *Files) serveFile(w http.ResponseWriter, r *http.Request, thumb bool) {
 		f.s3.redirect(w, r, rec, typ, disposition)
 		return
 	}
-	file, err := os.Open(f.path(id, thumb))
+	h.Set("Content-Type", typ)
+	h.Set("Content-Disposition", disposition)
+	serveStored(w, r, f.path(id, thumb))
+}
+
+// serveStored answers with a stored file (uploads, mail attachments) whose headers are set
+// already: ranges and conditional requests by http.ServeContent, 404 when it is gone.
+func serveStored(w http.ResponseWriter, r *http.Request, path string) {
+	file, err := os.Open(path)
 	if err != nil {
 		http.NotFound(w, r)
 		return
@@ -378,8 +386,6 @@ func (f *Files) serveFile(w http.ResponseWriter, r *http.Request, thumb bool) {
 		http.NotFound(w, r)
 		return
 	}
-	h.Set("Content-Type", typ)
-	h.Set("Content-Disposition", disposition)
 	http.ServeContent(w, r, "", st.ModTime(), file)
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -387,7 +388,42 @@ type limits struct {
 	codes         *budget      // verification codes sent per user, per day
 	mails         *budget      // e-mails and invitations sent per user, per day
 	nameChecks    *budget      // CheckUsername per address, per hour
+	logins        gate         // pre-login commands running on the instance
 }
+
+// Admission of logins (conn.go): at most loginsAtOnce pre-login commands run at once on an
+// instance (a login reads the user's conversations and more: about the PostgreSQL pool's size
+// keeps it busy without queueing inside it); the others wait up to loginQueueWait and are then
+// told the server is busy, which clients answer by trying again a little later.
+const (
+	loginsAtOnce   = 16
+	loginQueueWait = 3 * time.Second
+	errServerBusy  = "The server is busy; try again in a moment."
+)
+
+// gate is a counting semaphore.
+type gate chan struct{}
+
+// enter takes a place, waiting up to loginQueueWait (or ctx); false when none came free.
+func (g gate) enter(ctx context.Context) bool {
+	select {
+	case g <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(loginQueueWait)
+	defer t.Stop()
+	select {
+	case g <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (g gate) leave() { <-g }
 
 // nameChecksPerHour bounds CheckUsername per address: plenty for typing names.
 const nameChecksPerHour = 300
@@ -410,6 +446,7 @@ func newLimits(cfg Config) *limits {
 		codes:         newBudget(codesPerDay, 24*time.Hour),
 		mails:         newBudget(cfg.MailsPerDay, 24*time.Hour),
 		nameChecks:    newBudget(nameChecksPerHour, time.Hour),
+		logins:        make(gate, loginsAtOnce),
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -290,4 +291,22 @@ func TestContactLookupsAreBudgeted(t *testing.T) {
 		d.fails("GetUserByEmail", map[string]any{"email": fmt.Sprintf("guess%d@example.org", i)}, "No such user.")
 	}
 	d.fails("GetUserByUsername", map[string]any{"username": d.name}, "unknown users")
+}
+
+// The login gate admits loginsAtOnce at a time; the next waits, and gives up when its context
+// ends (or loginQueueWait passes) instead of piling onto the database.
+func TestLoginGate(t *testing.T) {
+	g := make(gate, 2)
+	if !g.enter(t.Context()) || !g.enter(t.Context()) {
+		t.Fatal("the first two were not admitted")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if g.enter(ctx) {
+		t.Fatal("a third was admitted while two are in")
+	}
+	g.leave()
+	if !g.enter(t.Context()) {
+		t.Fatal("no place after one left")
+	}
 }

@@ -14,6 +14,7 @@ import {ConnectionError} from './conn.js';
 import {describeError} from './chat.js';
 import {confirmDialog} from './dialogs.js';
 import {Composer} from './mailcompose.js';
+import {formatSize} from './files.js';
 import {el, icon, parseWireTime, shortTime, fullTime, sameUser} from './util.js';
 
 const $ = (id) => document.getElementById(id);
@@ -46,20 +47,6 @@ const CLIP = 'M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V
 
 /** unreadInInbox: whether an e-mail counts in the user view's UnreadEmails. */
 const unreadInInbox = (e) => !!(e && !e.Removed && e.Folder === 'inbox' && e.Unread && !e.Deleted);
-
-/** humanSize: 1234567 → "1.2 MB". */
-export function humanSize(n) {
-  if (!(n >= 0)) return '';
-  if (n < 1024) return `${n} B`;
-  const units = ['KB', 'MB', 'GB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
-}
 
 /** sender: "Name <address>", or the address alone. */
 function sender(e) {
@@ -487,7 +474,7 @@ export class Mail {
     const atts = (e.Attachments || []).filter((a) => a && a.URL);
     $('mail-attachments').replaceChildren(...atts.map((a) => el('li', {},
       el('a', {href: a.URL, download: a.Name || 'attachment', rel: 'noopener noreferrer', class: 'mail-att'},
-        icon(CLIP), el('span', {class: 'att-name'}, a.Name || 'attachment'), el('span', {class: 'att-size'}, humanSize(a.Size))))));
+        icon(CLIP), el('span', {class: 'att-name'}, a.Name || 'attachment'), el('span', {class: 'att-size'}, formatSize(a.Size))))));
     $('mail-attachments').hidden = !atts.length;
     const msg = $('mail-message');
     msg.querySelector('[data-act=star]').textContent = e.Starred ? 'Unstar' : 'Star';
