@@ -121,6 +121,17 @@ func TestInboundAttachmentsAreServedSafely(t *testing.T) {
 			t.Errorf("%s: %d", name, res.StatusCode)
 		}
 	}
+	// Emptying the Trash deletes the files too.
+	c.ok("MarkEmailDeleted", map[string]any{"ID": e["ID"], "Deleted": true})
+	c.ok("RemoveDeletedEmails", nil)
+	res, err = http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Fatalf("an attachment of an e-mail removed for good: %d", res.StatusCode)
+	}
 }
 
 // The SMTP receiver refuses mail for nobody at RCPT and messages over 25 MB, and stores nothing.
