@@ -104,6 +104,22 @@ func TestWebFiles(t *testing.T) {
 			return shown;
 		})()`, nil)
 		bob.waitJS(t, "the dropped file in bob's browser", `[...document.querySelectorAll('#messages .file-chip .file-name')].some((e) => e.textContent === 'dropped.txt')`)
+		// Deleting a file's message deletes the file too, and gives its space back.
+		before := len(storedFiles(t, cfg))
+		_, usedBefore := quotaOf(ac)
+		alice.eval(t, `(() => {
+			const li = [...document.querySelectorAll('#messages .msg')].find((li) => [...li.querySelectorAll('.file-name')].some((e) => e.textContent === 'dropped.txt'));
+			li.classList.add('show-actions');
+			li.querySelector('.msg-actions .delete').click();
+			return true;
+		})()`, nil)
+		alice.waitVisible(t, "#confirm-dialog")
+		alice.click(t, "#confirm-yes")
+		bob.waitJS(t, "the file gone from bob's browser", `![...document.querySelectorAll('#messages .file-chip .file-name')].some((e) => e.textContent === 'dropped.txt')`)
+		waitUntil(t, "the dropped file deleted and its space given back", func() bool {
+			_, used := quotaOf(ac)
+			return len(storedFiles(t, cfg)) == before-1 && used == usedBefore-int64(len("dropped in"))
+		})
 		bob.screenshot(t, "files-bob.png")
 		alice.screenshot(t, "files-alice.png")
 	})

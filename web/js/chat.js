@@ -20,6 +20,7 @@
 
 import {ConnectionError, ServerError} from './conn.js';
 import {LocalStore} from './store.js';
+import {parseFileMessage} from './files.js';
 import {randomId, sameUser, wireTime, codePoints} from './util.js';
 
 export const MAX_CONTENT = 8000; // DESIGN §7
@@ -82,6 +83,7 @@ const VERBS = {
   SendEmailInvite: 'send the invitation',
   EditMessage: 'edit the message',
   DeleteMessage: 'delete the message',
+  RemoveConvoFile: 'remove the file',
   React: 'react to the message',
   SearchMessages: 'search',
 };
@@ -986,8 +988,15 @@ export class Chat extends EventTarget {
     return this.change('EditMessage', record, {content});
   }
 
-  deleteMessage(record) {
-    return this.change('DeleteMessage', record, {});
+  /** deleteMessage deletes a message for everyone; a file we shared goes with it (its space
+   * comes back to our quota). */
+  async deleteMessage(record) {
+    const rep = await this.change('DeleteMessage', record, {});
+    const f = parseFileMessage(record.content);
+    if (f && sameUser(record.f_username, this.me)) {
+      this.request('RemoveConvoFile', {CID: record.CID, fileURL: f.url}, {background: true});
+    }
+    return rep;
   }
 
   /** react sets our reaction to a message: emoji on, or off (one per user per message). */
