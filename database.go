@@ -38,7 +38,7 @@ type Database struct {
 	writers sync.Map // CID → *convWriter
 	// convos caches conversation records (convcache.go).
 	convos convoCache
-	// keys caches server_keys (mail_attachments.go).
+	// keys caches the quick store's shared secrets (mail_attachments.go).
 	keys sync.Map // name → []byte
 	// sms caches who can get SMS (sms.go).
 	sms smsCache

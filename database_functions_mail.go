@@ -95,7 +95,7 @@ func scanEmail(row pgx.Row) (*Email, error) {
 
 // insertEmail stores e in owner's mailbox (inside mailTx), setting its ID and M_time.
 func insertEmail(ctx context.Context, tx pgx.Tx, owner string, mt int64, e *Email, size int64) error {
-	atts, err := json.Marshal(attachmentsOrEmpty(e.Attachments))
+	atts, err := json.Marshal(nonNil(e.Attachments))
 	if err != nil {
 		return err
 	}
@@ -109,27 +109,13 @@ func insertEmail(ctx context.Context, tx pgx.Tx, owner string, mt int64, e *Emai
 		SELECT $1, COALESCE(max(id), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
 			$15, $16, $17 FROM mail WHERE owner = $1
 		RETURNING id`, owner, mt, e.Folder, e.Unread, e.Starred, e.From, e.FromName,
-		stringsOrEmpty(e.To), stringsOrEmpty(e.Cc), e.Subject, e.Text, e.HTML, date, e.MessageID,
+		nonNil(e.To), nonNil(e.Cc), e.Subject, e.Text, e.HTML, date, e.MessageID,
 		e.InReplyTo, atts, size).Scan(&e.ID)
 	if err != nil {
 		return fmt.Errorf("storing e-mail: %w", err)
 	}
 	e.MTime, e.Date = formatTime(time.UnixMicro(mt)), formatTime(date)
 	return nil
-}
-
-func attachmentsOrEmpty(a []Attachment) []Attachment {
-	if a == nil {
-		return []Attachment{}
-	}
-	return a
-}
-
-func stringsOrEmpty(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 // deliverEmail stores e in owner's mailbox and pushes it to the owner's sessions as push (with
@@ -362,7 +348,7 @@ func addNewDraft(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if mr.ID > 0 {
 		return s.changeEmail(ctx, mr.ID, `UPDATE mail SET to_addrs = $4, cc_addrs = $5, subject = $6,
 			text_body = $7, m_time = $3, date = now() WHERE owner = $1 AND id = $2 AND folder = 'drafts' AND NOT removed`,
-			stringsOrEmpty(mr.To), stringsOrEmpty(mr.Cc), mr.Subject, mr.Text)
+			nonNil(mr.To), nonNil(mr.Cc), mr.Subject, mr.Text)
 	}
 	e := &Email{Folder: folderDrafts, From: s.db.mailAddress(s.user), To: mr.To, Cc: mr.Cc,
 		Subject: mr.Subject, Text: mr.Text}
@@ -485,9 +471,8 @@ func sendEmailInvite(ctx context.Context, s *Session, req *Request) (reply, erro
 	if err != nil {
 		return nil, clientErr("Invalid address.")
 	}
-	if _, err := s.db.pool.Exec(ctx, `INSERT INTO mail_outbox (sender, mail_from, rcpts, data) VALUES ($1, $2, $3, $4)`,
-		s.upper, from, []string{to}, data); err != nil {
-		return nil, fmt.Errorf("queueing an invitation: %w", err)
+	if err := enqueueMail(ctx, s.db.pool, s.upper, from, []string{to}, data); err != nil {
+		return nil, err
 	}
 	s.db.wakeOutbox()
 	return nil, nil

@@ -20,7 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jhillyerd/enmime/v2"
 )
 
@@ -85,23 +84,15 @@ func (db *Database) removeAttachments(user string, atts []Attachment) {
 	}
 }
 
-// serverKey is a secret of this deployment (the same on every instance), made once and kept in
-// server_keys.
+// serverKey is a secret of this deployment, the same on every instance: the quick store's
+// shared secret (files.go), read once per instance.
 func (db *Database) serverKey(ctx context.Context, name string) ([]byte, error) {
 	if k, ok := db.keys.Load(name); ok {
 		return k.([]byte), nil
 	}
-	fresh := make([]byte, 32)
-	_, _ = rand.Read(fresh)
-	var key []byte
-	err := db.pool.QueryRow(ctx, `WITH ins AS (INSERT INTO server_keys (name, key) VALUES ($1, $2)
-		ON CONFLICT (name) DO NOTHING RETURNING key)
-		SELECT key FROM ins UNION ALL SELECT key FROM server_keys WHERE name = $1`, name, fresh).Scan(&key)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("reading server key %s: none", name)
-	}
+	key, err := sharedSecret(ctx, db.quick, name)
 	if err != nil {
-		return nil, fmt.Errorf("reading server key %s: %w", name, err)
+		return nil, err
 	}
 	db.keys.Store(name, key)
 	return key, nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The outbound mail queue: mail people send waits in mail_outbox until the relay takes it, so a
@@ -25,8 +26,13 @@ const (
 	bounceFromLocal = "mailer-daemon"
 )
 
-// enqueueMail adds a message to the queue inside tx.
-func enqueueMail(ctx context.Context, tx pgx.Tx, sender, from string, rcpts []string, data []byte) error {
+// execer is a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// enqueueMail adds a message to the queue (in a transaction, or on its own with the pool).
+func enqueueMail(ctx context.Context, tx execer, sender, from string, rcpts []string, data []byte) error {
 	_, err := tx.Exec(ctx, `INSERT INTO mail_outbox (sender, mail_from, rcpts, data) VALUES ($1, $2, $3, $4)`,
 		sender, from, rcpts, data)
 	if err != nil {

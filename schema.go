@@ -39,7 +39,7 @@ var migrations = []string{
 	// 3: conversation tables of version 2 (convtable.go) exist from now on, which releases
 	// before this one could not write to: recording the version keeps them from starting.
 	`SELECT 1;`,
-	// 4: mailboxes, the outbound mail queue, the SMS bridge's pacing and the server's keys
+	// 4: mailboxes, the outbound mail queue and the SMS bridge's pacing
 	// (database_functions_mail.go, mail_queue.go, sms.go).
 	`CREATE TABLE IF NOT EXISTS mail (
 		owner       text        NOT NULL, -- upper case
@@ -82,10 +82,6 @@ var migrations = []string{
 		cid      text        NOT NULL,
 		at       timestamptz NOT NULL,
 		PRIMARY KEY (username, cid)
-	);
-	CREATE TABLE IF NOT EXISTS server_keys (
-		name text  PRIMARY KEY,
-		key  bytea NOT NULL
 	);`,
 	// 5: the shared full-text index of messages (search.go); conversation tables of version 3
 	// (convtable.go), which releases before this one could not write to, exist from now on.

@@ -95,9 +95,8 @@ func (db *Database) smsOne(ctx context.Context, member, cid string, m *Message) 
 	if err != nil {
 		return err
 	}
-	if _, err := db.pool.Exec(ctx, `INSERT INTO mail_outbox (sender, mail_from, rcpts, data) VALUES ('', $1, $2, $3)`,
-		from, []string{to}, data); err != nil {
-		return fmt.Errorf("queueing: %w", err)
+	if err := enqueueMail(ctx, db.pool, "", from, []string{to}, data); err != nil {
+		return err
 	}
 	db.metrics.mailSent("sms")
 	db.wakeOutbox()
