@@ -179,16 +179,7 @@ func createConversation(ctx context.Context, s *Session, req *Request) (reply, e
 // joinConvo lists the conversation in each user's record.
 func (db *Database) joinConvo(ctx context.Context, cid string, users []string) error {
 	for _, u := range users {
-		_, err := db.updateUser(ctx, u, func(r *UserRecord) error {
-			if r.Convos == nil {
-				r.Convos = map[string]*UserConvo{}
-			}
-			if r.Convos[cid] != nil {
-				return errNoChange
-			}
-			r.Convos[cid] = &UserConvo{}
-			return nil
-		})
+		err := db.addUserConvo(ctx, u, cid)
 		if isNotFound(err) {
 			// Deleted since it was named: its name must not stay in the conversation, where
 			// a new account with that name would find it.
@@ -221,13 +212,7 @@ func (db *Database) dropMember(ctx context.Context, cid, user string) error {
 
 // leaveConvo removes the conversation from a user's record.
 func (db *Database) leaveConvo(ctx context.Context, cid, user string) error {
-	_, err := db.updateUser(ctx, user, func(r *UserRecord) error {
-		if r.Convos[cid] == nil {
-			return errNoChange
-		}
-		delete(r.Convos, cid)
-		return nil
-	})
+	err := db.removeUserConvo(ctx, user, cid)
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("removing %s from %s: %w", user, cid, err)
 	}
@@ -477,7 +462,7 @@ func updateUnreadCount(ctx context.Context, s *Session, req *Request) (reply, er
 		return nil, err
 	}
 	n := min(*req.UnreadCount, maxUnreadCount)
-	return nil, s.updateUserConvo(ctx, c.CID, func(uc *UserConvo) { uc.Unread, uc.UnreadAt = n, at })
+	return nil, s.db.setUnread(ctx, s.user, c.CID, n, at)
 }
 
 func updateConvoMtime(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -489,22 +474,6 @@ func updateConvoMtime(ctx context.Context, s *Session, req *Request) (reply, err
 	if err != nil {
 		return nil, err
 	}
-	return nil, s.updateUserConvo(ctx, c.CID, func(uc *UserConvo) { uc.SyncedMtime = formatTime(t) })
+	return nil, s.db.setSynced(ctx, s.user, c.CID, formatTime(t))
 }
 
-// updateUserConvo changes the user's own state in a conversation.
-func (s *Session) updateUserConvo(ctx context.Context, cid string, fn func(*UserConvo)) error {
-	_, err := s.db.updateUser(ctx, s.user, func(u *UserRecord) error {
-		if u.Convos == nil {
-			u.Convos = map[string]*UserConvo{}
-		}
-		uc := u.Convos[cid]
-		if uc == nil {
-			uc = &UserConvo{}
-			u.Convos[cid] = uc
-		}
-		fn(uc)
-		return nil
-	})
-	return err
-}

@@ -54,7 +54,7 @@ func (db *Database) beginDeletion(ctx context.Context, user string) error {
 // finishDeletion removes everything of a user marked Deleting; it may run any number of times.
 func (db *Database) finishDeletion(ctx context.Context, user string) error {
 	for range casAttempts {
-		u, gen, err := getRecord[UserRecord](ctx, db.quick, userKey(user))
+		u, gen, err := db.getUserRecord(ctx, user)
 		if isNotFound(err) {
 			return db.forgetDeletion(ctx, user)
 		}

@@ -321,6 +321,11 @@ func (c *countingQuickStore) Put(ctx context.Context, key Key, bins Bins, opts P
 	return gen, c.count(err)
 }
 
+func (c *countingQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error) {
+	gen, err := c.QuickStore.ModifyMaps(ctx, key, ops)
+	return gen, c.count(err)
+}
+
 func (c *countingQuickStore) Delete(ctx context.Context, key Key, generation uint32) (bool, error) {
 	ok, err := c.QuickStore.Delete(ctx, key, generation)
 	return ok, c.count(err)

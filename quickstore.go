@@ -80,8 +80,38 @@ type QuickStore interface {
 	// Delete removes a record and reports whether it existed. With generation not zero the
 	// record is deleted only if it has that generation (ErrGeneration otherwise).
 	Delete(ctx context.Context, key Key, generation uint32) (bool, error)
+	// ModifyMaps changes entries of an existing record's map bins, in order, in one atomic
+	// step that reads nothing first and checks no generation, so concurrent changes to other
+	// entries are never lost and never retried against. A missing map bin is an empty map
+	// (removing from it creates nothing). A missing record is ErrNotFound. Sending it twice
+	// changes nothing more than once, so it may be retried.
+	ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error)
 	// Close releases the backend's connections.
 	Close()
+}
+
+// MapOp changes one entry of a map bin: Value nil removes Key, anything else puts it.
+type MapOp struct {
+	Bin   string
+	Key   string
+	Value any
+}
+
+// checkMapOps validates map operations before they reach a backend. Keys may not start with
+// "$", which the PostgreSQL backend's JSON tags reserve.
+func checkMapOps(ops []MapOp) error {
+	if len(ops) == 0 {
+		return fmt.Errorf("%w: no map operation", ErrBadBin)
+	}
+	for _, o := range ops {
+		if err := checkBins(Bins{o.Bin: o.Value}); err != nil {
+			return err
+		}
+		if o.Key == "" || strings.HasPrefix(o.Key, "$") || strings.ContainsRune(o.Key, 0) {
+			return fmt.Errorf("%w: map key %q", ErrBadBin, o.Key)
+		}
+	}
+	return nil
 }
 
 // openQuickStore opens the backend that the -quickstore flag names.

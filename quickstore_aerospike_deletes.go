@@ -120,6 +120,47 @@ func (s *aerospikeQuickStore) mustExistWrite(deadline time.Time, k *as.Key, ops 
 	return nil, fmt.Errorf("%w: the deadline passed while writing", ErrUnavailable)
 }
 
+// ModifyMaps is one Operate of map puts and removes on an existing record. It cannot leave a
+// tombstone alone without reading it first, so it reads the tombstone bin in the same
+// command: a tombstone changed this way is still a tombstone (reads ignore its other bins, a
+// create replaces all of them), and the caller is told the record is missing. The record's TTL
+// stays as it was. Map puts and removes are idempotent, so network errors are retried.
+func (s *aerospikeQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error) {
+	if err := checkMapOps(ops); err != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, err)
+	}
+	k, err := s.key(key)
+	if err != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, err)
+	}
+	deadline := aerospikeDeadline(ctx)
+	policy, err := aerospikeWritePolicy(deadline, PutOptions{Mode: UpdateOnly})
+	if err != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, err)
+	}
+	policy.Expiration = as.TTLDontUpdate
+	aops := make([]*as.Operation, 0, len(ops)+1)
+	for _, o := range ops {
+		if o.Value == nil {
+			aops = append(aops, as.MapRemoveByKeyOp(o.Bin, o.Key, as.MapReturnType.NONE))
+		} else {
+			aops = append(aops, as.MapPutOp(as.DefaultMapPolicy(), o.Bin, o.Key, o.Value))
+		}
+	}
+	aops = append(aops, as.GetBinOp(tombstoneBin))
+	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.client.Operate(policy, k, aops...) })
+	if aerr != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, s.translate(aerr, true, false))
+	}
+	if isTombstone(rec.Bins) {
+		return 0, fmt.Errorf("modify %s: %w", key, ErrNotFound)
+	}
+	return rec.Generation, nil
+}
+
 // Delete replaces the record with a tombstone that expires when the record would have. With an
 // expected generation, only that version is deleted.
 func (s *aerospikeQuickStore) Delete(ctx context.Context, key Key, generation uint32) (bool, error) {

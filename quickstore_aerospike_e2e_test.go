@@ -33,6 +33,8 @@ var endToEndSuites = []struct {
 	{"Autoreply", TestAutoreplyOncePerConversation},
 	{"Uploads", TestUploadURLsAreSignedExpiringAndSingleUse},
 	{"FileQuota", TestConvoFilesAndRemovalGiveQuotaBack},
+	{"MembershipAtomic", TestMembershipChangesAreNeverLost},
+	{"LegacyMembership", TestLegacyUserRecordsMoveTheirConversations},
 }
 
 func runEndToEnd(t *testing.T, spec string) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -129,6 +130,62 @@ func (s *postgresQuickStore) Put(ctx context.Context, key Key, bins Bins, opts P
 	}
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	return uint32(gen), nil
+}
+
+// ModifyMaps is one UPDATE: each named bin becomes its old object (or {}) with the
+// operations' keys added (||) or removed (-) in order, and jsonb's || merges the results in.
+func (s *postgresQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error) {
+	if err := checkMapOps(ops); err != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, err)
+	}
+	args := []any{key.Namespace, key.Set, key.Key}
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	exprs := map[string]string{}
+	var order []string
+	puts := map[string]bool{}
+	for _, o := range ops {
+		puts[o.Bin] = puts[o.Bin] || o.Value != nil
+		e, ok := exprs[o.Bin]
+		if !ok {
+			e = "coalesce(quickstore.bins->" + arg(o.Bin) + "::text, '{}'::jsonb)"
+			order = append(order, o.Bin)
+		}
+		if o.Value == nil {
+			e = "(" + e + " - " + arg(o.Key) + "::text)"
+		} else {
+			v, err := json.Marshal(tagValue(o.Value))
+			if err != nil {
+				return 0, fmt.Errorf("modify %s: %w", key, err)
+			}
+			e = "(" + e + " || jsonb_build_object(" + arg(o.Key) + "::text, " + arg(string(v)) + "::jsonb))"
+		}
+		exprs[o.Bin] = e
+	}
+	var pairs []string
+	for _, b := range order {
+		e := exprs[b]
+		if !puts[b] {
+			// Only removals: a missing bin stays missing (null, stripped below; no stored
+			// value contains a null).
+			e = "CASE WHEN quickstore.bins ? " + arg(b) + "::text THEN " + e + " END"
+		}
+		pairs = append(pairs, arg(b)+"::text, "+e)
+	}
+	q := `UPDATE quickstore SET bins = jsonb_strip_nulls(quickstore.bins || jsonb_build_object(` + strings.Join(pairs, ", ") + `)),
+		generation = generation + 1
+		WHERE ns = $1 AND set_name = $2 AND key = $3 AND ` + qsLive + ` RETURNING generation`
+	var gen int64
+	err := s.pool.QueryRow(ctx, q, args...).Scan(&gen)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("modify %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, err)
 	}
 	return uint32(gen), nil
 }

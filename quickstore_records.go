@@ -42,25 +42,44 @@ func getRecord[T any](ctx context.Context, q QuickStore, key Key) (*T, uint32, e
 	if err != nil {
 		return nil, 0, err
 	}
-	data, ok := rec.Bins[dataBin].(string)
-	if !ok {
-		return nil, 0, fmt.Errorf("record %s has no data bin", key)
-	}
-	v := new(T)
-	if err := ffjson.Unmarshal([]byte(data), v); err != nil {
-		return nil, 0, fmt.Errorf("decoding %s: %w", key, err)
+	v, err := decodeRecord[T](key, rec)
+	if err != nil {
+		return nil, 0, err
 	}
 	return v, rec.Generation, nil
 }
 
-// putRecord encodes and writes a typed record.
-func putRecord(ctx context.Context, q QuickStore, key Key, v any, opts PutOptions) error {
+// decodeRecord decodes the data bin of a record.
+func decodeRecord[T any](key Key, rec *Record) (*T, error) {
+	data, ok := rec.Bins[dataBin].(string)
+	if !ok {
+		return nil, fmt.Errorf("record %s has no data bin", key)
+	}
+	v := new(T)
+	if err := ffjson.Unmarshal([]byte(data), v); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// encodeRecord encodes a typed record's data bin.
+func encodeRecord(key Key, v any) (string, error) {
 	data, err := ffjson.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("encoding %s: %w", key, err)
+		return "", fmt.Errorf("encoding %s: %w", key, err)
 	}
-	_, err = q.Put(ctx, key, Bins{dataBin: string(data)}, opts)
+	s := string(data)
 	ffjson.Pool(data)
+	return s, nil
+}
+
+// putRecord encodes and writes a typed record.
+func putRecord(ctx context.Context, q QuickStore, key Key, v any, opts PutOptions) error {
+	data, err := encodeRecord(key, v)
+	if err != nil {
+		return err
+	}
+	_, err = q.Put(ctx, key, Bins{dataBin: data}, opts)
 	return err
 }
 
@@ -91,15 +110,11 @@ func updateRecord[T any](ctx context.Context, q QuickStore, key Key, fn func(*T)
 
 // getUser reads a user; one being deleted counts as gone.
 func (db *Database) getUser(ctx context.Context, name string) (*UserRecord, error) {
-	u, _, err := getRecord[UserRecord](ctx, db.quick, userKey(name))
+	u, _, err := db.getUserRecord(ctx, name)
 	if err == nil && u.Deleting {
 		return nil, ErrNotFound
 	}
 	return u, err
-}
-
-func (db *Database) updateUser(ctx context.Context, name string, fn func(*UserRecord) error) (*UserRecord, error) {
-	return updateRecord(ctx, db.quick, userKey(name), fn)
 }
 
 // updateConvo changes a conversation's record (getConvo is in convcache.go).

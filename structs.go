@@ -288,7 +288,10 @@ type UserRecord struct {
 	Friends          []FriendView          `json:"Friends"`
 	Incoming         []FriendView          `json:"Incoming"`
 	Outgoing         []FriendView          `json:"Outgoing"`
-	Convos           map[string]*UserConvo `json:"Convos"`
+	// Convos are the user's conversations, read from their own bins (quickstore_membership.go).
+	Convos map[string]*UserConvo `json:"-"`
+	// LegacyConvos is where records written before those bins kept them.
+	LegacyConvos map[string]*UserConvo `json:"Convos,omitempty"`
 	Devices          map[string][]string   `json:"Devices"`
 	Quota            int64                 `json:"Quota"`
 	QuotaUsed        int64                 `json:"QuotaUsed"`

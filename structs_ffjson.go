@@ -17448,13 +17448,17 @@ func (j *UserRecord) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	} else {
 		buf.WriteString(`null`)
 	}
-	buf.WriteString(`,"Convos":`)
-	/* Falling back. type=map[string]*ffjsongentmp.UserConvo kind=map */
-	err = buf.Encode(j.Convos)
-	if err != nil {
-		return err
+	buf.WriteByte(',')
+	if len(j.LegacyConvos) != 0 {
+		buf.WriteString(`"Convos":`)
+		/* Falling back. type=map[string]*ffjsongentmp.UserConvo kind=map */
+		err = buf.Encode(j.LegacyConvos)
+		if err != nil {
+			return err
+		}
+		buf.WriteByte(',')
 	}
-	buf.WriteString(`,"Devices":`)
+	buf.WriteString(`"Devices":`)
 	/* Falling back. type=map[string][]string kind=map */
 	err = buf.Encode(j.Devices)
 	if err != nil {
@@ -17570,7 +17574,7 @@ const (
 
 	ffjtUserRecordOutgoing
 
-	ffjtUserRecordConvos
+	ffjtUserRecordLegacyConvos
 
 	ffjtUserRecordDevices
 
@@ -17619,7 +17623,7 @@ var ffjKeyUserRecordIncoming = []byte("Incoming")
 
 var ffjKeyUserRecordOutgoing = []byte("Outgoing")
 
-var ffjKeyUserRecordConvos = []byte("Convos")
+var ffjKeyUserRecordLegacyConvos = []byte("Convos")
 
 var ffjKeyUserRecordDevices = []byte("Devices")
 
@@ -17726,8 +17730,8 @@ mainparse:
 
 				case 'C':
 
-					if bytes.Equal(ffjKeyUserRecordConvos, kn) {
-						currentKey = ffjtUserRecordConvos
+					if bytes.Equal(ffjKeyUserRecordLegacyConvos, kn) {
+						currentKey = ffjtUserRecordLegacyConvos
 						state = fflib.FFParse_want_colon
 						goto mainparse
 
@@ -17947,8 +17951,8 @@ mainparse:
 					goto mainparse
 				}
 
-				if fflib.EqualFoldRight(ffjKeyUserRecordConvos, kn) {
-					currentKey = ffjtUserRecordConvos
+				if fflib.EqualFoldRight(ffjKeyUserRecordLegacyConvos, kn) {
+					currentKey = ffjtUserRecordLegacyConvos
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -18060,8 +18064,8 @@ mainparse:
 				case ffjtUserRecordOutgoing:
 					goto handle_Outgoing
 
-				case ffjtUserRecordConvos:
-					goto handle_Convos
+				case ffjtUserRecordLegacyConvos:
+					goto handle_LegacyConvos
 
 				case ffjtUserRecordDevices:
 					goto handle_Devices
@@ -18544,9 +18548,9 @@ handle_Outgoing:
 	state = fflib.FFParse_after_value
 	goto mainparse
 
-handle_Convos:
+handle_LegacyConvos:
 
-	/* handler: j.Convos type=map[string]*ffjsongentmp.UserConvo kind=map quoted=false*/
+	/* handler: j.LegacyConvos type=map[string]*ffjsongentmp.UserConvo kind=map quoted=false*/
 
 	{
 
@@ -18557,10 +18561,10 @@ handle_Convos:
 		}
 
 		if tok == fflib.FFTok_null {
-			j.Convos = nil
+			j.LegacyConvos = nil
 		} else {
 
-			j.Convos = make(map[string]*UserConvo, 0)
+			j.LegacyConvos = make(map[string]*UserConvo, 0)
 
 			wantVal := true
 
@@ -18568,7 +18572,7 @@ handle_Convos:
 
 				var k string
 
-				var tmpJConvos *UserConvo
+				var tmpJLegacyConvos *UserConvo
 
 				tok = fs.Scan()
 				if tok == fflib.FFTok_error {
@@ -18617,20 +18621,20 @@ handle_Convos:
 				}
 
 				tok = fs.Scan()
-				/* handler: tmpJConvos type=*ffjsongentmp.UserConvo kind=ptr quoted=false*/
+				/* handler: tmpJLegacyConvos type=*ffjsongentmp.UserConvo kind=ptr quoted=false*/
 
 				{
 					if tok == fflib.FFTok_null {
 
-						tmpJConvos = nil
+						tmpJLegacyConvos = nil
 
 					} else {
 
-						if tmpJConvos == nil {
-							tmpJConvos = new(UserConvo)
+						if tmpJLegacyConvos == nil {
+							tmpJLegacyConvos = new(UserConvo)
 						}
 
-						err = tmpJConvos.UnmarshalJSONFFLexer(fs, fflib.FFParse_want_key)
+						err = tmpJLegacyConvos.UnmarshalJSONFFLexer(fs, fflib.FFParse_want_key)
 						if err != nil {
 							return err
 						}
@@ -18638,7 +18642,7 @@ handle_Convos:
 					state = fflib.FFParse_after_value
 				}
 
-				j.Convos[k] = tmpJConvos
+				j.LegacyConvos[k] = tmpJLegacyConvos
 
 				wantVal = false
 			}

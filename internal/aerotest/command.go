@@ -164,7 +164,10 @@ func (ns *namespace) write(m *message, digest [20]byte, now time.Time) reply {
 	if live && !plan.replace {
 		start = old.bins
 	}
-	bins, out := applyOps(start, m)
+	bins, out, code := applyOps(start, m)
+	if code != resultOK {
+		return reply{result: code}
+	}
 	if len(bins) == 0 {
 		// Removing the last bin deletes the record; there was nothing to remove if it
 		// did not exist.
@@ -271,6 +274,7 @@ func planWrite(m *message) (writePlan, byte) {
 			if p.replace {
 				return p, resultParameter
 			}
+		case opCDTModify: // map put and remove-by-key only (cdt.go)
 		case opRead:
 			hasRead = true
 			if o.name == "" && m.info1&info1GetAll != 0 {
@@ -280,7 +284,7 @@ func planWrite(m *message) (writePlan, byte) {
 				hasReadAll = true
 			}
 		default:
-			return p, resultUnsupported // add, append, CDT, bit, HLL and expression ops
+			return p, resultUnsupported // add, append, other CDT, bit, HLL and expression ops
 		}
 	}
 	if hasRead && m.info1&info1Read == 0 {
@@ -293,8 +297,8 @@ func planWrite(m *message) (writePlan, byte) {
 }
 
 // applyOps runs a write's operations in order on a copy of start, returning the new bins and
-// the bins that read operations returned.
-func applyOps(start []bin, m *message) (bins, out []bin) {
+// the bins that read and map operations returned. A failing operation fails the whole write.
+func applyOps(start []bin, m *message) (bins, out []bin, code byte) {
 	bins = append([]bin(nil), start...)
 	for _, o := range m.ops {
 		switch o.code {
@@ -304,9 +308,15 @@ func applyOps(start []bin, m *message) (bins, out []bin) {
 			bins = bins[:0]
 		case opRead:
 			out = appendRead(out, bins, o, m.info1)
+		case opCDTModify:
+			var res []bin
+			if bins, res, code = applyMapOp(bins, o); code != resultOK {
+				return nil, nil, code
+			}
+			out = append(out, res...)
 		}
 	}
-	return bins, out
+	return bins, out, resultOK
 }
 
 func setBin(bins []bin, o op) []bin {
