@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pquerna/ffjson/ffjson"
+	"golang.org/x/sync/errgroup"
 )
 
 // Conversation commands: creating conversations, their members, name, files and each member's
@@ -67,6 +68,18 @@ func (s *Session) publishConvo(ctx context.Context, cmd string, c *ConvoRecord, 
 	return nil
 }
 
+// publishNewConvo tells the members of a conversation just created: its M_time is its
+// creation time, with no need to ask its empty table.
+func (s *Session) publishNewConvo(c *ConvoRecord) error {
+	payload, err := ffjson.Marshal(convoPush("CreateConversation", c, c.Created))
+	if err != nil {
+		return err
+	}
+	s.db.publishAbout(c.CID, c.Members, payload)
+	ffjson.Pool(payload)
+	return nil
+}
+
 // convoMtime is the time of the conversation's newest message, or its creation time.
 func (db *Database) convoMtime(ctx context.Context, c *ConvoRecord) (string, error) {
 	var mt *time.Time
@@ -95,7 +108,7 @@ func (db *Database) resolveUsers(ctx context.Context, names []string, skip []str
 	for _, n := range skip {
 		seen[upperName(n)] = true
 	}
-	var out []*UserRecord
+	var unique []string
 	for _, n := range names {
 		n = strings.TrimSpace(n)
 		if seen[upperName(n)] {
@@ -104,15 +117,24 @@ func (db *Database) resolveUsers(ctx context.Context, names []string, skip []str
 		if !validUsername(n) {
 			return nil, clientErr("Invalid username %q.", truncate(n, 40))
 		}
-		u, err := db.getUser(ctx, n)
-		if isNotFound(err) {
-			return nil, clientErr("No such user: %s.", n)
-		}
-		if err != nil {
-			return nil, err
-		}
 		seen[upperName(n)] = true
-		out = append(out, u)
+		unique = append(unique, n)
+	}
+	// The reads are independent: one round trip's time for all of them, not one each.
+	out := make([]*UserRecord, len(unique))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, n := range unique {
+		g.Go(func() error {
+			u, err := db.getUser(gctx, n)
+			if isNotFound(err) {
+				return clientErr("No such user: %s.", n)
+			}
+			out[i] = u
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -170,26 +192,31 @@ func createConversation(ctx context.Context, s *Session, req *Request) (reply, e
 	if err := s.db.joinConvo(ctx, c.CID, c.Members); err != nil {
 		return nil, err
 	}
-	if err := s.publishConvo(ctx, "CreateConversation", c); err != nil {
+	if err := s.publishNewConvo(c); err != nil {
 		return nil, err
 	}
 	return &AckReply{OK: true, CID: c.CID}, nil
 }
 
-// joinConvo lists the conversation in each user's record.
+// joinConvo lists the conversation in each user's record, all at once (each is one atomic
+// change of its own record).
 func (db *Database) joinConvo(ctx context.Context, cid string, users []string) error {
+	var g errgroup.Group
 	for _, u := range users {
-		err := db.addUserConvo(ctx, u, cid)
-		if isNotFound(err) {
-			// Deleted since it was named: its name must not stay in the conversation, where
-			// a new account with that name would find it.
-			err = db.dropMember(ctx, cid, u)
-		}
-		if err != nil {
-			return fmt.Errorf("adding %s to %s: %w", u, cid, err)
-		}
+		g.Go(func() error {
+			err := db.addUserConvo(ctx, u, cid)
+			if isNotFound(err) {
+				// Deleted since it was named: its name must not stay in the conversation, where
+				// a new account with that name would find it.
+				err = db.dropMember(ctx, cid, u)
+			}
+			if err != nil {
+				return fmt.Errorf("adding %s to %s: %w", u, cid, err)
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // dropMember removes a name from a conversation's members without telling anyone (for a user
@@ -476,4 +503,3 @@ func updateConvoMtime(ctx context.Context, s *Session, req *Request) (reply, err
 	}
 	return nil, s.db.setSynced(ctx, s.user, c.CID, formatTime(t))
 }
-

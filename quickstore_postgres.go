@@ -167,16 +167,22 @@ func (s *postgresQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapO
 		exprs[o.Bin] = e
 	}
 	var pairs []string
+	strip := false
 	for _, b := range order {
 		e := exprs[b]
 		if !puts[b] {
 			// Only removals: a missing bin stays missing (null, stripped below; no stored
 			// value contains a null).
 			e = "CASE WHEN quickstore.bins ? " + arg(b) + "::text THEN " + e + " END"
+			strip = true
 		}
 		pairs = append(pairs, arg(b)+"::text, "+e)
 	}
-	q := `UPDATE quickstore SET bins = jsonb_strip_nulls(quickstore.bins || jsonb_build_object(` + strings.Join(pairs, ", ") + `)),
+	merged := "quickstore.bins || jsonb_build_object(" + strings.Join(pairs, ", ") + ")"
+	if strip {
+		merged = "jsonb_strip_nulls(" + merged + ")"
+	}
+	q := `UPDATE quickstore SET bins = ` + merged + `,
 		generation = generation + 1
 		WHERE ns = $1 AND set_name = $2 AND key = $3 AND ` + qsLive + ` RETURNING generation`
 	var gen int64

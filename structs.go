@@ -278,24 +278,24 @@ type StatusPush struct {
 
 // UserRecord is a user as stored in the quick store (namespace users, set username).
 type UserRecord struct {
-	Username         string                `json:"Username"`
-	PasswordHash     string                `json:"PasswordHash"`
-	Email            string                `json:"Email"`
-	Phone            string                `json:"Phone"`
-	ProfilePic       string                `json:"ProfilePic"`
-	AutoreplyMessage string                `json:"AutoreplyMessage"`
-	SecQuests        []SecQuest            `json:"SecQuests"`
-	Friends          []FriendView          `json:"Friends"`
-	Incoming         []FriendView          `json:"Incoming"`
-	Outgoing         []FriendView          `json:"Outgoing"`
+	Username         string       `json:"Username"`
+	PasswordHash     string       `json:"PasswordHash"`
+	Email            string       `json:"Email"`
+	Phone            string       `json:"Phone"`
+	ProfilePic       string       `json:"ProfilePic"`
+	AutoreplyMessage string       `json:"AutoreplyMessage"`
+	SecQuests        []SecQuest   `json:"SecQuests"`
+	Friends          []FriendView `json:"Friends"`
+	Incoming         []FriendView `json:"Incoming"`
+	Outgoing         []FriendView `json:"Outgoing"`
 	// Convos are the user's conversations, read from their own bins (quickstore_membership.go).
 	Convos map[string]*UserConvo `json:"-"`
 	// LegacyConvos is where records written before those bins kept them.
 	LegacyConvos map[string]*UserConvo `json:"Convos,omitempty"`
-	Devices          map[string][]string   `json:"Devices"`
-	Quota            int64                 `json:"Quota"`
-	QuotaUsed        int64                 `json:"QuotaUsed"`
-	Created          string                `json:"Created"`
+	Devices      map[string][]string   `json:"Devices"`
+	Quota        int64                 `json:"Quota"`
+	QuotaUsed    int64                 `json:"QuotaUsed"`
+	Created      string                `json:"Created"`
 	// SessionEpoch invalidates every resume token issued before it changed.
 	SessionEpoch int64 `json:"SessionEpoch"`
 	// UserID tells this user from a later one registered under the same name.

@@ -61,9 +61,9 @@ func runConvos(ctx context.Context, tgt *target, o Options, rep *Report) error {
 	c := rep.section("pingedchat vs reference")
 	c.add("CreateConversation rate ÷ bare CREATE TABLE rate", ratio(rate, refRate), "×")
 	if files >= 0 {
-		rep.atMost("relation files per empty conversation", files, 4, "files")
+		rep.atMost("relation files per empty conversation", files, 5, "files")
 	}
-	rep.atMost("own relation bytes per empty conversation", ownPer, 40, "KiB")
+	rep.atMost("own relation bytes per empty conversation", ownPer, 32, "KiB")
 	rep.atLeast("CreateConversation ÷ bare CREATE TABLE", ratio(rate, refRate), 0.8, "×")
 	if o.Convos < 10_000 {
 		rep.note("the conversation targets are defined as conversations grow to 10,000; this run made %d", o.Convos)

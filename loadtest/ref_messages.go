@@ -16,8 +16,9 @@ import (
 
 // References for the messages mode, measured in the same run on the same machine.
 
-// convTableDDL is the shape of a conversation's table; it mirrors createConvoTable in
-// convtable.go, so that the references pay for the same indexes.
+// convTableDDL is the shape of a conversation's table; it mirrors convTableDDL in
+// convtable.go (without its version comment), so that the references pay for the same columns
+// and indexes.
 const convTableDDL = `
 	CREATE TABLE %[1]s (
 		m_time     timestamptz PRIMARY KEY,
@@ -25,7 +26,10 @@ const convTableDDL = `
 		f_username text        NOT NULL,
 		content    text        NOT NULL,
 		kind       text        NOT NULL DEFAULT 'text',
-		client_id  text        UNIQUE
+		client_id  text        UNIQUE,
+		target bigint, reaction_on boolean, edited timestamptz, changed timestamptz,
+		deleted boolean, reactions jsonb, reply_to bigint, quote_from text, quote text,
+		mentions text[]
 	);`
 
 const refConns = 8
