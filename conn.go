@@ -54,17 +54,15 @@ type Session struct {
 	// Set at login.
 	user      string // the username as registered
 	upper     string
-	tokenHash string         // the resume token this session logged in with or was issued
-	pushes    chan *nats.Msg // its user's events, from the user's hub (userhub.go)
-	joined    bool           // in its user's hub
-	slow      atomic.Bool    // being closed for not keeping up
-	resync    chan struct{}  // a Resync push is due (resync.go)
+	tokenHash string        // the resume token this session logged in with or was issued
+	events    sessionEvents // its user's events, from the user's hub (session_events.go)
+	joined    bool          // in its user's hub
+	slow      atomic.Bool   // being closed for not keeping up
 
 	// closeAfterReply, when set by a command, closes the session with this reason once the
 	// command's reply is sent.
 	closeAfterReply string
 
-	done      chan struct{}
 	closeOnce sync.Once
 }
 
@@ -82,11 +80,7 @@ func (db *Database) sockHandler(srvCtx context.Context, sock sockjs.Session) {
 		id:      randomToken(),
 		remote:  db.clientKey(sock),
 		limiter: rate.NewLimiter(rate.Limit(db.cfg.CommandRate), db.cfg.CommandBurst),
-		done:    make(chan struct{}),
-		resync:  make(chan struct{}, 1),
 	}
-	frames := make(chan string, 16)
-	go s.readFrames(ctx, frames)
 	defer func() {
 		// A panic outside a command (commands recover their own) ends this session, not the
 		// process.
@@ -100,10 +94,10 @@ func (db *Database) sockHandler(srvCtx context.Context, sock sockjs.Session) {
 		s.close(1000, "bye")
 		s.unsubscribe()
 	}()
-	if !s.handshake(ctx, frames) {
+	if !s.handshake(ctx) {
 		return
 	}
-	s.Run(ctx, frames)
+	s.Run(ctx)
 }
 
 // clientKey is the session's key in per-address limits.
@@ -115,47 +109,22 @@ func (db *Database) clientKey(sock sockjs.Session) string {
 	return limitKey(db.limits.proxies.clientAddr(r))
 }
 
-// readFrames feeds the client's frames to the session loop until the client goes away.
-func (s *Session) readFrames(ctx context.Context, frames chan<- string) {
-	defer close(frames)
-	for {
-		msg, err := s.sock.RecvCtx(ctx)
-		if err != nil {
-			return
-		}
-		select {
-		case frames <- msg:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
 // handshake answers frames until the client has registered or logged in; false means the
 // session ended first. A connection that does not log in within -login-timeout is closed, so
 // idle connections cannot pile up.
-func (s *Session) handshake(ctx context.Context, frames <-chan string) bool {
-	var deadline <-chan time.Time
-	if d := s.db.cfg.LoginTimeout; d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		deadline = t.C
-	}
+func (s *Session) handshake(ctx context.Context) bool {
+	hctx, cancel := s.loginDeadline(ctx)
+	defer cancel()
 	for s.user == "" {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-s.done:
-			return false
-		case <-deadline:
+		frame, err := s.sock.RecvCtx(hctx)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			s.close(closeLoginTimeout, "log in sooner")
 			return false
-		case frame, ok := <-frames:
-			if !ok {
-				return false
-			}
-			s.handleFrame(ctx, frame)
 		}
+		if err != nil {
+			return false
+		}
+		s.handleFrame(ctx, frame)
 	}
 	return true
 }
@@ -163,7 +132,6 @@ func (s *Session) handshake(ctx context.Context, frames <-chan string) bool {
 // close ends the session once, with a SockJS close code.
 func (s *Session) close(code uint32, reason string) {
 	s.closeOnce.Do(func() {
-		close(s.done)
 		_ = s.sock.Close(code, reason)
 	})
 }
@@ -417,7 +385,6 @@ func (s *Session) sendRaw(b []byte) {
 // is sent on reconnect, and every session then resyncs).
 func (s *Session) login(u *UserRecord, hash string) error {
 	s.user, s.upper, s.tokenHash = u.Username, upperName(u.Username), hash
-	s.pushes = make(chan *nats.Msg, pushBuffer)
 	if err := s.db.join(s); err != nil {
 		s.user, s.upper = "", ""
 		return err

@@ -253,41 +253,18 @@ func (db *Database) publishRevoke(user, tokenHash, reason string) {
 		Header: nats.Header{hdrClose: []string{reason}, hdrCloseToken: []string{tokenHash}}})
 }
 
-// Run is the main loop of a logged-in session: it waits on the client's frames, the user's NATS
-// events and shutdown, and answers each frame through the functs map. It returns when the
-// session ends.
-func (s *Session) Run(ctx context.Context, frames <-chan string) {
+// Run is the main loop of a logged-in session: it waits on the client's frames and the user's
+// NATS events (session_events.go), and answers each frame through the functs map. It returns
+// when the session ends.
+func (s *Session) Run(ctx context.Context) {
 	for {
-		// Events go first: a session busy with its own commands must not fall behind on its
-		// events until NATS counts it as a slow consumer.
-		s.forwardPending()
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.done:
-			return
-		case frame, ok := <-frames:
-			if !ok {
-				return
-			}
-			s.handleFrame(ctx, frame)
-		case msg := <-s.pushes:
-			s.forward(msg)
-		case <-s.resync:
-			s.sendRaw(resyncPayload)
-		}
-	}
-}
-
-// forwardPending forwards every event already waiting.
-func (s *Session) forwardPending() {
-	for {
-		select {
-		case msg := <-s.pushes:
-			s.forward(msg)
-		default:
+		// Events go first (nextFrame forwards them): a session busy with its own commands must
+		// not fall behind on its events until it counts as too slow.
+		frame, ok := s.nextFrame(ctx)
+		if !ok {
 			return
 		}
+		s.handleFrame(ctx, frame)
 	}
 }
 

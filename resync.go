@@ -115,14 +115,6 @@ func (db *Database) publishMsg(msg *nats.Msg) {
 	}
 }
 
-// requestResync asks the session's loop to send a Resync push; one pending request is enough.
-func (s *Session) requestResync() {
-	select {
-	case s.resync <- struct{}{}:
-	default:
-	}
-}
-
 // getUserView answers with the user's own view (DESIGN §3.3): what a client reads again after
 // a Resync, since conversations may have been created or left meanwhile.
 func getUserView(ctx context.Context, s *Session, _ *Request) (reply, error) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -119,11 +118,13 @@ func (db *Database) sessionsOfSub(sub *nats.Subscription) []*Session {
 	return out
 }
 
-// dispatch hands every event in the inbox to the sessions of its user, until ctx ends.
+// dispatch hands every event in the inbox to the sessions of its user, until ctx (the
+// server's) ends; then it ends every session's wait for a frame, so their loops return.
 func (db *Database) dispatch(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			db.eachSession((*Session).stopWaiting)
 			return
 		case msg := <-db.hubs.inbox:
 			db.dispatchOne(msg)
@@ -143,14 +144,6 @@ func (db *Database) dispatchOne(msg *nats.Msg) {
 		return
 	}
 	for s := range hub.sessions {
-		select {
-		case s.pushes <- msg:
-		default:
-			if s.markSlow() {
-				slog.Warn("closing session that cannot keep up with its events", "user", s.user)
-				// Not here: closing may wait for a write to that session's stalled client.
-				go s.close(closeSlow, "too slow: reconnect to resync")
-			}
-		}
+		dispatchTo(s, msg)
 	}
 }

@@ -43,7 +43,7 @@ func runIdle(ctx context.Context, tgt *target, o Options, rep *Report) error {
 	c := rep.section("pingedchat vs reference")
 	r := ratio(perSession, echoPer)
 	c.add("memory per session ÷ bare sockjs-go", r, "×")
-	rep.atMost("idle session memory ÷ bare sockjs-go", r, 1.3, "×")
+	rep.atMost("idle session memory ÷ bare sockjs-go", r, 1.2, "×")
 	if o.Sessions != 10_000 {
 		rep.note("the idle target is defined at 10,000 sessions; this run held %d", o.Sessions)
 	}
