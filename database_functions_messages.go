@@ -30,6 +30,7 @@ func checkContent(content string) error {
 }
 
 func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
+	start := time.Now()
 	c, err := s.memberConvo(ctx, req.CID)
 	if err != nil {
 		return nil, err
@@ -48,10 +49,12 @@ func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if err := s.addReplyAndMentions(ctx, c, req, m); err != nil { // database_functions_edit.go
 		return nil, err
 	}
+	start = s.db.metrics.sendPhase(phaseCheck, start)
 	dup, err := s.db.insertGrouped(ctx, m)
 	if err != nil {
 		return nil, err
 	}
+	start = s.db.metrics.sendPhase(phaseStore, start)
 	if dup {
 		// A resend of a stored message, perhaps to another instance after the first died
 		// before publishing: publish it again (clients drop an id they already have).
@@ -61,6 +64,7 @@ func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 	} else {
 		s.db.afterSend(ctx, c, m)
 	}
+	s.db.metrics.sendPhase(phasePublish, start)
 	return &AckReply{OK: true, CID: m.CID, ID: m.ID, MTime: m.MTime, ClientID: m.ClientID}, nil
 }
 

@@ -25,6 +25,7 @@ type Metrics struct {
 	sessions         prometheus.Gauge
 	commands         *prometheus.CounterVec
 	deliverLatency   prometheus.Histogram
+	sendPhases       *prometheus.SummaryVec
 	storeErrors      *prometheus.CounterVec
 	natsErrors       prometheus.Counter
 	scheduledBacklog prometheus.Gauge
@@ -78,6 +79,12 @@ func newMetrics() *Metrics {
 			Help:    "Time from a message's m_time to the moment a session forwards it to its client.",
 			Buckets: deliverBuckets,
 		}),
+		sendPhases: prometheus.NewSummaryVec(prometheus.SummaryOpts{
+			Name:       "pinged_send_phase_seconds",
+			Help:       "Where a SendMessage's time goes on the sending instance: check (membership and content), store (waiting for its group, insert, commit), publish (the fan-out and what follows a stored message).",
+			Objectives: map[float64]float64{0.5: 0.01, 0.99: 0.001},
+			MaxAge:     time.Minute,
+		}, []string{"phase"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pinged_store_errors_total",
 			Help: "Failed operations on a store (postgres or quickstore).",
@@ -105,7 +112,7 @@ func newMetrics() *Metrics {
 		}, []string{"outcome"}),
 		knownCommands: knownCommandNames(),
 	}
-	m.reg.MustRegister(m.sessions, m.commands, m.deliverLatency, m.storeErrors, m.natsErrors,
+	m.reg.MustRegister(m.sessions, m.commands, m.deliverLatency, m.sendPhases, m.storeErrors, m.natsErrors,
 		m.scheduledBacklog, m.connsRefused, m.insertGroups, m.mail, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -166,6 +173,23 @@ func (m *Metrics) delivered(mtime time.Time) {
 	if m != nil {
 		m.deliverLatency.Observe(time.Since(mtime).Seconds())
 	}
+}
+
+// Phases of a SendMessage, the sendPhases label.
+const (
+	phaseCheck   = "check"
+	phaseStore   = "store"
+	phasePublish = "publish"
+)
+
+// sendPhase records how long one phase of a SendMessage took, since start; it returns now, the
+// next phase's start.
+func (m *Metrics) sendPhase(phase string, start time.Time) time.Time {
+	now := time.Now()
+	if m != nil {
+		m.sendPhases.WithLabelValues(phase).Observe(now.Sub(start).Seconds())
+	}
+	return now
 }
 
 // mtimeKey is how a marshalled Message names its m_time. A content string cannot contain it:
