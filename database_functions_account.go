@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/pquerna/ffjson/ffjson"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -21,7 +22,9 @@ import (
 // index scan; clients show it as "999+".
 const maxUnreadCount = 999
 
-// userView is what the user sees of itself (DESIGN §3.3).
+// userView is what the user sees of itself (DESIGN §3.3). Besides the user's record it costs
+// one quick-store read of the conversations' records (those not cached) and one batch of
+// PostgreSQL queries: a resume after a restart should not wait for a dozen round trips.
 func (db *Database) userView(ctx context.Context, u *UserRecord) (*UserView, error) {
 	v := &UserView{
 		Username: u.Username, Email: u.Email, Phone: u.Phone, AutoreplyMessage: u.AutoreplyMessage,
@@ -29,19 +32,21 @@ func (db *Database) userView(ctx context.Context, u *UserRecord) (*UserView, err
 		OutgoingPendingFriends: nonNil(u.Outgoing), ProfilePic: u.ProfilePic,
 		Quota: u.Quota, QuotaUsed: u.QuotaUsed, Blocked: nonNil(u.Blocked),
 		EmailVerified: u.EmailVerified, PhoneVerified: u.PhoneVerified, Carrier: u.Carrier,
-		MailAddress: db.mailAddress(u.Username),
+		MailAddress: db.mailAddress(u.Username), ScheduledMessages: []ScheduledView{},
 	}
-	var err error
-	if v.UnreadEmails, err = db.unreadEmails(ctx, u.Username); err != nil {
+	convos, err := db.getConvos(ctx, mapKeys(u.Convos))
+	if err != nil {
 		return nil, err
 	}
-	if v.CIDs, err = db.convoSummaries(ctx, u); err != nil {
+	summaries, bases := convoSummaries(u, convos)
+	b := &pgx.Batch{}
+	queueUnreadEmails(b, u.Username, &v.UnreadEmails)     // database_functions_mail.go
+	queueScheduledOf(b, u.Username, &v.ScheduledMessages) // database_functions_scheduled.go
+	queueActivity(b, u.Username, summaries, bases)
+	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
-	if v.ScheduledMessages, err = db.scheduledOf(ctx, u.Username); err != nil {
-		return nil, err
-	}
-	v.ScheduledMessages = nonNil(v.ScheduledMessages)
+	v.CIDs = finishSummaries(u, summaries, bases)
 	return v, nil
 }
 
@@ -52,15 +57,11 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// convoSummaries lists the user's conversations, most recent first, with unread counts. The
-// metadata records are read concurrently; the message tables are asked in one batch.
-func (db *Database) convoSummaries(ctx context.Context, u *UserRecord) ([]ConvoSummary, error) {
-	convos, err := db.getConvos(ctx, mapKeys(u.Convos))
-	if err != nil {
-		return nil, err
-	}
-	out := make([]ConvoSummary, 0, len(convos))
-	bases := make([]string, 0, len(convos))
+// convoSummaries lists the conversations the user is still a member of, with the time after
+// which each one's messages count as unread.
+func convoSummaries(u *UserRecord, convos []*ConvoRecord) (out []ConvoSummary, bases []string) {
+	out = make([]ConvoSummary, 0, len(convos))
+	bases = make([]string, 0, len(convos))
 	for _, c := range convos {
 		if c == nil || !c.isMember(u.Username) {
 			continue // left or deleted meanwhile
@@ -68,16 +69,18 @@ func (db *Database) convoSummaries(ctx context.Context, u *UserRecord) ([]ConvoS
 		out = append(out, ConvoSummary{CID: c.CID, Name: c.Name, MTime: c.Created})
 		bases = append(bases, unreadBase(c.ReadTimes[upperName(u.Username)], u.Convos[c.CID]))
 	}
-	if err := db.fillActivity(ctx, u.Username, out, bases); err != nil {
-		return nil, err
-	}
+	return out, bases
+}
+
+// finishSummaries adds the unread counts the user set, and sorts most recent first.
+func finishSummaries(u *UserRecord, out []ConvoSummary, bases []string) []ConvoSummary {
 	for i := range out {
 		if uc := u.Convos[out[i].CID]; uc != nil && uc.UnreadAt != "" && uc.UnreadAt == bases[i] {
 			out[i].UnreadCount = min(out[i].UnreadCount+uc.Unread, maxUnreadCount)
 		}
 	}
 	slices.SortFunc(out, func(a, b ConvoSummary) int { return cmp.Compare(b.MTime, a.MTime) })
-	return out, nil
+	return out
 }
 
 // unreadBase is the time after which messages count as unread: the read time, or the time an
@@ -89,50 +92,61 @@ func unreadBase(readTime string, uc *UserConvo) string {
 	return readTime
 }
 
-// fillActivity sets each summary's M_time (its newest message) and unread count (messages from
-// others after its base time) with one batch of queries.
-func (db *Database) fillActivity(ctx context.Context, user string, out []ConvoSummary, bases []string) error {
-	if len(out) == 0 {
-		return nil
-	}
-	b := &pgx.Batch{}
-	for i, c := range out {
-		t := convTable(c.CID)
+// queueActivity asks, in the batch, each summary's M_time (its newest message) and unread count
+// (messages from others after its base time).
+func queueActivity(b *pgx.Batch, user string, out []ConvoSummary, bases []string) {
+	for i := range out {
 		base := bases[i]
 		if base == "" {
 			base = "-infinity"
 		}
 		b.Queue(fmt.Sprintf(`SELECT (SELECT max(m_time) FROM %[1]s),
 			(SELECT count(*) FROM (SELECT 1 FROM %[1]s WHERE m_time > $1::timestamptz AND f_username <> $2 AND kind NOT IN ('event', 'edit', 'delete', 'reaction') LIMIT %[2]d) x)`,
-			t, maxUnreadCount), base, user)
+			convTable(out[i].CID), maxUnreadCount), base, user).QueryRow(func(row pgx.Row) error {
+			var mt *time.Time
+			if err := row.Scan(&mt, &out[i].UnreadCount); err != nil {
+				return fmt.Errorf("reading activity of %s: %w", out[i].CID, err)
+			}
+			if mt != nil {
+				out[i].MTime = formatTime(*mt)
+			}
+			return nil
+		})
 	}
-	res := db.pool.SendBatch(ctx, b)
-	defer res.Close()
-	for i := range out {
-		var mt *time.Time
-		if err := res.QueryRow().Scan(&mt, &out[i].UnreadCount); err != nil {
-			return fmt.Errorf("reading activity of %s: %w", out[i].CID, err)
-		}
-		if mt != nil {
-			out[i].MTime = formatTime(*mt)
-		}
-	}
-	return res.Close()
 }
 
-// getConvos reads several conversation records concurrently; a missing one is nil.
+// getConvos reads several conversation records, from the cache where it may and the others in
+// one quick-store call; a missing one is nil.
 func (db *Database) getConvos(ctx context.Context, cids []string) ([]*ConvoRecord, error) {
 	out := make([]*ConvoRecord, len(cids))
-	err := forEachConcurrently(ctx, len(cids), func(i int) error {
-		c, err := db.getConvo(ctx, cids[i])
-		if err != nil && !isNotFound(err) {
-			return err
+	var keys []Key
+	var at []int
+	for i, cid := range cids {
+		if out[i] = db.convos.get(cid); out[i] == nil {
+			keys, at = append(keys, convoKey(cid)), append(at, i)
 		}
-		out[i] = c
-		return nil
-	})
+	}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	epoch := db.convos.currentEpoch()
+	recs, err := db.quick.GetMany(ctx, keys)
 	if err != nil {
 		return nil, err
+	}
+	cache := db.nc.Status() == nats.CONNECTED
+	for j, rec := range recs {
+		if rec == nil {
+			continue
+		}
+		c, err := decodeRecord[ConvoRecord](keys[j], rec)
+		if err != nil {
+			return nil, err
+		}
+		out[at[j]] = c
+		if cache {
+			db.convos.put(c.CID, c, epoch)
+		}
 	}
 	return out, nil
 }

@@ -155,15 +155,15 @@ func (db *Database) deleteMailbox(ctx context.Context, user string) error {
 	return nil
 }
 
-// unreadEmails counts the unread mail in a user's inbox, for the user view.
-func (db *Database) unreadEmails(ctx context.Context, user string) (int64, error) {
-	var n int64
-	err := db.pool.QueryRow(ctx, `SELECT count(*) FROM mail WHERE owner = $1 AND folder = 'inbox'
-		AND unread AND NOT deleted AND NOT removed`, upperName(user)).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("counting unread e-mail: %w", err)
-	}
-	return n, nil
+// queueUnreadEmails counts the unread mail in a user's inbox, for the user view's batch.
+func queueUnreadEmails(b *pgx.Batch, user string, n *int64) {
+	b.Queue(`SELECT count(*) FROM mail WHERE owner = $1 AND folder = 'inbox'
+		AND unread AND NOT deleted AND NOT removed`, upperName(user)).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(n); err != nil {
+			return fmt.Errorf("counting unread e-mail: %w", err)
+		}
+		return nil
+	})
 }
 
 func getAllEmails(ctx context.Context, s *Session, req *Request) (reply, error) {

@@ -91,18 +91,21 @@ func removeAllScheduledMessages(ctx context.Context, s *Session, _ *Request) (re
 	return nil, nil
 }
 
-// scheduledOf lists a user's scheduled messages, soonest first.
-func (db *Database) scheduledOf(ctx context.Context, user string) ([]ScheduledView, error) {
-	rows, err := db.pool.Query(ctx, `SELECT id, cid, send_at, content FROM scheduled_messages
-		WHERE upper(f_username) = $1 ORDER BY send_at, id`, upperName(user))
-	if err != nil {
-		return nil, fmt.Errorf("listing scheduled messages: %w", err)
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ScheduledView, error) {
-		var v ScheduledView
-		var at time.Time
-		err := row.Scan(&v.ID, &v.CID, &at, &v.Content)
-		v.Time = formatTime(at)
-		return v, err
+// queueScheduledOf lists a user's scheduled messages, soonest first, in the user view's batch.
+func queueScheduledOf(b *pgx.Batch, user string, out *[]ScheduledView) {
+	b.Queue(`SELECT id, cid, send_at, content FROM scheduled_messages
+		WHERE upper(f_username) = $1 ORDER BY send_at, id`, upperName(user)).Query(func(rows pgx.Rows) error {
+		views, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ScheduledView, error) {
+			var v ScheduledView
+			var at time.Time
+			err := row.Scan(&v.ID, &v.CID, &at, &v.Content)
+			v.Time = formatTime(at)
+			return v, err
+		})
+		if err != nil {
+			return fmt.Errorf("listing scheduled messages: %w", err)
+		}
+		*out = nonNil(views)
+		return nil
 	})
 }

@@ -345,6 +345,11 @@ func (c *countingQuickStore) Put(ctx context.Context, key Key, bins Bins, opts P
 	return gen, c.count(err)
 }
 
+func (c *countingQuickStore) GetMany(ctx context.Context, keys []Key) ([]*Record, error) {
+	r, err := c.QuickStore.GetMany(ctx, keys)
+	return r, c.count(err)
+}
+
 func (c *countingQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error) {
 	gen, err := c.QuickStore.ModifyMaps(ctx, key, ops)
 	return gen, c.count(err)

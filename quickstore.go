@@ -75,6 +75,8 @@ var (
 type QuickStore interface {
 	// Get reads a record; a missing or expired one is ErrNotFound.
 	Get(ctx context.Context, key Key) (*Record, error)
+	// GetMany reads several records at once; a missing or expired one is nil in the result.
+	GetMany(ctx context.Context, keys []Key) ([]*Record, error)
 	// Put writes bins as opts say and returns the record's new generation.
 	Put(ctx context.Context, key Key, bins Bins, opts PutOptions) (uint32, error)
 	// Delete removes a record and reports whether it existed. With generation not zero the

@@ -51,6 +51,7 @@ func runQuickStoreConformance(t *testing.T, open func(t *testing.T) QuickStore, 
 		{"ListsAndMaps", qsListsAndMaps},
 		{"BadBins", qsBadBins},
 		{"ModifyMaps", qsModifyMaps},
+		{"GetMany", qsGetMany},
 		{"ModifyMapsConcurrently", qsModifyMapsConcurrently},
 	}
 	for _, tc := range tests {
@@ -584,6 +585,31 @@ func qsModifyMaps(t *testing.T, f *qsFixture) {
 	f.expectMissing(k)
 	f.put(k, Bins{"data": "new"}, PutOptions{Mode: CreateOnly})
 	f.expect(k, Bins{"data": "new"}, 0)
+}
+
+func qsGetMany(t *testing.T, f *qsFixture) {
+	a, b, gone := f.key(nsConvos, "a"), f.key(nsUsers, "b"), f.key(nsConvos, "gone")
+	f.put(a, Bins{"data": "A"}, PutOptions{})
+	f.put(b, Bins{"data": "B", "n": int64(2)}, PutOptions{})
+	f.put(b, Bins{"data": "B2"}, PutOptions{})
+	f.put(gone, Bins{"data": "x"}, PutOptions{})
+	if _, err := f.q.Delete(f.ctx, gone, 0); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := f.q.GetMany(f.ctx, []Key{b, gone, a, f.key(nsUsers, "never"), b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 5 || recs[1] != nil || recs[3] != nil || recs[0] == nil || recs[2] == nil || recs[4] == nil {
+		t.Fatalf("GetMany: %v", recs)
+	}
+	if !qsSameBins(recs[0].Bins, Bins{"data": "B2", "n": int64(2)}) || recs[0].Generation != 2 ||
+		!qsSameBins(recs[2].Bins, Bins{"data": "A"}) || recs[2].Generation != 1 {
+		t.Fatalf("GetMany: %+v %+v", recs[0], recs[2])
+	}
+	if recs, err := f.q.GetMany(f.ctx, nil); err != nil || len(recs) != 0 {
+		t.Fatalf("GetMany of nothing: %v, %v", recs, err)
+	}
 }
 
 // qsModifyMapsConcurrently: writers changing different entries of one map at once lose none,

@@ -81,6 +81,42 @@ func (s *postgresQuickStore) Get(ctx context.Context, key Key) (*Record, error) 
 	return &Record{Bins: bins, Generation: uint32(gen)}, nil
 }
 
+// GetMany is one query for every key.
+func (s *postgresQuickStore) GetMany(ctx context.Context, keys []Key) ([]*Record, error) {
+	out := make([]*Record, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	ns, sets, names := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		ns[i], sets[i], names[i] = k.Namespace, k.Set, k.Key
+	}
+	rows, err := s.pool.Query(ctx, `SELECT k.i, quickstore.bins::text, quickstore.generation
+		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
+		JOIN quickstore ON quickstore.ns = k.ns AND quickstore.set_name = k.set_name
+			AND quickstore.key = k.key AND `+qsLive, ns, sets, names)
+	if err != nil {
+		return nil, fmt.Errorf("get %d records: %w", len(keys), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i, gen int64
+		var raw []byte
+		if err := rows.Scan(&i, &raw, &gen); err != nil {
+			return nil, fmt.Errorf("get %d records: %w", len(keys), err)
+		}
+		bins, err := decodeBins(raw)
+		if err != nil {
+			return nil, fmt.Errorf("get %s: %w", keys[i-1], err)
+		}
+		out[i-1] = &Record{Bins: bins, Generation: uint32(gen)}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("get %d records: %w", len(keys), err)
+	}
+	return out, nil
+}
+
 func (s *postgresQuickStore) Put(ctx context.Context, key Key, bins Bins, opts PutOptions) (uint32, error) {
 	if err := checkPut(bins, opts); err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
