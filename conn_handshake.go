@@ -43,7 +43,7 @@ func checkUsername(ctx context.Context, s *Session, req *Request) (reply, error)
 	if !s.db.limits.nameChecks.spend(s.remote, 1) {
 		return nil, clientErr("Too many checks from your address; try again later.")
 	}
-	_, err := s.db.getUser(ctx, req.Username)
+	_, err := s.db.getUserData(ctx, req.Username)
 	if err != nil && !isNotFound(err) {
 		return nil, err
 	}

@@ -85,5 +85,5 @@ func (s *Session) mayAdd(others []*UserRecord) error {
 }
 
 func (db *Database) tooManyConvos(u *UserRecord) bool {
-	return db.cfg.MaxConvosPerUser > 0 && len(u.Convos) >= db.cfg.MaxConvosPerUser
+	return db.cfg.MaxConvosPerUser > 0 && u.convoCount() >= db.cfg.MaxConvosPerUser
 }

@@ -125,7 +125,7 @@ func (db *Database) resolveUsers(ctx context.Context, names []string, skip []str
 	g, gctx := errgroup.WithContext(ctx)
 	for i, n := range unique {
 		g.Go(func() error {
-			u, err := db.getUser(gctx, n)
+			u, err := db.getUserData(gctx, n)
 			if isNotFound(err) {
 				return clientErr("No such user: %s.", n)
 			}
@@ -165,7 +165,7 @@ func createConversation(ctx context.Context, s *Session, req *Request) (reply, e
 	if len(req.Members) >= maxMembers {
 		return nil, clientErr("A conversation has at most %d members.", maxMembers)
 	}
-	me, err := s.db.getUser(ctx, s.user)
+	me, err := s.db.getUserData(ctx, s.user)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +174,7 @@ func createConversation(ctx context.Context, s *Session, req *Request) (reply, e
 		return nil, err
 	}
 	if s.db.tooManyConvos(me) {
-		return nil, clientErr("You are in %d conversations, the most there can be; leave one first.", len(me.Convos))
+		return nil, clientErr("You are in %d conversations, the most there can be; leave one first.", me.convoCount())
 	}
 	if err := s.mayAdd(others); err != nil {
 		return nil, err

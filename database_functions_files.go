@@ -33,7 +33,7 @@ func getS3PolicyData(ctx context.Context, s *Session, req *Request) (reply, erro
 	if req.CID == profileCID && (req.Size > maxProfileSize || !rasterImage(req.ContentType)) {
 		return nil, clientErr("A profile picture is a PNG, JPEG, GIF, WebP or BMP image of at most %s.", byteSize(maxProfileSize))
 	}
-	u, err := s.db.getUser(ctx, s.user)
+	u, err := s.db.getUserData(ctx, s.user)
 	if err != nil {
 		return nil, err
 	}

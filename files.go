@@ -393,7 +393,7 @@ func serveStored(w http.ResponseWriter, r *http.Request, path string) {
 func (f *Files) mayRead(r *http.Request, rec *FileRecord) int {
 	if rec.CID == profileCID {
 		// Public only while it is its owner's picture and a picture: no public file hosting.
-		u, err := f.db.getUser(r.Context(), rec.Owner)
+		u, err := f.db.getUserData(r.Context(), rec.Owner)
 		if err != nil || u.ProfilePic != fileURLPrefix+rec.ID || !rasterImage(rec.Type) {
 			return http.StatusNotFound
 		}

@@ -161,7 +161,7 @@ func (db *Database) resolveRecipient(ctx context.Context, addr string) (mailTarg
 	}
 	local := addr[:at]
 	if validUsername(local) {
-		u, err := db.getUser(ctx, local)
+		u, err := db.getUserData(ctx, local)
 		if err == nil {
 			return mailTarget{user: u.Username}, true, nil
 		}

@@ -163,7 +163,7 @@ func isPermanentSMTP(err error) bool {
 
 // bounce tells the sender, in their inbox, that mail could not be delivered.
 func (db *Database) bounce(ctx context.Context, sender string, rcpts []string, cause error) {
-	u, err := db.getUser(ctx, sender)
+	u, err := db.getUserData(ctx, sender)
 	if err != nil {
 		return // the sender is gone
 	}

@@ -345,6 +345,11 @@ func (c *countingQuickStore) Put(ctx context.Context, key Key, bins Bins, opts P
 	return gen, c.count(err)
 }
 
+func (c *countingQuickStore) GetBins(ctx context.Context, key Key, names []string, sizeOf ...string) (*Record, error) {
+	r, err := c.QuickStore.GetBins(ctx, key, names, sizeOf...)
+	return r, c.count(err)
+}
+
 func (c *countingQuickStore) GetMany(ctx context.Context, keys []Key) ([]*Record, error) {
 	r, err := c.QuickStore.GetMany(ctx, keys)
 	return r, c.count(err)

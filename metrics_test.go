@@ -188,6 +188,9 @@ func (f failingStore) Put(context.Context, Key, Bins, PutOptions) (uint32, error
 }
 func (f failingStore) Delete(context.Context, Key, uint32) (bool, error) { return false, f.err }
 func (f failingStore) Close()                                            {}
+func (f failingStore) GetBins(context.Context, Key, []string, ...string) (*Record, error) {
+	return nil, f.err
+}
 func (f failingStore) GetMany(context.Context, []Key) ([]*Record, error) { return nil, f.err }
 func (f failingStore) ModifyMaps(context.Context, Key, []MapOp) (uint32, error) {
 	return 0, f.err

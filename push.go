@@ -260,7 +260,7 @@ func (p *pusher) handle(ctx context.Context, job pushJob) {
 		if strings.EqualFold(r, job.sender) || p.db.userOnline(ctx, r) {
 			continue
 		}
-		u, err := p.db.getUser(ctx, r)
+		u, err := p.db.getUserData(ctx, r)
 		if err != nil {
 			if !errors.Is(err, ErrNotFound) {
 				slog.Warn("push: reading recipient", "user", r, "err", err)

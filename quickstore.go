@@ -33,6 +33,8 @@ type Bins map[string]any
 type Record struct {
 	Bins       Bins
 	Generation uint32
+	// Sizes are the entry counts GetBins was asked for, by bin.
+	Sizes map[string]int64
 }
 
 // PutMode says what a write does with an existing record (Aerospike's RecordExistsAction).
@@ -75,6 +77,10 @@ var (
 type QuickStore interface {
 	// Get reads a record; a missing or expired one is ErrNotFound.
 	Get(ctx context.Context, key Key) (*Record, error)
+	// GetBins reads only the named bins of a record (those it has), and the number of entries of
+	// each map bin in sizeOf (Record.Sizes; 0 for a missing bin), without reading those maps; a
+	// missing or expired record is ErrNotFound.
+	GetBins(ctx context.Context, key Key, names []string, sizeOf ...string) (*Record, error)
 	// GetMany reads several records at once; a missing or expired one is nil in the result.
 	GetMany(ctx context.Context, keys []Key) ([]*Record, error)
 	// Put writes bins as opts say and returns the record's new generation.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -52,6 +53,7 @@ func runQuickStoreConformance(t *testing.T, open func(t *testing.T) QuickStore, 
 		{"BadBins", qsBadBins},
 		{"ModifyMaps", qsModifyMaps},
 		{"GetMany", qsGetMany},
+		{"ModifyMapsThenPut", qsModifyMapsThenPut},
 		{"ModifyMapsConcurrently", qsModifyMapsConcurrently},
 	}
 	for _, tc := range tests {
@@ -609,6 +611,85 @@ func qsGetMany(t *testing.T, f *qsFixture) {
 	}
 	if recs, err := f.q.GetMany(f.ctx, nil); err != nil || len(recs) != 0 {
 		t.Fatalf("GetMany of nothing: %v, %v", recs, err)
+	}
+	// GetBins: only the bins named, maps changed entry by entry included.
+	if _, err := f.q.ModifyMaps(f.ctx, b, []MapOp{{Bin: "m", Key: "k", Value: "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		names, sizeOf []string
+		want          Bins
+		sizes         map[string]int64
+	}{
+		{[]string{"data"}, nil, Bins{"data": "B2"}, map[string]int64{}},
+		{[]string{"m", "n", "none"}, nil, Bins{"m": map[string]any{"k": "v"}, "n": int64(2)}, map[string]int64{}},
+		{[]string{"none"}, nil, Bins{}, map[string]int64{}},
+		{[]string{"data"}, []string{"m", "none"}, Bins{"data": "B2"}, map[string]int64{"m": 1, "none": 0}},
+	} {
+		rec, err := f.q.GetBins(f.ctx, b, tc.names, tc.sizeOf...)
+		if err != nil || rec.Generation != 3 || !qsSameBins(rec.Bins, tc.want) || !maps.Equal(rec.Sizes, tc.sizes) {
+			t.Fatalf("GetBins %v %v: %+v, %v; want %v %v", tc.names, tc.sizeOf, rec, err, tc.want, tc.sizes)
+		}
+	}
+	if _, err := f.q.GetBins(f.ctx, gone, []string{"data"}, "m"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetBins of a deleted record: %v", err)
+	}
+}
+
+// qsModifyMapsThenPut: whatever a backend keeps of entry-by-entry changes, writes of the whole
+// record or bin, deletes and expiry treat the map as an ordinary bin.
+func qsModifyMapsThenPut(t *testing.T, f *qsFixture) {
+	k := f.key(nsUsers, "mp")
+	mod := func(ops ...MapOp) {
+		t.Helper()
+		if _, err := f.q.ModifyMaps(f.ctx, k, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.put(k, Bins{"data": "x"}, PutOptions{Mode: CreateOnly})
+	mod(MapOp{Bin: "m", Key: "a", Value: int64(1)}, MapOp{Bin: "m", Key: "b", Value: "two"}, MapOp{Bin: "m", Key: "a"})
+	f.expect(k, Bins{"data": "x", "m": map[string]any{"b": "two"}}, 2)
+	// Merging other bins keeps the map; writing the map whole replaces it.
+	f.put(k, Bins{"data": "y"}, PutOptions{Mode: UpdateOnly})
+	f.expect(k, Bins{"data": "y", "m": map[string]any{"b": "two"}}, 3)
+	f.put(k, Bins{"m": map[string]any{"z": int64(26)}}, PutOptions{})
+	f.expect(k, Bins{"data": "y", "m": map[string]any{"z": int64(26)}}, 4)
+	mod(MapOp{Bin: "m", Key: "y", Value: int64(25)})
+	f.expect(k, Bins{"data": "y", "m": map[string]any{"y": int64(25), "z": int64(26)}}, 5)
+	// Removing the bin, replacing the record, deleting it: the map goes with it.
+	f.put(k, Bins{"m": nil}, PutOptions{})
+	f.expect(k, Bins{"data": "y"}, 6)
+	mod(MapOp{Bin: "m", Key: "q", Value: "Q"})
+	f.put(k, Bins{"data": "r"}, PutOptions{Mode: Replace})
+	f.expect(k, Bins{"data": "r"}, 8)
+	mod(MapOp{Bin: "m", Key: "q", Value: "Q"})
+	if _, err := f.q.Delete(f.ctx, k, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.put(k, Bins{"data": "new"}, PutOptions{Mode: CreateOnly})
+	rec, err := f.q.Get(f.ctx, k)
+	if err != nil || !qsSameBins(rec.Bins, Bins{"data": "new"}) {
+		t.Fatalf("after delete and create: %+v, %v", rec, err)
+	}
+	// An expired record's map does not come back with a new record under its key.
+	e := f.key(nsUsers, "mpttl")
+	f.put(e, Bins{"data": "x"}, PutOptions{Mode: CreateOnly, TTL: time.Second})
+	if _, err := f.q.ModifyMaps(f.ctx, e, []MapOp{{Bin: "m", Key: "old", Value: "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := f.q.Get(f.ctx, e); errors.Is(err, ErrNotFound) {
+			break
+		} else if err != nil || time.Now().After(deadline) {
+			t.Fatalf("waiting for a 1 s TTL to expire: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	}
+	f.put(e, Bins{"data": "fresh"}, PutOptions{})
+	rec, err = f.q.Get(f.ctx, e)
+	if err != nil || !qsSameBins(rec.Bins, Bins{"data": "fresh"}) {
+		t.Fatalf("after expiry: %+v, %v", rec, err)
 	}
 }
 

@@ -119,6 +119,34 @@ func (db *Database) setUnread(ctx context.Context, user, cid string, n int64, at
 	return err
 }
 
+// getUserData reads a user without its conversations (Convos stays nil), only counting them:
+// what most commands need, at the cost of one small read however many conversations the user
+// is in. One being deleted counts as gone.
+func (db *Database) getUserData(ctx context.Context, name string) (*UserRecord, error) {
+	key := userKey(name)
+	rec, err := db.quick.GetBins(ctx, key, []string{dataBin}, convosBin)
+	if err != nil {
+		return nil, err
+	}
+	u, err := decodeRecord[UserRecord](key, rec)
+	if err != nil {
+		return nil, err
+	}
+	if u.Deleting {
+		return nil, ErrNotFound
+	}
+	u.nConvos = int(rec.Sizes[convosBin]) + len(u.LegacyConvos) // both only while moving
+	return u, nil
+}
+
+// convoCount is how many conversations the user is in, whichever way it was read.
+func (u *UserRecord) convoCount() int {
+	if u.Convos != nil {
+		return len(u.Convos)
+	}
+	return u.nConvos
+}
+
 // getUserRecord reads a user record, one being deleted included, with its generation.
 func (db *Database) getUserRecord(ctx context.Context, name string) (*UserRecord, uint32, error) {
 	key := userKey(name)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,7 +30,16 @@ CREATE TABLE IF NOT EXISTS quickstore (
 	expires_at timestamptz,
 	PRIMARY KEY (ns, set_name, key)
 );
-CREATE INDEX IF NOT EXISTS quickstore_expires ON quickstore (expires_at) WHERE expires_at IS NOT NULL;`
+CREATE INDEX IF NOT EXISTS quickstore_expires ON quickstore (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS quickstore_entries (
+	ns       text  NOT NULL,
+	set_name text  NOT NULL,
+	key      text  NOT NULL,
+	bin      text  NOT NULL,
+	ekey     text  NOT NULL,
+	value    jsonb NOT NULL,
+	PRIMARY KEY (ns, set_name, key, bin, ekey)
+);`
 
 func newPostgresQuickStore(ctx context.Context, pool *pgxpool.Pool) (QuickStore, error) {
 	// Under the schema lock (schema.go): CREATE TABLE IF NOT EXISTS is not safe against another
@@ -51,7 +59,11 @@ func newPostgresQuickStore(ctx context.Context, pool *pgxpool.Pool) (QuickStore,
 
 // Sweep deletes expired records; Aerospike's nsup does this for the other backend.
 func (s *postgresQuickStore) Sweep(ctx context.Context) error {
-	if _, err := s.pool.Exec(ctx, "DELETE FROM quickstore WHERE expires_at <= now()"); err != nil {
+	// Records first, then their entries, in the order every writer locks them.
+	if _, err := s.pool.Exec(ctx, `WITH gone AS (DELETE FROM quickstore WHERE expires_at <= now()
+			RETURNING ns, set_name, key)
+		DELETE FROM quickstore_entries e USING gone
+		WHERE e.ns = gone.ns AND e.set_name = gone.set_name AND e.key = gone.key`); err != nil {
 		return fmt.Errorf("sweeping expired records: %w", err)
 	}
 	return nil
@@ -65,7 +77,7 @@ const qsLive = `(quickstore.expires_at IS NULL OR quickstore.expires_at > now())
 func (s *postgresQuickStore) Get(ctx context.Context, key Key) (*Record, error) {
 	var raw []byte
 	var gen int64
-	err := s.pool.QueryRow(ctx, `SELECT bins::text, generation FROM quickstore
+	err := s.pool.QueryRow(ctx, `SELECT `+qsBinsWithEntries+`, generation FROM quickstore
 		WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive,
 		key.Namespace, key.Set, key.Key).Scan(&raw, &gen)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -74,11 +86,48 @@ func (s *postgresQuickStore) Get(ctx context.Context, key Key) (*Record, error) 
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	bins, err := decodeBins(raw)
+	bins, err := decodeRecordBins(raw)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	return &Record{Bins: bins, Generation: uint32(gen)}, nil
+}
+
+// GetBins selects the named bins in PostgreSQL, fills the map bins among them from their
+// entries, and counts the entries of the maps in sizeOf there.
+func (s *postgresQuickStore) GetBins(ctx context.Context, key Key, names []string, sizeOf ...string) (*Record, error) {
+	if len(names)+len(sizeOf) == 0 {
+		return nil, fmt.Errorf("get %s: %w: no bin named", key, ErrBadBin)
+	}
+	var raw []byte
+	var gen int64
+	var counts []int64
+	err := s.pool.QueryRow(ctx, `SELECT `+qsBinsWithEntries+`, generation, sizes FROM (
+		SELECT ns, set_name, key, generation, (SELECT coalesce(jsonb_object_agg(n, q.bins->n), '{}'::jsonb)
+			FROM unnest($4::text[]) AS n WHERE q.bins ? n) AS bins,
+			ARRAY(SELECT CASE WHEN q.bins->n ? '`+entriesMarker+`' THEN (SELECT count(*) FROM quickstore_entries e
+					WHERE e.ns = q.ns AND e.set_name = q.set_name AND e.key = q.key AND e.bin = n)
+				WHEN jsonb_typeof(q.bins->n) = 'object' THEN (SELECT count(*) FROM jsonb_object_keys(q.bins->n))
+				ELSE 0 END
+				FROM unnest($5::text[]) WITH ORDINALITY AS s(n, i) ORDER BY i) AS sizes
+		FROM quickstore q WHERE q.ns = $1 AND q.set_name = $2 AND q.key = $3
+			AND (q.expires_at IS NULL OR q.expires_at > now())) AS quickstore`,
+		key.Namespace, key.Set, key.Key, nonNil(names), nonNil(sizeOf)).Scan(&raw, &gen, &counts)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	bins, err := decodeRecordBins(raw)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	sizes := make(map[string]int64, len(sizeOf))
+	for i, n := range sizeOf {
+		sizes[n] = counts[i]
+	}
+	return &Record{Bins: bins, Generation: uint32(gen), Sizes: sizes}, nil
 }
 
 // GetMany is one query for every key.
@@ -91,7 +140,7 @@ func (s *postgresQuickStore) GetMany(ctx context.Context, keys []Key) ([]*Record
 	for i, k := range keys {
 		ns[i], sets[i], names[i] = k.Namespace, k.Set, k.Key
 	}
-	rows, err := s.pool.Query(ctx, `SELECT k.i, quickstore.bins::text, quickstore.generation
+	rows, err := s.pool.Query(ctx, `SELECT k.i, `+qsBinsWithEntries+`, quickstore.generation
 		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
 		JOIN quickstore ON quickstore.ns = k.ns AND quickstore.set_name = k.set_name
 			AND quickstore.key = k.key AND `+qsLive, ns, sets, names)
@@ -105,7 +154,7 @@ func (s *postgresQuickStore) GetMany(ctx context.Context, keys []Key) ([]*Record
 		if err := rows.Scan(&i, &raw, &gen); err != nil {
 			return nil, fmt.Errorf("get %d records: %w", len(keys), err)
 		}
-		bins, err := decodeBins(raw)
+		bins, err := decodeRecordBins(raw)
 		if err != nil {
 			return nil, fmt.Errorf("get %s: %w", keys[i-1], err)
 		}
@@ -160,74 +209,12 @@ func (s *postgresQuickStore) Put(ctx context.Context, key Key, bins Bins, opts P
 			generation = CASE WHEN ` + qsLive + ` THEN quickstore.generation + 1 ELSE 1 END,
 			expires_at = EXCLUDED.expires_at RETURNING generation`
 	}
-	err = s.pool.QueryRow(ctx, q, args...).Scan(&gen)
+	err = s.putWithEntries(ctx, key, bins, opts, q, args, &gen)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("put %s: %w", key, putFailure(opts))
 	}
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
-	}
-	return uint32(gen), nil
-}
-
-// ModifyMaps is one UPDATE: each named bin becomes its old object (or {}) with the
-// operations' keys added (||) or removed (-) in order, and jsonb's || merges the results in.
-func (s *postgresQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error) {
-	if err := checkMapOps(ops); err != nil {
-		return 0, fmt.Errorf("modify %s: %w", key, err)
-	}
-	args := []any{key.Namespace, key.Set, key.Key}
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
-	}
-	exprs := map[string]string{}
-	var order []string
-	puts := map[string]bool{}
-	for _, o := range ops {
-		puts[o.Bin] = puts[o.Bin] || o.Value != nil
-		e, ok := exprs[o.Bin]
-		if !ok {
-			e = "coalesce(quickstore.bins->" + arg(o.Bin) + "::text, '{}'::jsonb)"
-			order = append(order, o.Bin)
-		}
-		if o.Value == nil {
-			e = "(" + e + " - " + arg(o.Key) + "::text)"
-		} else {
-			v, err := json.Marshal(tagValue(o.Value))
-			if err != nil {
-				return 0, fmt.Errorf("modify %s: %w", key, err)
-			}
-			e = "(" + e + " || jsonb_build_object(" + arg(o.Key) + "::text, " + arg(string(v)) + "::jsonb))"
-		}
-		exprs[o.Bin] = e
-	}
-	var pairs []string
-	strip := false
-	for _, b := range order {
-		e := exprs[b]
-		if !puts[b] {
-			// Only removals: a missing bin stays missing (null, stripped below; no stored
-			// value contains a null).
-			e = "CASE WHEN quickstore.bins ? " + arg(b) + "::text THEN " + e + " END"
-			strip = true
-		}
-		pairs = append(pairs, arg(b)+"::text, "+e)
-	}
-	merged := "quickstore.bins || jsonb_build_object(" + strings.Join(pairs, ", ") + ")"
-	if strip {
-		merged = "jsonb_strip_nulls(" + merged + ")"
-	}
-	q := `UPDATE quickstore SET bins = ` + merged + `,
-		generation = generation + 1
-		WHERE ns = $1 AND set_name = $2 AND key = $3 AND ` + qsLive + ` RETURNING generation`
-	var gen int64
-	err := s.pool.QueryRow(ctx, q, args...).Scan(&gen)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("modify %s: %w", key, ErrNotFound)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("modify %s: %w", key, err)
 	}
 	return uint32(gen), nil
 }
@@ -245,9 +232,14 @@ func putFailure(opts PutOptions) error {
 
 func (s *postgresQuickStore) Delete(ctx context.Context, key Key, generation uint32) (bool, error) {
 	var live bool
-	err := s.pool.QueryRow(ctx, `DELETE FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3
+	b := &pgx.Batch{}
+	b.Queue(`DELETE FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3
 		AND ($4 = 0 OR (generation = $4 AND `+qsLive+`)) RETURNING `+qsLive,
-		key.Namespace, key.Set, key.Key, int64(generation)).Scan(&live)
+		key.Namespace, key.Set, key.Key, int64(generation)).QueryRow(func(row pgx.Row) error { return row.Scan(&live) })
+	b.Queue(`DELETE FROM quickstore_entries e WHERE ns = $1 AND set_name = $2 AND key = $3
+		AND NOT EXISTS (SELECT 1 FROM quickstore q WHERE q.ns = $1 AND q.set_name = $2 AND q.key = $3)`,
+		key.Namespace, key.Set, key.Key)
+	err := s.pool.SendBatch(ctx, b).Close() // one implicit transaction
 	if errors.Is(err, pgx.ErrNoRows) {
 		if generation != 0 {
 			return false, fmt.Errorf("delete %s: %w", key, ErrGeneration)
@@ -306,7 +298,8 @@ func isTag(m map[string]any) bool {
 	}
 	_, b := m["$b"]
 	_, mm := m["$m"]
-	return b || mm
+	_, e := m[entriesMarker]
+	return b || mm || e
 }
 
 func decodeBins(raw []byte) (Bins, error) {

@@ -17,6 +17,9 @@ func TestPostgresSweepRemovesExpiredRows(t *testing.T) {
 	if _, err := q.Put(ctx, key, Bins{"v": "x"}, PutOptions{TTL: 50 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := q.ModifyMaps(ctx, key, []MapOp{{Bin: "m", Key: "k", Value: "v"}}); err != nil {
+		t.Fatal(err)
+	}
 	waitUntil(t, "the record to expire", func() bool {
 		_, err := q.Get(ctx, key)
 		return isNotFound(err)
@@ -25,7 +28,9 @@ func TestPostgresSweepRemovesExpiredRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM quickstore WHERE key = $1", key.Key).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("%d rows left after the sweep (%v)", n, err)
+	for _, table := range []string{"quickstore", "quickstore_entries"} {
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE key = $1", key.Key).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%d rows left in %s after the sweep (%v)", n, table, err)
+		}
 	}
 }

@@ -41,7 +41,7 @@ func (db *Database) smsAddressOf(ctx context.Context, user string) string {
 		return v.(smsEntry).addr
 	}
 	addr := ""
-	if u, err := db.getUser(ctx, user); err == nil && u.PhoneVerified && u.Phone != "" && u.Carrier != "" {
+	if u, err := db.getUserData(ctx, user); err == nil && u.PhoneVerified && u.Phone != "" && u.Carrier != "" {
 		addr, _ = smsAddress(u.Phone, u.Carrier)
 	}
 	db.sms.m.Store(key, smsEntry{addr: addr, until: time.Now().Add(smsCacheTTL)})

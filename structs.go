@@ -292,10 +292,12 @@ type UserRecord struct {
 	Convos map[string]*UserConvo `json:"-"`
 	// LegacyConvos is where records written before those bins kept them.
 	LegacyConvos map[string]*UserConvo `json:"Convos,omitempty"`
-	Devices      map[string][]string   `json:"Devices"`
-	Quota        int64                 `json:"Quota"`
-	QuotaUsed    int64                 `json:"QuotaUsed"`
-	Created      string                `json:"Created"`
+	// nConvos is the number of conversations when Convos was not read (getUserData).
+	nConvos   int
+	Devices   map[string][]string `json:"Devices"`
+	Quota     int64               `json:"Quota"`
+	QuotaUsed int64               `json:"QuotaUsed"`
+	Created   string              `json:"Created"`
 	// SessionEpoch invalidates every resume token issued before it changed.
 	SessionEpoch int64 `json:"SessionEpoch"`
 	// UserID tells this user from a later one registered under the same name.

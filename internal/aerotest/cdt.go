@@ -7,9 +7,10 @@ import (
 )
 
 // Map operations (CDT modify, wire op 4) on unordered maps: put (67) with the default map
-// policy, and remove-by-key (76) returning nothing. That is what a client needs to change one
-// entry of a map bin atomically, without reading the record first. Other CDT operations, map
-// orders, write flags and contexts are refused with UNSUPPORTED_FEATURE.
+// policy, and remove-by-key (76) returning nothing; and one map read (CDT read, wire op 3):
+// size (96). That is what a client needs to change one entry of a map bin atomically, without
+// reading the record first, and to count the entries without reading them. Other CDT
+// operations, map orders, write flags and contexts are refused with UNSUPPORTED_FEATURE.
 //
 // A map bin is particle type 19 holding a msgpack map whose keys and values are kept as the
 // client encoded them (a string carries Aerospike's particle-type byte inside the msgpack
@@ -17,6 +18,7 @@ import (
 // one type.
 
 const (
+	opCDTRead       = 3
 	opCDTModify     = 4
 	particleInteger = 1
 	particleMap     = 19
@@ -24,6 +26,7 @@ const (
 
 	cdtMapPut         = 67
 	cdtMapRemoveByKey = 76
+	cdtMapSize        = 96
 	cdtReturnNone     = 0
 )
 
@@ -38,13 +41,19 @@ type mapOp struct {
 // parseMapOp decodes a CDT modify operation's value: the operation code as a 16-bit integer,
 // then a msgpack array of its arguments. (With a context the value is a msgpack array instead.)
 func parseMapOp(b []byte) (mapOp, byte) {
-	if len(b) < 3 {
+	if len(b) < 2 {
 		return mapOp{}, resultParameter
 	}
 	if b[0] >= 0x90 {
 		return mapOp{}, resultUnsupported // [0xff, context, [op, args...]]
 	}
 	code := int64(binary.BigEndian.Uint16(b))
+	if len(b) == 2 {
+		if code == cdtMapSize {
+			return mapOp{code: code}, resultOK
+		}
+		return mapOp{}, resultUnsupported
+	}
 	n, rest, err := msgpackArrayHeader(b[2:])
 	if err != nil {
 		return mapOp{}, resultParameter
@@ -70,12 +79,41 @@ func parseMapOp(b []byte) (mapOp, byte) {
 	return mapOp{}, resultUnsupported
 }
 
+// readMap answers a map read: the size of a map bin (nothing for a missing bin).
+func readMap(bins []bin, o op) ([]bin, byte) {
+	mo, code := parseMapOp(o.value)
+	if code != resultOK {
+		return nil, code
+	}
+	if mo.code != cdtMapSize {
+		return nil, resultUnsupported
+	}
+	for _, b := range bins {
+		if b.name != o.name {
+			continue
+		}
+		if b.ptype != particleMap {
+			return nil, resultBinType
+		}
+		entries, err := mapEntries(b.data)
+		if err != nil {
+			return nil, resultParameter
+		}
+		size := binary.BigEndian.AppendUint64(nil, uint64(len(entries)))
+		return []bin{{name: o.name, ptype: particleInteger, data: size}}, resultOK
+	}
+	return nil, resultOK
+}
+
 // applyMapOp changes a map bin; a missing bin is an empty map. It returns the bins and what the
 // operation answers (put: the map's new size; remove with return type none: nothing).
 func applyMapOp(bins []bin, o op) ([]bin, []bin, byte) {
 	mo, code := parseMapOp(o.value)
 	if code != resultOK {
 		return bins, nil, code
+	}
+	if mo.code == cdtMapSize {
+		return bins, nil, resultParameter // a read sent as a modify
 	}
 	i := -1
 	var entries [][2][]byte

@@ -83,6 +83,15 @@ func TestMapManyEntries(t *testing.T) {
 		}
 	}
 	wantMap(t, mustGet(t, c, k).Bins["convos"], want)
+
+	// The size, with other bins, without reading the map.
+	rec, err := c.Operate(nil, k, as.MapSizeOp("convos"), as.MapSizeOp("missing"))
+	if err != nil || rec.Bins["convos"] != len(want) {
+		t.Fatalf("map size: %v, %v; want %d", rec, err, len(want))
+	}
+	if _, ok := rec.Bins["missing"]; ok {
+		t.Errorf("a missing bin has a size: %v", rec.Bins)
+	}
 }
 
 func wantMap(t *testing.T, got any, want map[any]any) {

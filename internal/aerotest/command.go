@@ -94,7 +94,7 @@ func (ns *namespace) read(m *message, digest [20]byte, now time.Time) reply {
 		return reply{result: resultNotFound}
 	}
 	for _, o := range m.ops {
-		if o.code != opRead {
+		if o.code != opRead && o.code != opCDTRead {
 			return reply{result: resultUnsupported}
 		}
 	}
@@ -105,6 +105,14 @@ func (ns *namespace) read(m *message, digest [20]byte, now time.Time) reply {
 		rep.bins = r.bins // bins are never modified in place, so sharing is safe
 	default:
 		for _, o := range m.ops {
+			if o.code == opCDTRead {
+				out, code := readMap(r.bins, o)
+				if code != resultOK {
+					return reply{result: code}
+				}
+				rep.bins = append(rep.bins, out...)
+				continue
+			}
 			if i := r.findBin(o.name); i >= 0 {
 				rep.bins = append(rep.bins, r.bins[i])
 			}

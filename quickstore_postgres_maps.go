@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Map bins changed entry by entry (ModifyMaps) live beside their record on this backend, one
+// row per entry in quickstore_entries, so that changing one entry writes one small row, not the
+// whole record again (a user in a thousand conversations has a map of a thousand entries, and
+// rewriting a TOASTed jsonb of that size for each join and leave is what made CreateConversation
+// slow). The record's own bins hold a marker, {"$e": 1}, where such a map is, so that an empty
+// map still exists; Get assembles the map from the entries.
+//
+// A bin written whole by Put is an ordinary bin again (its entries go in the same transaction);
+// the first ModifyMaps on an ordinary map bin moves its entries out first. Deleting a record,
+// replacing it, or it expiring takes its entries with it.
+
+// entriesMarker is the key of the marker a map bin kept as entries holds in the record's bins.
+const entriesMarker = "$e"
+
+// qsBinsWithEntries is, in a query of quickstore rows, the record's bins with its map bins kept
+// as entries filled in: assembled by PostgreSQL, so the server decodes one JSON object.
+const qsBinsWithEntries = `(CASE WHEN quickstore.bins::text LIKE '%"` + entriesMarker + `"%' THEN quickstore.bins || coalesce(
+	(SELECT jsonb_object_agg(m.bin, m.entries) FROM (SELECT e.bin, jsonb_object_agg(e.ekey, e.value) AS entries
+		FROM quickstore_entries e WHERE e.ns = quickstore.ns AND e.set_name = quickstore.set_name AND e.key = quickstore.key
+		GROUP BY e.bin) m WHERE quickstore.bins->m.bin ? '` + entriesMarker + `'), '{}') ELSE quickstore.bins END)::text`
+
+// decodeRecordBins decodes a record's bins as qsBinsWithEntries gives them: a map bin kept as
+// entries that has none left still holds its marker, and is an empty map.
+func decodeRecordBins(raw []byte) (Bins, error) {
+	bins, err := decodeBins(raw)
+	if err != nil {
+		return nil, err
+	}
+	for name, v := range bins {
+		if isEntriesMarker(v) {
+			bins[name] = map[string]any{}
+		}
+	}
+	return bins, nil
+}
+
+// isEntriesMarker reports whether a decoded bin value is the marker of a map kept as entries
+// (untagValue leaves the marker as it is: it is not a tag it knows).
+func isEntriesMarker(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		return false
+	}
+	_, ok = m[entriesMarker]
+	return ok
+}
+
+// putWithEntries runs a Put's statement q with, in the same statement, the removal of the
+// entries its write replaces: those of the bins it writes, all of them for a replace or over
+// an expired record. Only if the write happens (a failed compare-and-set removes nothing), and
+// after the record's row is locked by the write, the order ModifyMaps locks in too.
+func (s *postgresQuickStore) putWithEntries(ctx context.Context, key Key, bins Bins, opts PutOptions, q string, args []any, gen *int64) error {
+	written := make([]string, 0, len(bins))
+	for name := range bins {
+		written = append(written, name)
+	}
+	replace := opts.Mode == Replace || opts.Mode == ReplaceOnly || opts.Mode == CreateOnly
+	n := len(args)
+	args = append(args, replace, written)
+	stmt := fmt.Sprintf(`WITH old AS (SELECT (expires_at IS NULL OR expires_at > now()) AS live FROM quickstore old
+			WHERE old.ns = $1 AND old.set_name = $2 AND old.key = $3),
+		w AS (%s),
+		d AS (DELETE FROM quickstore_entries WHERE ns = $1 AND set_name = $2 AND key = $3 AND EXISTS (SELECT 1 FROM w)
+			AND ($%d OR bin = ANY($%d) OR NOT EXISTS (SELECT 1 FROM old WHERE live)))
+		SELECT generation FROM w`, q, n+1, n+2)
+	return s.pool.QueryRow(ctx, stmt, args...).Scan(gen)
+}
+
+// ModifyMaps is one implicit transaction of a few statements, sent together: lock the record,
+// move any ordinary map bin it touches into entries, mark the bins, apply the removals and
+// puts. Several operations on one entry collapse into the last.
+func (s *postgresQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error) {
+	if err := checkMapOps(ops); err != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, err)
+	}
+	p, err := planMapOps(ops)
+	if err != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, err)
+	}
+	k := []any{key.Namespace, key.Set, key.Key}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1 FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3 FOR UPDATE`, k...)
+	b.Queue(`INSERT INTO quickstore_entries (ns, set_name, key, bin, ekey, value)
+		SELECT $1, $2, $3, b.bin, e.key, e.value FROM quickstore, unnest($4::text[]) AS b(bin),
+			jsonb_each(quickstore.bins->b.bin) AS e
+		WHERE quickstore.ns = $1 AND quickstore.set_name = $2 AND quickstore.key = $3 AND `+qsLive+`
+			AND jsonb_typeof(quickstore.bins->b.bin) = 'object' AND NOT quickstore.bins->b.bin ? '`+entriesMarker+`'
+		ON CONFLICT DO NOTHING`, append(k, p.bins)...)
+	var gen int64
+	b.Queue(`UPDATE quickstore SET generation = generation + 1,
+			bins = bins || (SELECT coalesce(jsonb_object_agg(b.bin, '{"`+entriesMarker+`": 1}'::jsonb), '{}')
+				FROM unnest($4::text[]) AS b(bin) WHERE b.bin = ANY($5) OR quickstore.bins ? b.bin)
+		WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive+` RETURNING generation`,
+		append(k, p.bins, p.putBins)...).QueryRow(func(row pgx.Row) error { return row.Scan(&gen) })
+	b.Queue(`DELETE FROM quickstore_entries WHERE ns = $1 AND set_name = $2 AND key = $3
+		AND (bin, ekey) IN (SELECT * FROM unnest($4::text[], $5::text[]))`, append(k, p.delBins, p.delKeys)...)
+	b.Queue(`INSERT INTO quickstore_entries (ns, set_name, key, bin, ekey, value)
+		SELECT $1, $2, $3, p.bin, p.ekey, p.value FROM unnest($4::text[], $5::text[], $6::jsonb[]) AS p(bin, ekey, value)
+		WHERE EXISTS (SELECT 1 FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive+`)
+		ON CONFLICT (ns, set_name, key, bin, ekey) DO UPDATE SET value = EXCLUDED.value`,
+		append(k, p.putBins, p.putKeys, p.putValues)...)
+	err = s.pool.SendBatch(ctx, b).Close()
+	if errors.Is(err, pgx.ErrNoRows) {
+		// No live record: the statements changed nothing (each requires the record).
+		return 0, fmt.Errorf("modify %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("modify %s: %w", key, err)
+	}
+	return uint32(gen), nil
+}
+
+// mapPlan is ModifyMaps's operations as the statements' arrays.
+type mapPlan struct {
+	bins                        []string // every bin touched
+	delBins, delKeys            []string
+	putBins, putKeys, putValues []string
+}
+
+func planMapOps(ops []MapOp) (mapPlan, error) {
+	var p mapPlan
+	last := map[[2]string]int{}
+	for i, o := range ops {
+		last[[2]string{o.Bin, o.Key}] = i
+	}
+	seen := map[string]bool{}
+	for i, o := range ops {
+		if !seen[o.Bin] {
+			seen[o.Bin] = true
+			p.bins = append(p.bins, o.Bin)
+		}
+		if last[[2]string{o.Bin, o.Key}] != i {
+			continue
+		}
+		if o.Value == nil {
+			p.delBins, p.delKeys = append(p.delBins, o.Bin), append(p.delKeys, o.Key)
+			continue
+		}
+		v, err := json.Marshal(tagValue(o.Value))
+		if err != nil {
+			return p, err
+		}
+		p.putBins, p.putKeys, p.putValues = append(p.putBins, o.Bin), append(p.putKeys, o.Key), append(p.putValues, string(v))
+	}
+	return p, nil
+}
