@@ -1,6 +1,9 @@
 // The local copy of a user's conversations, messages and unsent messages: a LokiJS database
-// persisted to IndexedDB (vendor/lokijs.min.js, vendor/loki-indexed-adapter.js), one per user,
-// so that a reload shows the last state before the socket connects.
+// persisted to IndexedDB (vendor/lokijs.min.js, vendor/incremental-indexeddb-adapter.js), one
+// per user, so that a reload shows the last state before the socket connects. The incremental
+// adapter stores records in chunks of 100 and a save writes only the changed chunks, so saving a
+// sent message costs the same whatever is stored. A database saved by an older client (one JSON
+// document through vendor/loki-indexed-adapter.js) is copied over once, then deleted.
 //
 // Records:
 //   convos   {CID, Name, M_time, UnreadCount, Members:[{username, read_time}], syncedTo,
@@ -19,7 +22,7 @@
 //            not yet acknowledged.
 //   meta     {key, value}
 
-/* global loki, LokiIndexedAdapter */
+/* global loki, LokiIndexedAdapter, IncrementalIndexedDBAdapter */
 
 import {sameUser, wireTime} from './util.js';
 
@@ -27,6 +30,8 @@ import {sameUser, wireTime} from './util.js';
 // on scroll-back. LokiJS saves the whole database at once, so its size is the cost of a save.
 const KEEP_PER_CONVO = 1000;
 const PRUNE_AT = 1200;
+const OLD_APP = 'pingedchat'; // the LokiIndexedAdapter catalog of older clients
+const MIGRATE_WAIT_MS = 5000; // an older client's database that cannot be read in this long is left
 
 /** order sorts messages: stored ones by m_time, then unsent ones in the order they were written. */
 export function orderKey(m) {
@@ -52,30 +57,56 @@ export class LocalStore {
     this.byConvo = new Map();
   }
 
-  /** open loads the user's database from IndexedDB (an empty one the first time). It must come
-   * before any save: the adapter opens its IndexedDB catalog on load, and a save made before
-   * that reports a spurious error (loki-indexed-adapter 1.5.12). */
-  open() {
-    const adapter = new LokiIndexedAdapter('pingedchat');
+  /** open loads the user's database from IndexedDB (an empty one the first time, or what an
+   * older client saved). */
+  async open() {
+    const adapter = new IncrementalIndexedDBAdapter();
     this.db = new loki(this.name, {adapter, autosave: true, autosaveInterval: 1500});
-    return new Promise((resolve, reject) => {
-      this.db.loadDatabase({}, (err) => {
-        if (err) {
-          reject(err);
-          return;
+    await new Promise((resolve, reject) => this.db.loadDatabase({}, (err) => (err ? reject(err) : resolve())));
+    const fresh = !this.db.getCollection('convos');
+    // No binary index on messages: byConvo is the per-conversation order, and an index would be
+    // saved whole (one entry per message) with every change.
+    this.convos = this.collection('convos', {unique: ['CID']});
+    this.messages = this.collection('messages', {});
+    this.outbox = this.collection('outbox', {unique: ['client_id']});
+    this.meta = this.collection('meta', {unique: ['key']});
+    if (fresh) await this.migrate();
+    this.indexAll();
+    return this;
+  }
+
+  /** migrate copies the database an older client saved as one JSON document, then deletes it. */
+  async migrate() {
+    if (typeof LokiIndexedAdapter === 'undefined') return;
+    const old = new LokiIndexedAdapter(OLD_APP);
+    const json = await withTimeout(new Promise((resolve) => old.loadDatabase(this.name, resolve)), MIGRATE_WAIT_MS);
+    if (typeof json !== 'string' || !json) return;
+    try {
+      const prev = new loki(this.name);
+      prev.loadJSON(json);
+      for (const name of ['convos', 'messages', 'outbox', 'meta']) {
+        const from = prev.getCollection(name);
+        if (!from) continue;
+        for (const d of from.find()) {
+          const {$loki, meta, ...doc} = d; // eslint-disable-line no-unused-vars
+          this[name].insert(doc);
         }
-        this.convos = this.collection('convos', {unique: ['CID']});
-        this.messages = this.collection('messages', {indices: ['CID']});
-        this.outbox = this.collection('outbox', {unique: ['client_id']});
-        this.meta = this.collection('meta', {unique: ['key']});
-        for (const m of this.messages.find()) {
-          this.indexMessage(m);
-          this.ordered(m.CID).push(m);
-        }
-        for (const list of this.byConvo.values()) list.sort(compareMessages);
-        resolve(this);
-      });
-    });
+      }
+      await this.save();
+    } catch (err) {
+      console.warn('pingedchat: the device copy of an older version could not be read:', err);
+      return;
+    }
+    await withTimeout(new Promise((resolve) => old.deleteDatabase(this.name, resolve)), MIGRATE_WAIT_MS);
+  }
+
+  /** indexAll builds the in-memory indexes of the messages loaded. */
+  indexAll() {
+    for (const m of this.messages.find()) {
+      this.indexMessage(m);
+      this.ordered(m.CID).push(m);
+    }
+    for (const list of this.byConvo.values()) list.sort(compareMessages);
   }
 
   collection(name, options) {
@@ -125,11 +156,15 @@ export class LocalStore {
   }
 
   /** destroy removes the user's local data (logout on a shared device). */
-  destroy() {
-    return new Promise((resolve) => {
-      this.db.autosaveDisable();
-      this.db.deleteDatabase(() => resolve());
-    });
+  async destroy() {
+    this.db.autosaveDisable();
+    // A save under way first: the adapter refuses to delete meanwhile.
+    await new Promise((resolve) => this.db.throttledSaveDrain(() => this.db.deleteDatabase(() => resolve())));
+    // An older client's copy, if one was left (it could not be read).
+    if (typeof LokiIndexedAdapter !== 'undefined') {
+      const old = new LokiIndexedAdapter(OLD_APP);
+      await withTimeout(new Promise((resolve) => old.deleteDatabase(this.name, resolve)), MIGRATE_WAIT_MS);
+    }
   }
 
   getMeta(key, fallback = null) {
@@ -176,7 +211,7 @@ export class LocalStore {
   removeConvo(cid) {
     const c = this.convo(cid);
     if (c) this.convos.remove(c);
-    for (const m of this.messages.find({CID: cid})) this.forgetMessage(m);
+    for (const m of [...(this.byConvo.get(cid) || [])]) this.forgetMessage(m);
     this.byConvo.delete(cid);
     this.outbox.findAndRemove({CID: cid});
   }
@@ -407,6 +442,11 @@ export class LocalStore {
     this.upsertConvo(cid, {historyComplete: false});
     return true;
   }
+}
+
+/** withTimeout resolves as p does, or with undefined after ms. */
+function withTimeout(p, ms) {
+  return Promise.race([p, new Promise((resolve) => setTimeout(resolve, ms))]);
 }
 
 /** lowerBound is the index of the first record of a sorted list not before m. */
