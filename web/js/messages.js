@@ -106,6 +106,8 @@ export class MessageView {
   }
 
   close() {
+    cancelAnimationFrame(this.pinFrame);
+    this.pinFrame = 0;
     this.cid = null;
     this.records = [];
     this.nodes.clear();
@@ -115,7 +117,7 @@ export class MessageView {
   /** isNearBottom: the user sees the conversation's newest messages (not only the bottom of
    * an older window). */
   isNearBottom() {
-    return this.atEnd && this.nearWindowBottom(NEAR_BOTTOM_PX);
+    return this.atEnd && (!!this.pinFrame || this.nearWindowBottom(NEAR_BOTTOM_PX));
   }
 
   nearWindowBottom(px) {
@@ -152,6 +154,19 @@ export class MessageView {
     s.scrollTo({top: s.scrollHeight, behavior: smooth ? 'smooth' : 'auto'});
     this.hideJump();
     this.wasAtBottom = true;
+  }
+
+  /** pinToBottom scrolls to the bottom at the next frame, when its layout is done anyway: a
+   * scroll now would force one more layout for every message. */
+  pinToBottom() {
+    this.hideJump();
+    this.wasAtBottom = true;
+    if (this.pinFrame) return;
+    this.pinFrame = requestAnimationFrame(() => {
+      this.pinFrame = 0;
+      const s = this.els.scroller;
+      if (this.atEnd) s.scrollTop = s.scrollHeight;
+    });
   }
 
   hideJump() {
@@ -411,7 +426,9 @@ export class MessageView {
       return;
     }
     const li = this.nodes.get(record.$loki);
-    const stick = this.isNearBottom();
+    // Whether the user is at the newest messages, as the last scroll left it: measuring it
+    // would force a layout for every message.
+    const stick = this.atEnd && (!!this.pinFrame || this.wasAtBottom);
     if (li) {
       // Reconciled (pending → sent), failed, or changed (edited, deleted, reacted to): redrawn
       // in place unless its place changed.
@@ -422,7 +439,7 @@ export class MessageView {
         this.fillMeta(fresh, record);
         this.ensureDaySeparator(fresh, record);
         this.renderReceipts();
-        if (stick) this.els.scroller.scrollTop = this.els.scroller.scrollHeight; // it may have grown
+        if (stick) this.pinToBottom(); // it may have grown
         return;
       }
       this.records = sorted;
@@ -441,7 +458,7 @@ export class MessageView {
       this.records.sort(compareMessages);
       this.renderAll();
     }
-    if (stick || sameUser(record.f_username, this.me)) this.scrollToBottom(false);
+    if (stick || sameUser(record.f_username, this.me)) this.pinToBottom();
     else this.showJump(true);
     if (this.records.length === 1) this.updateNote();
     this.onAttention();
