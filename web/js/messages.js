@@ -74,6 +74,8 @@ export class MessageView {
     this.cid = null;
     this.records = []; // what is rendered, in display order
     this.nodes = new Map(); // record.$loki → <li>
+    this.receiptBoxes = new Set(); // the .receipts elements showing a marker
+    this.receiptKeys = new WeakMap(); // .receipts element → the names it shows
     this.loading = false;
     this.atStart = false; // the window starts at the conversation's first message
     this.atEnd = true; // the window ends at the conversation's newest message
@@ -507,11 +509,9 @@ export class MessageView {
    * own message moves their marker even before their read time catches up. No marker goes under
    * the reader's own message ("Seen by X" under X's words says nothing). */
   renderReceipts() {
-    for (const node of this.els.list.querySelectorAll('.receipts')) node.replaceChildren();
     const c = this.cid && this.chat.store.convo(this.cid);
-    if (!c) return;
     const readers = new Map(); // record → [usernames]
-    for (const m of c.Members) {
+    for (const m of c ? c.Members : []) {
       if (sameUser(m.username, this.me)) continue;
       let readTo = m.read_time || '';
       for (const r of this.records) {
@@ -526,10 +526,24 @@ export class MessageView {
       if (!readers.has(at)) readers.set(at, []);
       readers.get(at).push(m.username);
     }
+    // Only the markers that moved are touched: clearing and refilling every message's would
+    // make the whole list's layout dirty for each message.
+    const shown = new Map(); // receipts box → names
     for (const [r, names] of readers) {
-      const li = this.nodes.get(r.$loki);
-      if (!li) continue;
-      li.querySelector('.receipts').append(
+      const box = this.nodes.has(r.$loki) && this.nodes.get(r.$loki).querySelector('.receipts');
+      if (box) shown.set(box, names);
+    }
+    for (const box of this.receiptBoxes) {
+      if (!shown.has(box)) {
+        box.replaceChildren();
+        this.receiptKeys.delete(box);
+      }
+    }
+    for (const [box, names] of shown) {
+      const key = names.join('\n');
+      if (this.receiptKeys.get(box) === key) continue;
+      this.receiptKeys.set(box, key);
+      box.replaceChildren(
         ...names.map((n) => {
           const dot = el('span', {class: 'avatar tiny', 'aria-hidden': 'true', title: n}, initials(n));
           dot.style.setProperty('--hue', hue(n));
@@ -538,6 +552,7 @@ export class MessageView {
         el('span', {class: 'seen'}, `Seen by ${listNames(names)}`),
       );
     }
+    this.receiptBoxes = new Set(shown.keys());
   }
 
   renderTyping() {
