@@ -263,6 +263,21 @@ func TestWebLongConversationWindow(t *testing.T) {
 	if !gone {
 		t.Error("the older copy is still in IndexedDB")
 	}
+
+	// Pruning (what a sync does to a conversation not on screen) keeps the newest 1,000.
+	var pruned struct {
+		Stored, Ordered int
+		Oldest, Newest  int64
+	}
+	alice.eval(t, fmt.Sprintf(`(() => {
+		const s = pingedchat.chat.store, cid = %s;
+		s.prune(cid);
+		const list = s.messagesOf(cid, {limit: 1e9});
+		return {Stored: s.messages.find({CID: cid}).length, Ordered: list.length, Oldest: list[0].id, Newest: list[list.length - 1].id};
+	})()`, js(cid)), &pruned)
+	if pruned.Stored != 1000 || pruned.Ordered != 1000 || pruned.Newest != longConvoSize+62 || pruned.Oldest != longConvoSize+62-999 {
+		t.Errorf("pruned: %d stored, %d in order, ids %d…%d; want the newest 1,000", pruned.Stored, pruned.Ordered, pruned.Oldest, pruned.Newest)
+	}
 	t.Logf("long conversation browser test took %v", time.Since(start).Round(time.Millisecond))
 }
 

@@ -436,9 +436,18 @@ export class LocalStore {
 
   /** prune keeps the newest KEEP_PER_CONVO stored messages of a conversation. */
   prune(cid) {
-    const sent = (this.byConvo.get(cid) || []).filter((m) => m.m_time);
+    const list = this.byConvo.get(cid) || [];
+    const sent = list.filter((m) => m.m_time);
     if (sent.length <= PRUNE_AT) return false;
-    for (const m of sent.slice(0, sent.length - KEEP_PER_CONVO)) this.forgetMessage(m);
+    // The oldest sent messages are the start of the conversation's order (unsent ones sort
+    // last): one slice and one batch removal, not a search and a splice per message.
+    const drop = sent.slice(0, sent.length - KEEP_PER_CONVO);
+    for (const m of drop) {
+      if (m.id) this.byServerId.delete(`${m.CID}/${m.id}`);
+      if (m.client_id) this.byClientId.delete(m.client_id);
+    }
+    this.byConvo.set(cid, list.slice(drop.length));
+    this.messages.remove(drop);
     this.upsertConvo(cid, {historyComplete: false});
     return true;
   }
