@@ -278,6 +278,17 @@ func TestWebLongConversationWindow(t *testing.T) {
 	if pruned.Stored != 1000 || pruned.Ordered != 1000 || pruned.Newest != longConvoSize+62 || pruned.Oldest != longConvoSize+62-999 {
 		t.Errorf("pruned: %d stored, %d in order, ids %d…%d; want the newest 1,000", pruned.Stored, pruned.Ordered, pruned.Oldest, pruned.Newest)
 	}
+
+	// Logging out deletes the device copy (store.destroy): nothing of it is left in IndexedDB.
+	var left []string
+	alice.eval(t, `(async () => {
+		const name = pingedchat.chat.store.name;
+		await pingedchat.chat.store.destroy();
+		return (await indexedDB.databases()).map((d) => d.name).filter((n) => n === name);
+	})()`, &left)
+	if len(left) != 0 {
+		t.Errorf("after destroy, IndexedDB still has %v", left)
+	}
 	t.Logf("long conversation browser test took %v", time.Since(start).Round(time.Millisecond))
 }
 
