@@ -214,6 +214,23 @@ func TestWebLongConversationWindow(t *testing.T) {
 		t.Fatalf("jumped to the bottom: the last message is %d, want %d", v.IDs[len(v.IDs)-1], longConvoSize+61)
 	}
 
+	// Sending while scrolled far up (the newest not rendered) goes back to the newest.
+	for page := range 3 {
+		first := v.IDs[0]
+		alice.eval(t, `(() => { document.getElementById('scroller').scrollTop = 0; return true; })()`, nil)
+		alice.waitJS(t, fmt.Sprintf("page %d up again", page+1), fmt.Sprintf(`Number(document.querySelector('#messages li.msg').dataset.id) < %d`, first))
+		v = checkWindow(t, alice, fmt.Sprintf("up again %d pages", page+1))
+	}
+	if v.IDs[len(v.IDs)-1] == longConvoSize+61 {
+		t.Fatalf("up again 3 pages: the newest message is still rendered (ids %d…%d)", v.IDs[0], v.IDs[len(v.IDs)-1])
+	}
+	fromAbove := "Sent from further up"
+	alice.send(t, fromAbove)
+	alice.waitJS(t, "our message at the bottom", fmt.Sprintf(`(() => { const m = [...document.querySelectorAll('#messages li.msg')].pop();
+		const s = document.getElementById('scroller');
+		return m.dataset.state === 'sent' && (m.querySelector('.text') || {}).textContent === %s && s.scrollHeight - s.scrollTop - s.clientHeight < 80; })()`, js(fromAbove)))
+	checkWindow(t, alice, "sent from further up")
+
 	// Changes to rendered messages show; a change to one not rendered is stored and harmless.
 	var ack map[string]any
 	ack = bob.ok("SendMessage", map[string]any{"CID": cid, "content": "Typo hree", "client_id": "typo"})
@@ -275,7 +292,7 @@ func TestWebLongConversationWindow(t *testing.T) {
 		const list = s.messagesOf(cid, {limit: 1e9});
 		return {Stored: s.messages.find({CID: cid}).length, Ordered: list.length, Oldest: list[0].id, Newest: list[list.length - 1].id};
 	})()`, js(cid)), &pruned)
-	if pruned.Stored != 1000 || pruned.Ordered != 1000 || pruned.Newest != longConvoSize+62 || pruned.Oldest != longConvoSize+62-999 {
+	if pruned.Stored != 1000 || pruned.Ordered != 1000 || pruned.Newest != longConvoSize+63 || pruned.Oldest != longConvoSize+63-999 {
 		t.Errorf("pruned: %d stored, %d in order, ids %d…%d; want the newest 1,000", pruned.Stored, pruned.Ordered, pruned.Oldest, pruned.Newest)
 	}
 
