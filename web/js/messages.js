@@ -587,6 +587,10 @@ export class MessageView {
     if (!this.cid || !last) return;
     const store = this.chat.store;
     const newer = store.messagesOf(this.cid, {from: last, limit: PAGE + 1}).filter((r) => !this.nodes.has(r.$loki));
+    if (!newer.length) {
+      this.atEnd = true; // nothing newer here (the last one was removed meanwhile)
+      return;
+    }
     const anchor = this.anchor();
     this.records = [...this.records, ...newer];
     if (this.records.length > WINDOW) {

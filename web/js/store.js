@@ -211,8 +211,13 @@ export class LocalStore {
   removeConvo(cid) {
     const c = this.convo(cid);
     if (c) this.convos.remove(c);
-    for (const m of [...(this.byConvo.get(cid) || [])]) this.forgetMessage(m);
+    const list = this.byConvo.get(cid) || [];
+    for (const m of list) {
+      if (m.id) this.byServerId.delete(`${m.CID}/${m.id}`);
+      if (m.client_id) this.byClientId.delete(m.client_id);
+    }
     this.byConvo.delete(cid);
+    if (list.length) this.messages.remove(list); // one batch
     this.outbox.findAndRemove({CID: cid});
   }
 
