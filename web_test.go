@@ -35,7 +35,7 @@ const (
 
 // startBrowser launches one headless Chromium for the test, with a fresh profile and the
 // background networking that would hammer a machine without internet turned off.
-func startBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
+func startBrowser(t testing.TB, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("Chromium is needed for the web client's tests and is missing at %s: run ./add_deps.sh (it installs Debian's chromium)", chromiumPath)
@@ -91,7 +91,7 @@ type page struct {
 	logs []string
 }
 
-func newPage(t *testing.T, browser context.Context, base string, width, height int64) *page {
+func newPage(t testing.TB, browser context.Context, base string, width, height int64) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)

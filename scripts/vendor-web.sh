@@ -32,6 +32,9 @@ install -m 0644 "$s/LICENSE" "$dest/LICENSE.sockjs-client"
 install -m 0644 "$l/build/lokijs.min.js" "$dest/lokijs.min.js"
 # The IndexedDB adapter is small; the readable source build is vendored.
 install -m 0644 "$l/src/loki-indexed-adapter.js" "$dest/loki-indexed-adapter.js"
+# The incremental one saves only the changed chunks of 100 records: the cost of a save does not
+# grow with what is stored. The one above stays for reading databases saved by older clients.
+install -m 0644 "$l/src/incremental-indexeddb-adapter.js" "$dest/incremental-indexeddb-adapter.js"
 install -m 0644 "$l/LICENSE.txt" "$dest/LICENSE.lokijs"
 
 sum() { sha256sum "$dest/$1" | cut -d' ' -f1; }
@@ -46,6 +49,7 @@ To update, change the pinned version in the script and run it.
 | sockjs-client | $SOCKJS_VERSION | sockjs.min.js | dist/sockjs.min.js | MIT (LICENSE.sockjs-client) | $(sum sockjs.min.js) |
 | lokijs | $LOKI_VERSION | lokijs.min.js | build/lokijs.min.js | MIT (LICENSE.lokijs) | $(sum lokijs.min.js) |
 | lokijs | $LOKI_VERSION | loki-indexed-adapter.js | src/loki-indexed-adapter.js | MIT (LICENSE.lokijs) | $(sum loki-indexed-adapter.js) |
+| lokijs | $LOKI_VERSION | incremental-indexeddb-adapter.js | src/incremental-indexeddb-adapter.js | MIT (LICENSE.lokijs) | $(sum incremental-indexeddb-adapter.js) |
 
 sockjs.min.js ends with a \`sourceMappingURL\` comment; the map is not vendored (browsers fetch it
 only when developer tools are open, and a missing map is harmless).

@@ -25,6 +25,7 @@ const SHELL = [
   'vendor/sockjs.min.js',
   'vendor/lokijs.min.js',
   'vendor/loki-indexed-adapter.js',
+  'vendor/incremental-indexeddb-adapter.js',
   'js/actions.js',
   'js/app.js',
   'js/bots.js',

@@ -172,7 +172,7 @@ class App {
     // A hook for tests and debugging in the console: flush() resolves once the device copy is
     // written to IndexedDB.
     window.pingedchat = {
-      chat: this.chat, conn: this.conn, notifier: this.notifier, mail: this.mail,
+      app: this, chat: this.chat, conn: this.conn, notifier: this.notifier, mail: this.mail,
       flush: () => (this.chat.store ? this.chat.store.save() : null),
     };
   }
@@ -685,7 +685,8 @@ function registerServiceWorker() {
 
 async function main() {
   registerServiceWorker();
-  if (typeof SockJS === 'undefined' || typeof loki === 'undefined' || typeof LokiIndexedAdapter === 'undefined') {
+  if (typeof SockJS === 'undefined' || typeof loki === 'undefined' || typeof LokiIndexedAdapter === 'undefined' ||
+      typeof IncrementalIndexedDBAdapter === 'undefined') {
     $('boot').textContent = 'pingedchat could not load its scripts. Reload the page to try again.';
     return;
   }

@@ -582,11 +582,11 @@ export class Chat extends EventTarget {
   }
 
   /** unreadAfter counts the stored messages from others after a read time (another device of
-   * ours read up to there); without local messages it keeps the count it had. */
+   * ours read up to there); without local messages it keeps the count it had. The count walks
+   * back from the newest message to the read time only. */
   unreadAfter(cid, readTime, fallback) {
-    const list = this.store.messagesOf(cid, {limit: 1000});
-    if (!list.length) return fallback;
-    return list.filter((m) => m.m_time > readTime && m.kind !== 'event' && !sameUser(m.f_username, this.me)).length;
+    const n = this.store.countAfter(cid, readTime, (m) => m.kind !== 'event' && !sameUser(m.f_username, this.me));
+    return n < 0 ? fallback : n;
   }
 
   setTyping(cid, user, on) {

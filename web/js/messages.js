@@ -1,6 +1,13 @@
 // The open conversation's message list: rendering, scroll-back, read receipts, and keeping the
 // view pinned to the newest message while the user is at the bottom.
 //
+// Only a window of the conversation is rendered: at most WINDOW messages, the newest ones while
+// the user is at the bottom. Scrolling up renders older pages above and trims the bottom;
+// scrolling down again does the reverse; the jump button goes back to the newest page. A new
+// message at the bottom appends its nodes (and trims the top), so a send or a receive costs the
+// same in a conversation of 10 messages or of 100,000. Changes to messages outside the window
+// are stored (store.js) and shown when their page is rendered again.
+//
 // Every message is rendered as text (util.el); links are <a> elements built from the text,
 // http(s) only. Nothing from the server reaches innerHTML.
 
@@ -12,6 +19,9 @@ import {el, parseWireTime, clockTime, fullTime, dayLabel, dayKey, hue, initials,
 
 const GROUP_GAP_MS = 5 * 60 * 1000; // messages closer than this from one author share a bubble group
 const NEAR_BOTTOM_PX = 80;
+const PAGE = 60; // messages rendered at first, and per page of scrolling
+const WINDOW = 200; // the most messages rendered at once
+const LOAD_NEWER_PX = 200; // how close to the window's bottom scrolling down renders the next page
 const URL_RE = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]}]/g;
 const MENTION_RE = /(^|[^A-Za-z0-9_])@([A-Za-z0-9_]{3,32})(?![A-Za-z0-9_])/g;
 // The kinds this view shows as messages; anything else (a kind added later) is a neutral line.
@@ -64,12 +74,15 @@ export class MessageView {
     this.cid = null;
     this.records = []; // what is rendered, in display order
     this.nodes = new Map(); // record.$loki → <li>
+    this.receiptBoxes = new Set(); // the .receipts elements showing a marker
+    this.receiptKeys = new WeakMap(); // .receipts element → the names it shows
     this.loading = false;
-    this.atStart = false;
+    this.atStart = false; // the window starts at the conversation's first message
+    this.atEnd = true; // the window ends at the conversation's newest message
     this.wasAtBottom = true;
 
     els.scroller.addEventListener('scroll', () => this.onScroll(), {passive: true});
-    els.jump.addEventListener('click', () => this.scrollToBottom(true));
+    els.jump.addEventListener('click', () => this.toNewest(true));
     // Scroll-back: load older messages when the top of the history comes into view.
     this.observer = new IntersectionObserver((entries) => {
       if (entries.some((e) => e.isIntersecting)) this.loadOlder();
@@ -86,7 +99,8 @@ export class MessageView {
     this.cid = cid;
     this.loading = false;
     this.atStart = false;
-    this.records = this.chat.store.messagesOf(cid, {limit: 60});
+    this.atEnd = true;
+    this.records = this.chat.store.messagesOf(cid, {limit: PAGE});
     this.renderAll();
     this.scrollToBottom(false);
     this.updateNote();
@@ -94,27 +108,79 @@ export class MessageView {
   }
 
   close() {
+    cancelAnimationFrame(this.pinFrame);
+    this.pinFrame = 0;
     this.cid = null;
     this.records = [];
     this.nodes.clear();
     this.els.list.replaceChildren();
   }
 
+  /** isNearBottom: the user sees the conversation's newest messages (not only the bottom of
+   * an older window). */
   isNearBottom() {
+    return this.atEnd && (!!this.pinFrame || this.nearWindowBottom(NEAR_BOTTOM_PX));
+  }
+
+  nearWindowBottom(px) {
     const s = this.els.scroller;
-    return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+    return s.scrollHeight - s.scrollTop - s.clientHeight < px;
+  }
+
+  /** toNewest shows the newest messages: a scroll, or a new window if they are not rendered. */
+  toNewest(smooth) {
+    if (!this.cid) return;
+    if (this.atEnd) {
+      this.scrollToBottom(smooth);
+      return;
+    }
+    this.atEnd = true;
+    this.atStart = false;
+    this.records = this.chat.store.messagesOf(this.cid, {limit: PAGE});
+    this.renderAll(null);
+    this.scrollToBottom(false);
+    this.updateNote();
+    this.onAttention();
+  }
+
+  /** showJump offers the way back to the newest messages. */
+  showJump(fresh) {
+    const jump = this.els.jump;
+    jump.textContent = fresh || jump.dataset.fresh ? 'New messages ↓' : 'Newest messages ↓';
+    if (fresh) jump.dataset.fresh = '1';
+    jump.hidden = false;
   }
 
   scrollToBottom(smooth) {
     const s = this.els.scroller;
     s.scrollTo({top: s.scrollHeight, behavior: smooth ? 'smooth' : 'auto'});
-    this.els.jump.hidden = true;
+    this.hideJump();
     this.wasAtBottom = true;
+  }
+
+  /** pinToBottom scrolls to the bottom at the next frame, when its layout is done anyway: a
+   * scroll now would force one more layout for every message. */
+  pinToBottom() {
+    this.hideJump();
+    this.wasAtBottom = true;
+    if (this.pinFrame) return;
+    this.pinFrame = requestAnimationFrame(() => {
+      this.pinFrame = 0;
+      const s = this.els.scroller;
+      if (this.atEnd) s.scrollTop = s.scrollHeight;
+    });
+  }
+
+  hideJump() {
+    this.els.jump.hidden = true;
+    delete this.els.jump.dataset.fresh;
   }
 
   onScroll() {
     this.wasAtBottom = this.isNearBottom();
-    if (this.wasAtBottom) this.els.jump.hidden = true;
+    if (this.wasAtBottom) this.hideJump();
+    else if (!this.atEnd) this.showJump(false);
+    if (!this.atEnd && !this.loading && this.nearWindowBottom(LOAD_NEWER_PX)) this.loadNewer();
     this.onAttention();
   }
 
@@ -123,10 +189,14 @@ export class MessageView {
 
   // Rendering
 
-  renderAll() {
+  /** renderAll renders the window anew. What the user was looking at stays in place: the
+   * bottom, or the message at the top of the view (anchor(), taken before the window changed;
+   * undefined: take it now). */
+  renderAll(anchor = undefined) {
     const s = this.els.scroller;
     const fromBottom = s.scrollHeight - s.scrollTop;
-    const stick = this.isNearBottom();
+    const stick = anchor === undefined && this.isNearBottom();
+    if (anchor === undefined) anchor = stick ? null : this.anchor();
     this.nodes.clear();
     const items = [];
     let prev = null;
@@ -137,10 +207,62 @@ export class MessageView {
     this.els.list.replaceChildren(...items);
     this.renderedDay = dayKey(new Date());
     this.renderReceipts();
-    // Keep what the user was looking at in place: the bottom, or the same distance from it
-    // (which is what keeps the view still when older messages are added above).
     if (stick) s.scrollTop = s.scrollHeight;
-    else s.scrollTop = s.scrollHeight - fromBottom;
+    else if (!anchor || !this.restore(anchor)) s.scrollTop = s.scrollHeight - fromBottom;
+  }
+
+  /** anchor is the first message (or event) in view and its distance from the view's top. */
+  anchor() {
+    const top = this.els.scroller.getBoundingClientRect().top;
+    for (const r of this.records) {
+      const li = this.nodes.get(r.$loki);
+      if (!li) continue;
+      const box = li.getBoundingClientRect();
+      if (box.bottom > top) return {record: r, offset: box.top - top};
+    }
+    return null;
+  }
+
+  /** restore scrolls the anchor's message back to where it was; false if it is not rendered. */
+  restore(anchor) {
+    const li = this.nodes.get(anchor.record.$loki);
+    if (!li) return false;
+    const s = this.els.scroller;
+    s.scrollTop += li.getBoundingClientRect().top - s.getBoundingClientRect().top - anchor.offset;
+    return true;
+  }
+
+  /** trimTop removes the oldest messages' nodes beyond WINDOW (after one was appended). */
+  trimTop(stick) {
+    const n = this.records.length - WINDOW;
+    if (n <= 0) return;
+    const anchor = stick ? null : this.anchor();
+    const keep = this.records[n];
+    const keepLi = this.nodes.get(keep.$loki);
+    for (const r of this.records.slice(0, n)) this.nodes.delete(r.$loki);
+    this.records = this.records.slice(n);
+    this.atStart = false;
+    const list = this.els.list;
+    while (list.firstChild && list.firstChild !== keepLi) list.firstChild.remove();
+    // The new first message starts the window: its day line, and its author shown.
+    if (keepLi && keepLi.classList.contains('grouped')) {
+      const fresh = this.messageItem(keep, false);
+      keepLi.replaceWith(fresh);
+    }
+    const first = this.nodes.get(keep.$loki);
+    const d = parseWireTime(keep.m_time);
+    if (first && d) first.before(el('li', {class: 'day', role: 'separator'}, el('span', {}, dayLabel(d))));
+    if (anchor) this.restore(anchor);
+  }
+
+  /** inWindow: a record not rendered yet belongs in the window (it is not beyond either end
+   * of what is rendered, unless that end is the conversation's). */
+  inWindow(record) {
+    const n = this.records.length;
+    if (!n) return true;
+    if (compareMessages(record, this.records[n - 1]) > 0) return this.atEnd;
+    if (compareMessages(record, this.records[0]) < 0) return this.atStart;
+    return true;
   }
 
   /** itemsFor builds the <li>s for a record: a day separator if it starts a day, then itself. */
@@ -255,9 +377,9 @@ export class MessageView {
         await new Promise((resolve) => setTimeout(resolve, 100)); // a page is on its way
         continue;
       }
-      const before = this.records.length;
+      const first = this.records[0];
       await this.loadOlder();
-      if (this.records.length === before) return false;
+      if (this.records[0] === first) return false;
     }
     return false;
   }
@@ -291,6 +413,13 @@ export class MessageView {
   onMessage(record, changed = false) {
     if (record.CID !== this.cid) return;
     if (changed && !this.nodes.has(record.$loki)) return; // a change to a message not shown
+    if (!this.nodes.has(record.$loki) && !this.inWindow(record)) {
+      // Beyond the rendered window (the user scrolled back): it shows with its page. Our own
+      // new message takes us to the newest ones, as a send does at the bottom.
+      if (record.state === 'pending' && sameUser(record.f_username, this.me)) this.toNewest(false);
+      else if (compareMessages(record, this.records[this.records.length - 1]) > 0) this.showJump(true);
+      return;
+    }
     if (this.renderedDay !== dayKey(new Date())) {
       // Midnight passed since the list was drawn: "Today" is "Yesterday" now.
       if (!this.nodes.has(record.$loki)) this.records.push(record);
@@ -299,7 +428,9 @@ export class MessageView {
       return;
     }
     const li = this.nodes.get(record.$loki);
-    const stick = this.isNearBottom();
+    // Whether the user is at the newest messages, as the last scroll left it: measuring it
+    // would force a layout for every message.
+    const stick = this.atEnd && (!!this.pinFrame || this.wasAtBottom);
     if (li) {
       // Reconciled (pending → sent), failed, or changed (edited, deleted, reacted to): redrawn
       // in place unless its place changed.
@@ -310,6 +441,7 @@ export class MessageView {
         this.fillMeta(fresh, record);
         this.ensureDaySeparator(fresh, record);
         this.renderReceipts();
+        if (stick) this.pinToBottom(); // it may have grown
         return;
       }
       this.records = sorted;
@@ -318,16 +450,18 @@ export class MessageView {
     }
     const last = this.records[this.records.length - 1];
     if (!last || compareMessages(record, last) > 0) {
+      // The common case, a new message at the bottom: its nodes only, whatever the length.
       this.records.push(record);
       this.els.list.append(...this.itemsFor(record, last || null));
+      this.trimTop(stick);
       this.renderReceipts();
     } else {
       this.records.push(record);
       this.records.sort(compareMessages);
       this.renderAll();
     }
-    if (stick || sameUser(record.f_username, this.me)) this.scrollToBottom(false);
-    else this.els.jump.hidden = false;
+    if (stick || sameUser(record.f_username, this.me)) this.pinToBottom();
+    else this.showJump(true);
     if (this.records.length === 1) this.updateNote();
     this.onAttention();
   }
@@ -349,8 +483,16 @@ export class MessageView {
    * at least as much history as is shown. */
   reload() {
     if (!this.cid) return;
-    const limit = Math.max(60, this.records.length + 5);
-    this.records = this.chat.store.messagesOf(this.cid, {limit});
+    const store = this.chat.store;
+    const first = this.records[0];
+    if (this.atEnd || !first) {
+      this.records = store.messagesOf(this.cid, {limit: Math.min(WINDOW, Math.max(PAGE, this.records.length + 5))});
+      this.atEnd = true;
+    } else {
+      // The same stretch of the conversation (with what arrived within it).
+      this.records = store.messagesOf(this.cid, {from: first, limit: this.records.length});
+      this.atEnd = !this.records.length || store.isNewest(this.records[this.records.length - 1]);
+    }
     this.renderAll();
     this.updateNote();
   }
@@ -367,11 +509,9 @@ export class MessageView {
    * own message moves their marker even before their read time catches up. No marker goes under
    * the reader's own message ("Seen by X" under X's words says nothing). */
   renderReceipts() {
-    for (const node of this.els.list.querySelectorAll('.receipts')) node.replaceChildren();
     const c = this.cid && this.chat.store.convo(this.cid);
-    if (!c) return;
     const readers = new Map(); // record → [usernames]
-    for (const m of c.Members) {
+    for (const m of c ? c.Members : []) {
       if (sameUser(m.username, this.me)) continue;
       let readTo = m.read_time || '';
       for (const r of this.records) {
@@ -386,10 +526,24 @@ export class MessageView {
       if (!readers.has(at)) readers.set(at, []);
       readers.get(at).push(m.username);
     }
+    // Only the markers that moved are touched: clearing and refilling every message's would
+    // make the whole list's layout dirty for each message.
+    const shown = new Map(); // receipts box → names
     for (const [r, names] of readers) {
-      const li = this.nodes.get(r.$loki);
-      if (!li) continue;
-      li.querySelector('.receipts').append(
+      const box = this.nodes.has(r.$loki) && this.nodes.get(r.$loki).querySelector('.receipts');
+      if (box) shown.set(box, names);
+    }
+    for (const box of this.receiptBoxes) {
+      if (!shown.has(box)) {
+        box.replaceChildren();
+        this.receiptKeys.delete(box);
+      }
+    }
+    for (const [box, names] of shown) {
+      const key = names.join('\n');
+      if (this.receiptKeys.get(box) === key) continue;
+      this.receiptKeys.set(box, key);
+      box.replaceChildren(
         ...names.map((n) => {
           const dot = el('span', {class: 'avatar tiny', 'aria-hidden': 'true', title: n}, initials(n));
           dot.style.setProperty('--hue', hue(n));
@@ -398,6 +552,7 @@ export class MessageView {
         el('span', {class: 'seen'}, `Seen by ${listNames(names)}`),
       );
     }
+    this.receiptBoxes = new Set(shown.keys());
   }
 
   renderTyping() {
@@ -414,13 +569,37 @@ export class MessageView {
   updateNote(text) {
     const c = this.cid && this.chat.store.convo(this.cid);
     if (text === undefined) {
-      if (this.atStart || (c && c.historyComplete && this.records.length === this.chat.store.messagesOf(this.cid, {limit: 1e9}).length)) {
+      const first = this.records[0];
+      const oldestHere = !first || !this.chat.store.messagesOf(this.cid, {before: first, limit: 1}).length;
+      if (this.atStart || (c && c.historyComplete && oldestHere)) {
         text = this.records.length ? 'This is the start of the conversation.' : 'No messages yet. Say hello!';
       } else {
         text = '';
       }
     }
     this.els.note.textContent = text;
+  }
+
+  /** loadNewer appends the next page below a window that is not at the newest messages (they
+   * are on the device: a sync brings the newest first), trimming the top. */
+  loadNewer() {
+    const last = this.records[this.records.length - 1];
+    if (!this.cid || !last) return;
+    const store = this.chat.store;
+    const newer = store.messagesOf(this.cid, {from: last, limit: PAGE + 1}).filter((r) => !this.nodes.has(r.$loki));
+    if (!newer.length) {
+      this.atEnd = true; // nothing newer here (the last one was removed meanwhile)
+      return;
+    }
+    const anchor = this.anchor();
+    this.records = [...this.records, ...newer];
+    if (this.records.length > WINDOW) {
+      this.records = this.records.slice(this.records.length - WINDOW);
+      this.atStart = false;
+    }
+    this.atEnd = store.isNewest(this.records[this.records.length - 1]);
+    this.renderAll(anchor);
+    this.updateNote();
   }
 
   /** loadOlder prepends the previous page: from the device, or from the server. */
@@ -442,8 +621,13 @@ export class MessageView {
       if (!older.length) {
         this.atStart = true;
       } else {
+        const anchor = this.anchor();
         this.records = [...older, ...this.records];
-        this.renderAll();
+        if (this.records.length > WINDOW) {
+          this.records = this.records.slice(0, WINDOW);
+          this.atEnd = false;
+        }
+        this.renderAll(anchor);
         loaded = true;
       }
       this.updateNote();

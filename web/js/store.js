@@ -1,6 +1,9 @@
 // The local copy of a user's conversations, messages and unsent messages: a LokiJS database
-// persisted to IndexedDB (vendor/lokijs.min.js, vendor/loki-indexed-adapter.js), one per user,
-// so that a reload shows the last state before the socket connects.
+// persisted to IndexedDB (vendor/lokijs.min.js, vendor/incremental-indexeddb-adapter.js), one
+// per user, so that a reload shows the last state before the socket connects. The incremental
+// adapter stores records in chunks of 100 and a save writes only the changed chunks, so saving a
+// sent message costs the same whatever is stored. A database saved by an older client (one JSON
+// document through vendor/loki-indexed-adapter.js) is copied over once, then deleted.
 //
 // Records:
 //   convos   {CID, Name, M_time, UnreadCount, Members:[{username, read_time}], syncedTo,
@@ -19,7 +22,7 @@
 //            not yet acknowledged.
 //   meta     {key, value}
 
-/* global loki, LokiIndexedAdapter */
+/* global loki, LokiIndexedAdapter, IncrementalIndexedDBAdapter */
 
 import {sameUser, wireTime} from './util.js';
 
@@ -27,6 +30,8 @@ import {sameUser, wireTime} from './util.js';
 // on scroll-back. LokiJS saves the whole database at once, so its size is the cost of a save.
 const KEEP_PER_CONVO = 1000;
 const PRUNE_AT = 1200;
+const OLD_APP = 'pingedchat'; // the LokiIndexedAdapter catalog of older clients
+const MIGRATE_WAIT_MS = 5000; // an older client's database that cannot be read in this long is left
 
 /** order sorts messages: stored ones by m_time, then unsent ones in the order they were written. */
 export function orderKey(m) {
@@ -46,32 +51,91 @@ export class LocalStore {
     this.db = null;
     this.byServerId = new Map(); // `${CID}/${id}` → message record
     this.byClientId = new Map(); // client_id → message record
+    // CID → the conversation's message records in display order (compareMessages), kept on
+    // every insert, removal and reordering: "the newest", "the page before" and "unread after"
+    // are a binary search and a short walk, never a scan or a sort of the conversation.
+    this.byConvo = new Map();
   }
 
-  /** open loads the user's database from IndexedDB (an empty one the first time). It must come
-   * before any save: the adapter opens its IndexedDB catalog on load, and a save made before
-   * that reports a spurious error (loki-indexed-adapter 1.5.12). */
-  open() {
-    const adapter = new LokiIndexedAdapter('pingedchat');
+  /** open loads the user's database from IndexedDB (an empty one the first time, or what an
+   * older client saved). */
+  async open() {
+    const adapter = new IncrementalIndexedDBAdapter();
     this.db = new loki(this.name, {adapter, autosave: true, autosaveInterval: 1500});
-    return new Promise((resolve, reject) => {
-      this.db.loadDatabase({}, (err) => {
-        if (err) {
-          reject(err);
-          return;
+    await new Promise((resolve, reject) => this.db.loadDatabase({}, (err) => (err ? reject(err) : resolve())));
+    const fresh = !this.db.getCollection('convos');
+    // No binary index on messages: byConvo is the per-conversation order, and an index would be
+    // saved whole (one entry per message) with every change.
+    this.convos = this.collection('convos', {unique: ['CID']});
+    this.messages = this.collection('messages', {});
+    this.outbox = this.collection('outbox', {unique: ['client_id']});
+    this.meta = this.collection('meta', {unique: ['key']});
+    if (fresh) await this.migrate();
+    this.indexAll();
+    return this;
+  }
+
+  /** migrate copies the database an older client saved as one JSON document, then deletes it. */
+  async migrate() {
+    if (typeof LokiIndexedAdapter === 'undefined') return;
+    const old = new LokiIndexedAdapter(OLD_APP);
+    const json = await withTimeout(new Promise((resolve) => old.loadDatabase(this.name, resolve)), MIGRATE_WAIT_MS);
+    if (typeof json !== 'string' || !json) return;
+    try {
+      const prev = new loki(this.name);
+      prev.loadJSON(json);
+      for (const name of ['convos', 'messages', 'outbox', 'meta']) {
+        const from = prev.getCollection(name);
+        if (!from) continue;
+        for (const d of from.find()) {
+          const {$loki, meta, ...doc} = d; // eslint-disable-line no-unused-vars
+          this[name].insert(doc);
         }
-        this.convos = this.collection('convos', {unique: ['CID']});
-        this.messages = this.collection('messages', {indices: ['CID']});
-        this.outbox = this.collection('outbox', {unique: ['client_id']});
-        this.meta = this.collection('meta', {unique: ['key']});
-        for (const m of this.messages.find()) this.indexMessage(m);
-        resolve(this);
-      });
-    });
+      }
+      await this.save();
+    } catch (err) {
+      console.warn('pingedchat: the device copy of an older version could not be read:', err);
+      return;
+    }
+    await withTimeout(new Promise((resolve) => old.deleteDatabase(this.name, resolve)), MIGRATE_WAIT_MS);
+  }
+
+  /** indexAll builds the in-memory indexes of the messages loaded. */
+  indexAll() {
+    for (const m of this.messages.find()) {
+      this.indexMessage(m);
+      this.ordered(m.CID).push(m);
+    }
+    for (const list of this.byConvo.values()) list.sort(compareMessages);
   }
 
   collection(name, options) {
     return this.db.getCollection(name) || this.db.addCollection(name, options);
+  }
+
+  /** ordered is a conversation's ordered records (created empty). */
+  ordered(cid) {
+    let list = this.byConvo.get(cid);
+    if (!list) this.byConvo.set(cid, (list = []));
+    return list;
+  }
+
+  /** place puts a record in its conversation's order: at the end, nearly always. */
+  place(m) {
+    const list = this.ordered(m.CID);
+    const n = list.length;
+    if (!n || compareMessages(list[n - 1], m) <= 0) list.push(m);
+    else list.splice(upperBound(list, m), 0, m);
+  }
+
+  /** unplace takes a record out of its conversation's order (before its key changes). */
+  unplace(m) {
+    const list = this.byConvo.get(m.CID);
+    if (!list) return;
+    let i = lowerBound(list, m);
+    while (i < list.length && list[i] !== m && compareMessages(list[i], m) === 0) i++;
+    if (list[i] !== m) i = list.lastIndexOf(m); // not where its key says: its key changed unseen
+    if (i >= 0) list.splice(i, 1);
   }
 
   indexMessage(m) {
@@ -92,11 +156,15 @@ export class LocalStore {
   }
 
   /** destroy removes the user's local data (logout on a shared device). */
-  destroy() {
-    return new Promise((resolve) => {
-      this.db.autosaveDisable();
-      this.db.deleteDatabase(() => resolve());
-    });
+  async destroy() {
+    this.db.autosaveDisable();
+    // A save under way first: the adapter refuses to delete meanwhile.
+    await new Promise((resolve) => this.db.throttledSaveDrain(() => this.db.deleteDatabase(() => resolve())));
+    // An older client's copy, if one was left (it could not be read).
+    if (typeof LokiIndexedAdapter !== 'undefined') {
+      const old = new LokiIndexedAdapter(OLD_APP);
+      await withTimeout(new Promise((resolve) => old.deleteDatabase(this.name, resolve)), MIGRATE_WAIT_MS);
+    }
   }
 
   getMeta(key, fallback = null) {
@@ -143,42 +211,73 @@ export class LocalStore {
   removeConvo(cid) {
     const c = this.convo(cid);
     if (c) this.convos.remove(c);
-    for (const m of this.messages.find({CID: cid})) this.forgetMessage(m);
+    const list = this.byConvo.get(cid) || [];
+    for (const m of list) {
+      if (m.id) this.byServerId.delete(`${m.CID}/${m.id}`);
+      if (m.client_id) this.byClientId.delete(m.client_id);
+    }
+    this.byConvo.delete(cid);
+    if (list.length) this.messages.remove(list); // one batch
     this.outbox.findAndRemove({CID: cid});
   }
 
   // Messages
 
-  /** messagesOf returns up to limit messages of a conversation, older than `before` (a message
-   * record) if given, in display order. */
-  messagesOf(cid, {before = null, limit = 60} = {}) {
-    let list = this.messages.find({CID: cid}).sort(compareMessages);
-    if (before) list = list.filter((m) => compareMessages(m, before) < 0);
-    return list.slice(-limit);
+  /** messagesOf returns up to limit messages of a conversation, in display order: the newest,
+   * or those older than `before` (a message record), or those from `from` on (a record,
+   * included). A binary search and a slice: its cost does not grow with the conversation. */
+  messagesOf(cid, {before = null, from = null, limit = 60} = {}) {
+    const list = this.byConvo.get(cid) || [];
+    if (from) {
+      const i = lowerBound(list, from);
+      return list.slice(i, i + limit);
+    }
+    const end = before ? lowerBound(list, before) : list.length;
+    return list.slice(Math.max(0, end - limit), end);
   }
 
-  /** newestStored is the newest m_time stored for a conversation ('' if none). */
+  /** isNewest: no message of the conversation sorts after this record. */
+  isNewest(m) {
+    const list = this.byConvo.get(m.CID) || [];
+    return list[list.length - 1] === m;
+  }
+
+  /** newestStored is the newest m_time stored for a conversation ('' if none). Unsent messages
+   * (no m_time) sort last: the walk passes over those only. */
   newestStored(cid) {
-    let newest = '';
-    for (const m of this.messages.find({CID: cid})) if (m.m_time > newest) newest = m.m_time;
-    return newest;
+    const list = this.byConvo.get(cid) || [];
+    for (let i = list.length - 1; i >= 0; i--) if (list[i].m_time) return list[i].m_time;
+    return '';
   }
 
   /** newestMessage is the newest m_time of a message (not a timeline event) stored for a
    * conversation ('' if none): what a read marker points at. */
   newestMessage(cid) {
-    let newest = '';
-    for (const m of this.messages.find({CID: cid})) if (m.kind !== 'event' && m.m_time > newest) newest = m.m_time;
-    return newest;
+    const list = this.byConvo.get(cid) || [];
+    for (let i = list.length - 1; i >= 0; i--) if (list[i].m_time && list[i].kind !== 'event') return list[i].m_time;
+    return '';
   }
 
   /** oldestStored is the oldest stored (sent) message of a conversation, or null. */
   oldestStored(cid) {
-    let oldest = null;
-    for (const m of this.messages.find({CID: cid})) {
-      if (m.m_time && (!oldest || m.m_time < oldest.m_time)) oldest = m;
+    const list = this.byConvo.get(cid) || [];
+    return list.length && list[0].m_time ? list[0] : null;
+  }
+
+  /** countAfter counts a conversation's stored messages newer than an m_time for which
+   * pred(record) holds, walking from the newest back to that time only. Returns -1 when the
+   * device has no message of the conversation. */
+  countAfter(cid, mTime, pred) {
+    const list = this.byConvo.get(cid) || [];
+    if (!list.length) return -1;
+    let n = 0;
+    for (let i = list.length - 1; i >= 0; i--) {
+      const m = list[i];
+      if (!m.m_time) continue;
+      if (m.m_time <= mTime) break;
+      if (pred(m)) n++;
     }
-    return oldest;
+    return n;
   }
 
   /**
@@ -207,8 +306,10 @@ export class LocalStore {
     if (known) return {record: known, added: false, confirmed: false};
     const mine = msg.client_id ? this.byClientId.get(msg.client_id) : null;
     if (mine && mine.CID === cid && !mine.id && sameUser(msg.f_username, me)) {
+      this.unplace(mine); // its m_time moves it among the sent messages
       Object.assign(mine, {id: msg.id, m_time: msg.m_time, content: msg.content, state: 'sent', error: ''});
       if (msg.kind !== undefined) Object.assign(mine, stateOf(msg), {fromServer: true}); // a push or history, not our ack
+      this.place(mine);
       this.messages.update(mine);
       this.indexMessage(mine);
       this.outbox.findAndRemove({client_id: msg.client_id});
@@ -222,6 +323,7 @@ export class LocalStore {
       state: 'sent', error: '', created: Date.now(), ...stateOf(msg), fromServer: true,
     });
     this.indexMessage(record);
+    this.place(record);
     this.noteLast(cid, record);
     return {record, added: true, confirmed: false};
   }
@@ -263,6 +365,7 @@ export class LocalStore {
       state: 'pending', error: '', created, ...replyFields,
     });
     this.indexMessage(record);
+    this.place(record);
     this.outbox.insert({client_id: clientId, CID: cid, content, created,
       ...(reply ? {reply_to: reply.id, reply_m_time: reply.m_time} : {})});
     this.noteLast(cid, record);
@@ -312,6 +415,7 @@ export class LocalStore {
   forgetMessage(m) {
     if (m.id) this.byServerId.delete(`${m.CID}/${m.id}`);
     if (m.client_id) this.byClientId.delete(m.client_id);
+    this.unplace(m);
     this.messages.remove(m);
   }
 
@@ -337,13 +441,52 @@ export class LocalStore {
 
   /** prune keeps the newest KEEP_PER_CONVO stored messages of a conversation. */
   prune(cid) {
-    const sent = this.messages.find({CID: cid}).filter((m) => m.m_time);
+    const list = this.byConvo.get(cid) || [];
+    const sent = list.filter((m) => m.m_time);
     if (sent.length <= PRUNE_AT) return false;
-    sent.sort(compareMessages);
-    for (const m of sent.slice(0, sent.length - KEEP_PER_CONVO)) this.forgetMessage(m);
+    // The oldest sent messages are the start of the conversation's order (unsent ones sort
+    // last): one slice and one batch removal, not a search and a splice per message.
+    const drop = sent.slice(0, sent.length - KEEP_PER_CONVO);
+    for (const m of drop) {
+      if (m.id) this.byServerId.delete(`${m.CID}/${m.id}`);
+      if (m.client_id) this.byClientId.delete(m.client_id);
+    }
+    this.byConvo.set(cid, list.slice(drop.length));
+    this.messages.remove(drop);
     this.upsertConvo(cid, {historyComplete: false});
     return true;
   }
+}
+
+/** withTimeout resolves as p does, or with undefined after ms. */
+function withTimeout(p, ms) {
+  return Promise.race([p, new Promise((resolve) => setTimeout(resolve, ms))]);
+}
+
+/** lowerBound is the index of the first record of a sorted list not before m. */
+function lowerBound(list, m) {
+  const key = orderKey(m);
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (orderKey(list[mid]) < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** upperBound is the index of the first record of a sorted list after m. */
+function upperBound(list, m) {
+  const key = orderKey(m);
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (orderKey(list[mid]) <= key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** lastOf is what the conversation list shows of a conversation's newest message. */
