@@ -75,95 +75,42 @@ func (s *postgresQuickStore) Close() {}
 const qsLive = `(quickstore.expires_at IS NULL OR quickstore.expires_at > now())`
 
 func (s *postgresQuickStore) Get(ctx context.Context, key Key) (*Record, error) {
-	var raw []byte
-	var gen int64
-	err := s.pool.QueryRow(ctx, `SELECT `+qsBinsWithEntries+`, generation FROM quickstore
-		WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive,
-		key.Namespace, key.Set, key.Key).Scan(&raw, &gen)
-	if errors.Is(err, pgx.ErrNoRows) {
+	recs, err := s.read(ctx, []Key{key}, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if recs[0] == nil {
 		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	bins, err := decodeRecordBins(raw)
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	return &Record{Bins: bins, Generation: uint32(gen)}, nil
+	return recs[0], nil
 }
 
-// GetBins selects the named bins in PostgreSQL, fills the map bins among them from their
-// entries, and counts the entries of the maps in sizeOf there.
+// GetBins reads the record and keeps the named bins, filling the map bins among them from
+// their entries, and counts the entries of the maps in sizeOf.
 func (s *postgresQuickStore) GetBins(ctx context.Context, key Key, names []string, sizeOf ...string) (*Record, error) {
 	if len(names)+len(sizeOf) == 0 {
 		return nil, fmt.Errorf("get %s: %w: no bin named", key, ErrBadBin)
 	}
-	var raw []byte
-	var gen int64
-	var counts []int64
-	err := s.pool.QueryRow(ctx, `SELECT `+qsBinsWithEntries+`, generation, sizes FROM (
-		SELECT ns, set_name, key, generation, (SELECT coalesce(jsonb_object_agg(n, q.bins->n), '{}'::jsonb)
-			FROM unnest($4::text[]) AS n WHERE q.bins ? n) AS bins,
-			ARRAY(SELECT CASE WHEN q.bins->n ? '`+entriesMarker+`' THEN (SELECT count(*) FROM quickstore_entries e
-					WHERE e.ns = q.ns AND e.set_name = q.set_name AND e.key = q.key AND e.bin = n)
-				WHEN jsonb_typeof(q.bins->n) = 'object' THEN (SELECT count(*) FROM jsonb_object_keys(q.bins->n))
-				ELSE 0 END
-				FROM unnest($5::text[]) WITH ORDINALITY AS s(n, i) ORDER BY i) AS sizes
-		FROM quickstore q WHERE q.ns = $1 AND q.set_name = $2 AND q.key = $3
-			AND (q.expires_at IS NULL OR q.expires_at > now())) AS quickstore`,
-		key.Namespace, key.Set, key.Key, nonNil(names), nonNil(sizeOf)).Scan(&raw, &gen, &counts)
-	if errors.Is(err, pgx.ErrNoRows) {
+	recs, err := s.read(ctx, []Key{key}, nonNil(names), nonNil(sizeOf))
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if recs[0] == nil {
 		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	bins, err := decodeRecordBins(raw)
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	sizes := make(map[string]int64, len(sizeOf))
-	for i, n := range sizeOf {
-		sizes[n] = counts[i]
-	}
-	return &Record{Bins: bins, Generation: uint32(gen), Sizes: sizes}, nil
+	return recs[0], nil
 }
 
-// GetMany is one query for every key.
+// GetMany is one round trip for every key.
 func (s *postgresQuickStore) GetMany(ctx context.Context, keys []Key) ([]*Record, error) {
-	out := make([]*Record, len(keys))
 	if len(keys) == 0 {
-		return out, nil
+		return []*Record{}, nil
 	}
-	ns, sets, names := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
-	for i, k := range keys {
-		ns[i], sets[i], names[i] = k.Namespace, k.Set, k.Key
-	}
-	rows, err := s.pool.Query(ctx, `SELECT k.i, `+qsBinsWithEntries+`, quickstore.generation
-		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
-		JOIN quickstore ON quickstore.ns = k.ns AND quickstore.set_name = k.set_name
-			AND quickstore.key = k.key AND `+qsLive, ns, sets, names)
+	recs, err := s.read(ctx, keys, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("get %d records: %w", len(keys), err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var i, gen int64
-		var raw []byte
-		if err := rows.Scan(&i, &raw, &gen); err != nil {
-			return nil, fmt.Errorf("get %d records: %w", len(keys), err)
-		}
-		bins, err := decodeRecordBins(raw)
-		if err != nil {
-			return nil, fmt.Errorf("get %s: %w", keys[i-1], err)
-		}
-		out[i-1] = &Record{Bins: bins, Generation: uint32(gen)}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("get %d records: %w", len(keys), err)
-	}
-	return out, nil
+	return recs, nil
 }
 
 func (s *postgresQuickStore) Put(ctx context.Context, key Key, bins Bins, opts PutOptions) (uint32, error) {

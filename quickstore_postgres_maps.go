@@ -23,26 +23,134 @@ import (
 // entriesMarker is the key of the marker a map bin kept as entries holds in the record's bins.
 const entriesMarker = "$e"
 
-// qsBinsWithEntries is, in a query of quickstore rows, the record's bins with its map bins kept
-// as entries filled in: assembled by PostgreSQL, so the server decodes one JSON object.
-const qsBinsWithEntries = `(CASE WHEN quickstore.bins::text LIKE '%"` + entriesMarker + `"%' THEN quickstore.bins || coalesce(
-	(SELECT jsonb_object_agg(m.bin, m.entries) FROM (SELECT e.bin, jsonb_object_agg(e.ekey, e.value) AS entries
-		FROM quickstore_entries e WHERE e.ns = quickstore.ns AND e.set_name = quickstore.set_name AND e.key = quickstore.key
-		GROUP BY e.bin) m WHERE quickstore.bins->m.bin ? '` + entriesMarker + `'), '{}') ELSE quickstore.bins END)::text`
-
-// decodeRecordBins decodes a record's bins as qsBinsWithEntries gives them: a map bin kept as
-// entries that has none left still holds its marker, and is an empty map.
-func decodeRecordBins(raw []byte) (Bins, error) {
-	bins, err := decodeBins(raw)
-	if err != nil {
+// read reads records (nil where missing), in one round trip of simple statements (cheap to
+// plan, which matters more than their number): the records' bins, the entries of their map
+// bins (grouped into one JSON object per bin by PostgreSQL), and the entry counts asked for.
+// With names (not nil) each record keeps only those bins, and only their entries are read.
+func (s *postgresQuickStore) read(ctx context.Context, keys []Key, names, sizeOf []string) ([]*Record, error) {
+	ns, sets, ks := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		ns[i], sets[i], ks[i] = k.Namespace, k.Set, k.Key
+	}
+	out := make([]*Record, len(keys))
+	raws := make([][]byte, len(keys))
+	maps := map[int]map[string][]byte{} // record → bin → its entries as a JSON object
+	b := &pgx.Batch{}
+	b.Queue(`SELECT k.i, q.bins::text, q.generation
+		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
+		JOIN quickstore q ON q.ns = k.ns AND q.set_name = k.set_name AND q.key = k.key
+		WHERE q.expires_at IS NULL OR q.expires_at > now()`, ns, sets, ks).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var i, gen int64
+			var raw []byte
+			if err := rows.Scan(&i, &raw, &gen); err != nil {
+				return err
+			}
+			raws[i-1] = raw
+			out[i-1] = &Record{Generation: uint32(gen)}
+		}
+		return rows.Err()
+	})
+	b.Queue(`SELECT k.i, e.bin, jsonb_object_agg(e.ekey, e.value)::text
+		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
+		JOIN quickstore_entries e ON e.ns = k.ns AND e.set_name = k.set_name AND e.key = k.key
+		WHERE $4::text[] IS NULL OR e.bin = ANY($4)
+		GROUP BY k.i, e.bin`, ns, sets, ks, names).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var i int64
+			var bin string
+			var obj []byte
+			if err := rows.Scan(&i, &bin, &obj); err != nil {
+				return err
+			}
+			if maps[int(i-1)] == nil {
+				maps[int(i-1)] = map[string][]byte{}
+			}
+			maps[int(i-1)][bin] = obj
+		}
+		return rows.Err()
+	})
+	counts := map[string]int64{}
+	if len(sizeOf) > 0 {
+		b.Queue(`SELECT bin, count(*) FROM quickstore_entries WHERE ns = $1 AND set_name = $2 AND key = $3
+			AND bin = ANY($4) GROUP BY bin`, ns[0], sets[0], ks[0], sizeOf).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var bin string
+				var n int64
+				if err := rows.Scan(&bin, &n); err != nil {
+					return err
+				}
+				counts[bin] = n
+			}
+			return rows.Err()
+		})
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
-	for name, v := range bins {
-		if isEntriesMarker(v) {
-			bins[name] = map[string]any{}
+	for i, rec := range out {
+		if rec == nil {
+			continue
+		}
+		all, err := decodeBins(raws[i])
+		if err != nil {
+			return nil, err
+		}
+		if rec.Bins, err = assembleBins(all, maps[i], names); err != nil {
+			return nil, err
+		}
+		if sizeOf != nil {
+			rec.Sizes = mapSizes(all, counts, sizeOf)
 		}
 	}
+	return out, nil
+}
+
+// assembleBins keeps the named bins (all if names is nil) and puts the entries of the map bins
+// kept as entries in place of their markers; a marker without entries is an empty map.
+func assembleBins(all Bins, entries map[string][]byte, names []string) (Bins, error) {
+	bins := all
+	if names != nil {
+		bins = make(Bins, len(names))
+		for _, n := range names {
+			if v, ok := all[n]; ok {
+				bins[n] = v
+			}
+		}
+	}
+	for name, v := range bins {
+		if !isEntriesMarker(v) {
+			continue
+		}
+		m := map[string]any{}
+		if obj, ok := entries[name]; ok {
+			decoded, err := decodeBins(obj)
+			if err != nil {
+				return nil, fmt.Errorf("decoding the entries of %s: %w", name, err)
+			}
+			m = decoded
+		}
+		bins[name] = m
+	}
 	return bins, nil
+}
+
+// mapSizes counts the entries of the maps in sizeOf: kept as entries, or ordinary map bins.
+func mapSizes(all Bins, counts map[string]int64, sizeOf []string) map[string]int64 {
+	sizes := make(map[string]int64, len(sizeOf))
+	for _, n := range sizeOf {
+		switch v := all[n].(type) {
+		case map[string]any:
+			if isEntriesMarker(v) {
+				sizes[n] = counts[n]
+			} else {
+				sizes[n] = int64(len(v))
+			}
+		default:
+			sizes[n] = 0
+		}
+	}
+	return sizes
 }
 
 // isEntriesMarker reports whether a decoded bin value is the marker of a map kept as entries

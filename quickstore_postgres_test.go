@@ -14,7 +14,7 @@ func TestPostgresSweepRemovesExpiredRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := Key{"users", "sweeptest", randomToken()}
-	if _, err := q.Put(ctx, key, Bins{"v": "x"}, PutOptions{TTL: 50 * time.Millisecond}); err != nil {
+	if _, err := q.Put(ctx, key, Bins{"v": "x"}, PutOptions{TTL: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := q.ModifyMaps(ctx, key, []MapOp{{Bin: "m", Key: "k", Value: "v"}}); err != nil {
