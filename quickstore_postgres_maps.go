@@ -36,10 +36,7 @@ func (s *postgresQuickStore) read(ctx context.Context, keys []Key, names, sizeOf
 	raws := make([][]byte, len(keys))
 	maps := map[int]map[string][]byte{} // record → bin → its entries as a JSON object
 	b := &pgx.Batch{}
-	b.Queue(`SELECT k.i, q.bins::text, q.generation
-		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
-		JOIN quickstore q ON q.ns = k.ns AND q.set_name = k.set_name AND q.key = k.key
-		WHERE q.expires_at IS NULL OR q.expires_at > now()`, ns, sets, ks).Query(func(rows pgx.Rows) error {
+	readRecord := func(rows pgx.Rows) error {
 		for rows.Next() {
 			var i, gen int64
 			var raw []byte
@@ -50,12 +47,8 @@ func (s *postgresQuickStore) read(ctx context.Context, keys []Key, names, sizeOf
 			out[i-1] = &Record{Generation: uint32(gen)}
 		}
 		return rows.Err()
-	})
-	b.Queue(`SELECT k.i, e.bin, jsonb_object_agg(e.ekey, e.value)::text
-		FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
-		JOIN quickstore_entries e ON e.ns = k.ns AND e.set_name = k.set_name AND e.key = k.key
-		WHERE $4::text[] IS NULL OR e.bin = ANY($4)
-		GROUP BY k.i, e.bin`, ns, sets, ks, names).Query(func(rows pgx.Rows) error {
+	}
+	readEntries := func(rows pgx.Rows) error {
 		for rows.Next() {
 			var i int64
 			var bin string
@@ -69,7 +62,25 @@ func (s *postgresQuickStore) read(ctx context.Context, keys []Key, names, sizeOf
 			maps[int(i-1)][bin] = obj
 		}
 		return rows.Err()
-	})
+	}
+	if len(keys) == 1 {
+		// The common case, in statements whose plans are cheap to make for every call.
+		b.Queue(`SELECT 1, bins::text, generation FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3
+			AND `+qsLive, ns[0], sets[0], ks[0]).Query(readRecord)
+		b.Queue(`SELECT 1, bin, jsonb_object_agg(ekey, value)::text FROM quickstore_entries
+			WHERE ns = $1 AND set_name = $2 AND key = $3 AND ($4::text[] IS NULL OR bin = ANY($4))
+			GROUP BY bin`, ns[0], sets[0], ks[0], names).Query(readEntries)
+	} else {
+		b.Queue(`SELECT k.i, q.bins::text, q.generation
+			FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
+			JOIN quickstore q ON q.ns = k.ns AND q.set_name = k.set_name AND q.key = k.key
+			WHERE q.expires_at IS NULL OR q.expires_at > now()`, ns, sets, ks).Query(readRecord)
+		b.Queue(`SELECT k.i, e.bin, jsonb_object_agg(e.ekey, e.value)::text
+			FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
+			JOIN quickstore_entries e ON e.ns = k.ns AND e.set_name = k.set_name AND e.key = k.key
+			WHERE $4::text[] IS NULL OR e.bin = ANY($4)
+			GROUP BY k.i, e.bin`, ns, sets, ks, names).Query(readEntries)
+	}
 	counts := map[string]int64{}
 	if len(sizeOf) > 0 {
 		b.Queue(`SELECT bin, count(*) FROM quickstore_entries WHERE ns = $1 AND set_name = $2 AND key = $3
@@ -211,14 +222,23 @@ func (s *postgresQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapO
 				FROM unnest($4::text[]) AS b(bin) WHERE b.bin = ANY($5) OR quickstore.bins ? b.bin)
 		WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive+` RETURNING generation`,
 		append(k, p.bins, p.putBins)...).QueryRow(func(row pgx.Row) error { return row.Scan(&gen) })
-	b.Queue(`DELETE FROM quickstore_entries WHERE ns = $1 AND set_name = $2 AND key = $3
-		AND (bin, ekey) IN (SELECT * FROM unnest($4::text[], $5::text[]))`, append(k, p.delBins, p.delKeys)...)
+	if len(p.delBins) > 0 {
+		b.Queue(`DELETE FROM quickstore_entries WHERE ns = $1 AND set_name = $2 AND key = $3
+			AND (bin, ekey) IN (SELECT * FROM unnest($4::text[], $5::text[]))`, append(k, p.delBins, p.delKeys)...)
+	}
+	if len(p.putBins) == 0 {
+		return s.sendModify(ctx, key, b, &gen)
+	}
 	b.Queue(`INSERT INTO quickstore_entries (ns, set_name, key, bin, ekey, value)
 		SELECT $1, $2, $3, p.bin, p.ekey, p.value FROM unnest($4::text[], $5::text[], $6::jsonb[]) AS p(bin, ekey, value)
 		WHERE EXISTS (SELECT 1 FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive+`)
 		ON CONFLICT (ns, set_name, key, bin, ekey) DO UPDATE SET value = EXCLUDED.value`,
 		append(k, p.putBins, p.putKeys, p.putValues)...)
-	err = s.pool.SendBatch(ctx, b).Close()
+	return s.sendModify(ctx, key, b, &gen)
+}
+
+func (s *postgresQuickStore) sendModify(ctx context.Context, key Key, b *pgx.Batch, gen *int64) (uint32, error) {
+	err := s.pool.SendBatch(ctx, b).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		// No live record: the statements changed nothing (each requires the record).
 		return 0, fmt.Errorf("modify %s: %w", key, ErrNotFound)
@@ -226,7 +246,7 @@ func (s *postgresQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapO
 	if err != nil {
 		return 0, fmt.Errorf("modify %s: %w", key, err)
 	}
-	return uint32(gen), nil
+	return uint32(*gen), nil
 }
 
 // mapPlan is ModifyMaps's operations as the statements' arrays.
