@@ -201,22 +201,22 @@ func createConversation(ctx context.Context, s *Session, req *Request) (reply, e
 // joinConvo lists the conversation in each user's record, all at once (each is one atomic
 // change of its own record).
 func (db *Database) joinConvo(ctx context.Context, cid string, users []string) error {
-	var g errgroup.Group
-	for _, u := range users {
-		g.Go(func() error {
-			err := db.addUserConvo(ctx, u, cid)
-			if isNotFound(err) {
-				// Deleted since it was named: its name must not stay in the conversation, where
-				// a new account with that name would find it.
-				err = db.dropMember(ctx, cid, u)
-			}
-			if err != nil {
-				return fmt.Errorf("adding %s to %s: %w", u, cid, err)
-			}
-			return nil
-		})
+	errs, err := db.addUsersConvo(ctx, users, cid)
+	if err != nil {
+		return fmt.Errorf("adding members to %s: %w", cid, err)
 	}
-	return g.Wait()
+	for i, u := range users {
+		err := errs[i]
+		if isNotFound(err) {
+			// Deleted since it was named: its name must not stay in the conversation, where
+			// a new account with that name would find it.
+			err = db.dropMember(ctx, cid, u)
+		}
+		if err != nil {
+			return fmt.Errorf("adding %s to %s: %w", u, cid, err)
+		}
+	}
+	return nil
 }
 
 // dropMember removes a name from a conversation's members without telling anyone (for a user

@@ -355,6 +355,11 @@ func (c *countingQuickStore) GetMany(ctx context.Context, keys []Key) ([]*Record
 	return r, c.count(err)
 }
 
+func (c *countingQuickStore) ModifyMapsMany(ctx context.Context, keys []Key, ops []MapOp) ([]error, error) {
+	errs, err := c.QuickStore.ModifyMapsMany(ctx, keys, ops)
+	return errs, c.count(err)
+}
+
 func (c *countingQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error) {
 	gen, err := c.QuickStore.ModifyMaps(ctx, key, ops)
 	return gen, c.count(err)

@@ -192,6 +192,9 @@ func (f failingStore) GetBins(context.Context, Key, []string, ...string) (*Recor
 	return nil, f.err
 }
 func (f failingStore) GetMany(context.Context, []Key) ([]*Record, error) { return nil, f.err }
+func (f failingStore) ModifyMapsMany(context.Context, []Key, []MapOp) ([]error, error) {
+	return nil, f.err
+}
 func (f failingStore) ModifyMaps(context.Context, Key, []MapOp) (uint32, error) {
 	return 0, f.err
 }

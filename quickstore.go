@@ -94,6 +94,10 @@ type QuickStore interface {
 	// (removing from it creates nothing). A missing record is ErrNotFound. Sending it twice
 	// changes nothing more than once, so it may be retried.
 	ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error)
+	// ModifyMapsMany applies the same operations to several records, each as ModifyMaps does
+	// (one atomic step per record, not one for all); errs[i] is keys[i]'s outcome (ErrNotFound
+	// for a missing record), err a failure of the whole call.
+	ModifyMapsMany(ctx context.Context, keys []Key, ops []MapOp) (errs []error, err error)
 	// Close releases the backend's connections.
 	Close()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	as "github.com/aerospike/aerospike-client-go/v7"
@@ -159,6 +160,21 @@ func (s *aerospikeQuickStore) ModifyMaps(ctx context.Context, key Key, ops []Map
 		return 0, fmt.Errorf("modify %s: %w", key, ErrNotFound)
 	}
 	return rec.Generation, nil
+}
+
+// ModifyMapsMany runs ModifyMaps on each record concurrently.
+func (s *aerospikeQuickStore) ModifyMapsMany(ctx context.Context, keys []Key, ops []MapOp) ([]error, error) {
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.ModifyMaps(ctx, k, ops)
+		}()
+	}
+	wg.Wait()
+	return errs, nil
 }
 
 // Delete replaces the record with a tombstone that expires when the record would have. With an

@@ -54,6 +54,7 @@ func runQuickStoreConformance(t *testing.T, open func(t *testing.T) QuickStore, 
 		{"ModifyMaps", qsModifyMaps},
 		{"GetMany", qsGetMany},
 		{"ModifyMapsThenPut", qsModifyMapsThenPut},
+		{"ModifyMapsMany", qsModifyMapsMany},
 		{"ModifyMapsConcurrently", qsModifyMapsConcurrently},
 	}
 	for _, tc := range tests {
@@ -691,6 +692,19 @@ func qsModifyMapsThenPut(t *testing.T, f *qsFixture) {
 	if err != nil || !qsSameBins(rec.Bins, Bins{"data": "fresh"}) {
 		t.Fatalf("after expiry: %+v, %v", rec, err)
 	}
+}
+
+func qsModifyMapsMany(t *testing.T, f *qsFixture) {
+	a, b, missing := f.key(nsUsers, "a"), f.key(nsUsers, "b"), f.key(nsUsers, "missing")
+	f.put(a, Bins{"data": "A"}, PutOptions{Mode: CreateOnly})
+	f.put(b, Bins{"data": "B", "m": map[string]any{"old": int64(1)}}, PutOptions{Mode: CreateOnly})
+	errs, err := f.q.ModifyMapsMany(f.ctx, []Key{b, missing, a}, []MapOp{{Bin: "m", Key: "c1", Value: int64(7)}})
+	if err != nil || len(errs) != 3 || errs[0] != nil || !errors.Is(errs[1], ErrNotFound) || errs[2] != nil {
+		t.Fatalf("ModifyMapsMany: %v, %v", errs, err)
+	}
+	f.expect(a, Bins{"data": "A", "m": map[string]any{"c1": int64(7)}}, 2)
+	f.expect(b, Bins{"data": "B", "m": map[string]any{"old": int64(1), "c1": int64(7)}}, 2)
+	f.expectMissing(missing)
 }
 
 // qsModifyMapsConcurrently: writers changing different entries of one map at once lose none,

@@ -81,10 +81,14 @@ func convoBins(u *UserRecord) Bins {
 	return Bins{convosBin: joined, syncedBin: synced, unreadBin: unread}
 }
 
-// addUserConvo lists a conversation in a user's record; ErrNotFound if the user is gone.
-func (db *Database) addUserConvo(ctx context.Context, user, cid string) error {
-	_, err := db.quick.ModifyMaps(ctx, userKey(user), []MapOp{{Bin: convosBin, Key: cid, Value: time.Now().Unix()}})
-	return err
+// addUsersConvo lists a conversation in several users' records at once (one commit on
+// PostgreSQL); errs[i] is users[i]'s outcome, ErrNotFound if the user is gone.
+func (db *Database) addUsersConvo(ctx context.Context, users []string, cid string) ([]error, error) {
+	keys := make([]Key, len(users))
+	for i, u := range users {
+		keys[i] = userKey(u)
+	}
+	return db.quick.ModifyMapsMany(ctx, keys, []MapOp{{Bin: convosBin, Key: cid, Value: time.Now().Unix()}})
 }
 
 // removeUserConvo takes a conversation, and the user's state in it, out of the user's record.

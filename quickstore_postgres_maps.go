@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -200,15 +202,52 @@ func (s *postgresQuickStore) putWithEntries(ctx context.Context, key Key, bins B
 // move any ordinary map bin it touches into entries, mark the bins, apply the removals and
 // puts. Several operations on one entry collapse into the last.
 func (s *postgresQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapOp) (uint32, error) {
+	var gen uint32
+	errs, err := s.modifyMaps(ctx, []Key{key}, ops, []*uint32{&gen})
+	if err == nil {
+		err = errs[0]
+	}
+	return gen, err
+}
+
+// ModifyMapsMany is ModifyMaps for several records in one implicit transaction: one round trip
+// and one commit (one disk sync) for all. The records are locked in key order, so that two such
+// calls cannot wait on each other in opposite orders.
+func (s *postgresQuickStore) ModifyMapsMany(ctx context.Context, keys []Key, ops []MapOp) ([]error, error) {
+	gens := make([]*uint32, len(keys))
+	for i := range gens {
+		gens[i] = new(uint32)
+	}
+	return s.modifyMaps(ctx, keys, ops, gens)
+}
+
+func (s *postgresQuickStore) modifyMaps(ctx context.Context, keys []Key, ops []MapOp, gens []*uint32) ([]error, error) {
 	if err := checkMapOps(ops); err != nil {
-		return 0, fmt.Errorf("modify %s: %w", key, err)
+		return nil, fmt.Errorf("modify: %w", err)
 	}
 	p, err := planMapOps(ops)
 	if err != nil {
-		return 0, fmt.Errorf("modify %s: %w", key, err)
+		return nil, fmt.Errorf("modify: %w", err)
 	}
-	k := []any{key.Namespace, key.Set, key.Key}
+	order := make([]int, len(keys))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(keys[a].String(), keys[b].String()) })
+	errs := make([]error, len(keys))
 	b := &pgx.Batch{}
+	for _, i := range order {
+		queueModify(b, keys[i], p, gens[i], &errs[i])
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("modify %d records: %w", len(keys), err)
+	}
+	return errs, nil
+}
+
+// queueModify adds one record's statements to the batch; a missing record sets *notFound.
+func queueModify(b *pgx.Batch, key Key, p mapPlan, gen *uint32, notFound *error) {
+	k := []any{key.Namespace, key.Set, key.Key}
 	b.Queue(`SELECT 1 FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3 FOR UPDATE`, k...)
 	b.Queue(`INSERT INTO quickstore_entries (ns, set_name, key, bin, ekey, value)
 		SELECT $1, $2, $3, b.bin, e.key, e.value FROM quickstore, unnest($4::text[]) AS b(bin),
@@ -216,37 +255,32 @@ func (s *postgresQuickStore) ModifyMaps(ctx context.Context, key Key, ops []MapO
 		WHERE quickstore.ns = $1 AND quickstore.set_name = $2 AND quickstore.key = $3 AND `+qsLive+`
 			AND jsonb_typeof(quickstore.bins->b.bin) = 'object' AND NOT quickstore.bins->b.bin ? '`+entriesMarker+`'
 		ON CONFLICT DO NOTHING`, append(k, p.bins)...)
-	var gen int64
 	b.Queue(`UPDATE quickstore SET generation = generation + 1,
 			bins = bins || (SELECT coalesce(jsonb_object_agg(b.bin, '{"`+entriesMarker+`": 1}'::jsonb), '{}')
 				FROM unnest($4::text[]) AS b(bin) WHERE b.bin = ANY($5) OR quickstore.bins ? b.bin)
 		WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive+` RETURNING generation`,
-		append(k, p.bins, p.putBins)...).QueryRow(func(row pgx.Row) error { return row.Scan(&gen) })
+		append(k, p.bins, p.putBins)...).QueryRow(func(row pgx.Row) error {
+		var g int64
+		err := row.Scan(&g)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// No live record: its statements change nothing (each requires the record).
+			*notFound = fmt.Errorf("modify %s: %w", key, ErrNotFound)
+			return nil
+		}
+		*gen = uint32(g)
+		return err
+	})
 	if len(p.delBins) > 0 {
 		b.Queue(`DELETE FROM quickstore_entries WHERE ns = $1 AND set_name = $2 AND key = $3
 			AND (bin, ekey) IN (SELECT * FROM unnest($4::text[], $5::text[]))`, append(k, p.delBins, p.delKeys)...)
 	}
-	if len(p.putBins) == 0 {
-		return s.sendModify(ctx, key, b, &gen)
+	if len(p.putBins) > 0 {
+		b.Queue(`INSERT INTO quickstore_entries (ns, set_name, key, bin, ekey, value)
+			SELECT $1, $2, $3, p.bin, p.ekey, p.value FROM unnest($4::text[], $5::text[], $6::jsonb[]) AS p(bin, ekey, value)
+			WHERE EXISTS (SELECT 1 FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive+`)
+			ON CONFLICT (ns, set_name, key, bin, ekey) DO UPDATE SET value = EXCLUDED.value`,
+			append(k, p.putBins, p.putKeys, p.putValues)...)
 	}
-	b.Queue(`INSERT INTO quickstore_entries (ns, set_name, key, bin, ekey, value)
-		SELECT $1, $2, $3, p.bin, p.ekey, p.value FROM unnest($4::text[], $5::text[], $6::jsonb[]) AS p(bin, ekey, value)
-		WHERE EXISTS (SELECT 1 FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive+`)
-		ON CONFLICT (ns, set_name, key, bin, ekey) DO UPDATE SET value = EXCLUDED.value`,
-		append(k, p.putBins, p.putKeys, p.putValues)...)
-	return s.sendModify(ctx, key, b, &gen)
-}
-
-func (s *postgresQuickStore) sendModify(ctx context.Context, key Key, b *pgx.Batch, gen *int64) (uint32, error) {
-	err := s.pool.SendBatch(ctx, b).Close()
-	if errors.Is(err, pgx.ErrNoRows) {
-		// No live record: the statements changed nothing (each requires the record).
-		return 0, fmt.Errorf("modify %s: %w", key, ErrNotFound)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("modify %s: %w", key, err)
-	}
-	return uint32(*gen), nil
 }
 
 // mapPlan is ModifyMaps's operations as the statements' arrays.
