@@ -123,12 +123,16 @@ func (db *Database) setUnread(ctx context.Context, user, cid string, n int64, at
 	return err
 }
 
-// getUserData reads a user without its conversations (Convos stays nil), only counting them:
-// what most commands need, at the cost of one small read however many conversations the user
-// is in. One being deleted counts as gone.
+// getUserData reads a user without its conversations (Convos stays nil), only counting them
+// when -max-convos-per-user needs the count: what most commands need, at the cost of one small
+// read however many conversations the user is in. One being deleted counts as gone.
 func (db *Database) getUserData(ctx context.Context, name string) (*UserRecord, error) {
 	key := userKey(name)
-	rec, err := db.quick.GetBins(ctx, key, []string{dataBin}, convosBin)
+	var count []string
+	if db.cfg.MaxConvosPerUser > 0 {
+		count = []string{convosBin}
+	}
+	rec, err := db.quick.GetBins(ctx, key, []string{dataBin}, count...)
 	if err != nil {
 		return nil, err
 	}

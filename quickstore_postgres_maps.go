@@ -69,9 +69,12 @@ func (s *postgresQuickStore) read(ctx context.Context, keys []Key, names, sizeOf
 		// The common case, in statements whose plans are cheap to make for every call.
 		b.Queue(`SELECT 1, bins::text, generation FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3
 			AND `+qsLive, ns[0], sets[0], ks[0]).Query(readRecord)
-		b.Queue(`SELECT 1, bin, jsonb_object_agg(ekey, value)::text FROM quickstore_entries
-			WHERE ns = $1 AND set_name = $2 AND key = $3 AND ($4::text[] IS NULL OR bin = ANY($4))
-			GROUP BY bin`, ns[0], sets[0], ks[0], names).Query(readEntries)
+		if names == nil {
+			b.Queue(`SELECT 1, bin, jsonb_object_agg(ekey, value)::text FROM quickstore_entries
+				WHERE ns = $1 AND set_name = $2 AND key = $3 GROUP BY bin`, ns[0], sets[0], ks[0]).Query(readEntries)
+		}
+		// With names, the entries are read only if one of the named bins turns out to be a map
+		// kept as entries (below): most reads name bins that are not.
 	} else {
 		b.Queue(`SELECT k.i, q.bins::text, q.generation
 			FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(ns, set_name, key, i)
@@ -101,6 +104,11 @@ func (s *postgresQuickStore) read(ctx context.Context, keys []Key, names, sizeOf
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
+	if len(keys) == 1 && names != nil && out[0] != nil {
+		if err := s.readNamedEntries(ctx, keys[0], raws[0], names, maps); err != nil {
+			return nil, err
+		}
+	}
 	for i, rec := range out {
 		if rec == nil {
 			continue
@@ -117,6 +125,41 @@ func (s *postgresQuickStore) read(ctx context.Context, keys []Key, names, sizeOf
 		}
 	}
 	return out, nil
+}
+
+// readNamedEntries reads the entries of the named bins of one record that are maps kept as
+// entries, if there are any.
+func (s *postgresQuickStore) readNamedEntries(ctx context.Context, key Key, raw []byte, names []string, maps map[int]map[string][]byte) error {
+	all, err := decodeBins(raw)
+	if err != nil {
+		return err
+	}
+	var want []string
+	for _, n := range names {
+		if isEntriesMarker(all[n]) {
+			want = append(want, n)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT bin, jsonb_object_agg(ekey, value)::text FROM quickstore_entries
+		WHERE ns = $1 AND set_name = $2 AND key = $3 AND bin = ANY($4) GROUP BY bin`,
+		key.Namespace, key.Set, key.Key, want)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	maps[0] = map[string][]byte{}
+	for rows.Next() {
+		var bin string
+		var obj []byte
+		if err := rows.Scan(&bin, &obj); err != nil {
+			return err
+		}
+		maps[0][bin] = obj
+	}
+	return rows.Err()
 }
 
 // assembleBins keeps the named bins (all if names is nil) and puts the entries of the map bins
