@@ -111,6 +111,11 @@ const windowViewJS = `(() => {
 		Jump: !document.getElementById('jump-btn').hidden};
 })()`
 
+// atBottomJS is true when the list is scrolled to its end. A new message pins the list there
+// at the next animation frame, which a busy machine delays: wait for it before checking.
+const atBottomJS = `(() => { const s = document.getElementById('scroller');
+	return s.scrollHeight - s.scrollTop - s.clientHeight < 80; })()`
+
 // checkWindow fails unless the list holds a bounded, gapless, ordered run of messages.
 func checkWindow(t testing.TB, p *page, when string) windowView {
 	t.Helper()
@@ -140,6 +145,7 @@ func TestWebLongConversationWindow(t *testing.T) {
 	seedConvo(t, srv, alice, cid, [2]string{alice.name, bob.name}, longConvoSize)
 	alice.openConvo(t, title)
 	alice.waitJS(t, "the newest seeded message", `document.querySelectorAll('#messages li.msg').length > 0`)
+	alice.waitJS(t, "the list pinned to the bottom", atBottomJS)
 
 	v := checkWindow(t, alice, "opened")
 	if v.IDs[len(v.IDs)-1] != longConvoSize || !v.AtBottom {
@@ -160,6 +166,8 @@ func TestWebLongConversationWindow(t *testing.T) {
 			return m.length && (m[m.length - 1].querySelector('.text') || {}).textContent === %s; })()`, js(last)))
 	}
 	alice.waitJS(t, "every message sent", `!document.querySelector('#messages li.msg:not([data-state=sent])')`)
+	// The list is pinned to the bottom at the next animation frame, which a busy machine delays.
+	alice.waitJS(t, "the list pinned to the bottom", atBottomJS)
 	v = checkWindow(t, alice, "after 60 sends and receives")
 	if v.Last != last || !v.AtBottom || v.IDs[len(v.IDs)-1] != longConvoSize+60 {
 		t.Fatalf("after 60 sends and receives: %q (id %d) at the bottom (scrolled there: %v), want %q (id %d)",
@@ -243,6 +251,7 @@ func TestWebLongConversationWindow(t *testing.T) {
 	bob.ok("React", map[string]any{"CID": cid, "id": 5, "emoji": "🎉", "on": true})
 	alice.waitJS(t, "the reaction to an old message stored", fmt.Sprintf(
 		`(pingedchat.chat.store.byServerId.get(%s + '/5').reactions || []).length === 1`, js(cid)))
+	alice.waitJS(t, "the list pinned to the bottom", atBottomJS)
 	v = checkWindow(t, alice, "after edits and reactions")
 	if v.Last != "Typo here" || !v.AtBottom {
 		t.Fatalf("after edits: %q at the bottom (scrolled there: %v)", v.Last, v.AtBottom)
