@@ -17,7 +17,7 @@ import {Notifier, pushTarget} from './notify.js';
 import {Files} from './files.js';
 import {MessageActions, ReplyBar, MentionCompleter} from './actions.js';
 import {Search} from './search.js';
-import {el, hue, initials, listNames, sameUser, codePoints} from './util.js';
+import {el, hue, initials, listNames, sameUser, codePoints, setText, setData, setAttr, setHidden} from './util.js';
 
 const $ = (id) => document.getElementById(id);
 const NAME_CHECK_MS = 350; // after the last key, before asking whether a username is free
@@ -246,27 +246,27 @@ class App {
   // Status
 
   showStatus({state, transport, queued}) {
-    document.body.dataset.conn = state;
-    document.body.dataset.transport = transport || '';
+    setData(document.body, 'conn', state);
+    setData(document.body, 'transport', transport || '');
     const words = {
       offline: 'Offline', waiting: 'Reconnecting…', connecting: 'Connecting…', connected: 'Connected',
       authenticating: 'Logging in…', syncing: 'Syncing…', online: 'Online',
     };
     let text = words[state] || state;
     if (queued && state !== 'online') text += ` · ${queued} waiting to send`;
-    $('conn-text').textContent = text;
-    $('conn-status').dataset.state = state;
-    $('conn-status').title = transport ? `Connected over ${transport}` : '';
-    $('auth-conn').textContent = state === 'connected' || state === 'online' ? '' : `Server: ${text}`;
+    setText($('conn-text'), text);
+    setData($('conn-status'), 'state', state);
+    setAttr($('conn-status'), 'title', transport ? `Connected over ${transport}` : '');
+    setText($('auth-conn'), state === 'connected' || state === 'online' ? '' : `Server: ${text}`);
     // In the conversation too (on a phone the sidebar's status is out of sight): why messages wait.
     // Shown from the first failure until logged in again, not while a healthy start connects.
     if (state === 'offline' || state === 'waiting') this.away = true;
     if (state === 'authenticating' || state === 'syncing' || state === 'online') this.away = false;
     const away = !!this.away;
-    $('chat-conn').hidden = !away;
-    $('chat-conn').textContent = away
+    setHidden($('chat-conn'), !away);
+    setText($('chat-conn'), away
       ? `${state === 'offline' ? 'You are offline.' : 'Reconnecting…'} New messages will be sent when the connection is back.`
-      : '';
+      : '');
     this.messages.refreshStates();
   }
 
@@ -620,13 +620,18 @@ class App {
   renderHeader() {
     const c = this.chat.store.convo(this.chat.openCid);
     if (!c) return;
-    $('convo-title').textContent = convoTitle(c, this.chat.me);
+    setText($('convo-title'), convoTitle(c, this.chat.me));
     const others = c.Members.map((m) => m.username).filter((n) => !sameUser(n, this.chat.me));
-    $('convo-sub').textContent = others.length ? `${listNames([...others, 'you'])}` : 'Only you';
+    setText($('convo-sub'), others.length ? `${listNames([...others, 'you'])}` : 'Only you');
   }
 
   autoGrow() {
     const input = $('composer-input');
+    if (!input.value) {
+      // Empty (just sent): back to one line without measuring, which would force a layout.
+      input.style.height = '';
+      return;
+    }
     input.style.height = 'auto';
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
   }

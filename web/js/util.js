@@ -31,6 +31,25 @@ const SVG_NS = 'http://www.w3.org/2000/svg';
 
 /** icon builds a small inline SVG icon (24×24 view box) from path data; it is decoration, so
  * it is hidden from screen readers: the element around it carries the words. */
+/** setText, setData, setAttr and setHidden change a node only if the value differs: writing
+ * the same value still invalidates style and layout (on body, the whole page's), which a send
+ * would otherwise pay several times over. */
+export function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+
+export function setData(node, key, value) {
+  if (node.dataset[key] !== value) node.dataset[key] = value;
+}
+
+export function setAttr(node, name, value) {
+  if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+}
+
+export function setHidden(node, hidden) {
+  if (node.hidden !== hidden) node.hidden = hidden;
+}
+
 export function icon(paths, cls = 'ico') {
   const svg = document.createElementNS(SVG_NS, 'svg');
   svg.setAttribute('viewBox', '0 0 24 24');
