@@ -90,16 +90,20 @@ func (s *Session) forwardPending() {
 	}
 }
 
-// waitChan arms the wake channel for a wait; nil means something is due already.
-func (s *Session) waitChan() chan struct{} {
+// waitChan arms the wake channel for a wait; nil means something is due already. stopping
+// means the server is stopping: there is no more waiting.
+func (s *Session) waitChan() (wake chan struct{}, stopping bool) {
 	e := &s.events
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.queue) > 0 || e.resyncDue || e.stopping {
-		return nil
+	if e.stopping {
+		return nil, true
+	}
+	if len(e.queue) > 0 || e.resyncDue {
+		return nil, false
 	}
 	e.wake = make(chan struct{})
-	return e.wake
+	return e.wake, false
 }
 
 // errWoken ends a wait for a frame because something else is due.
@@ -132,7 +136,13 @@ func (c wakeCtx) Err() error {
 func (s *Session) nextFrame(ctx context.Context) (string, bool) {
 	for ctx.Err() == nil {
 		s.forwardPending()
-		wake := s.waitChan()
+		wake, stopping := s.waitChan()
+		if stopping {
+			// Not "until ctx ends": the server's context is done before each session's own
+			// (cancelling ten thousand children takes a while), and a loop that went round
+			// until then would spin, starving the very cancellation it waits for.
+			return "", false
+		}
 		if wake == nil {
 			continue
 		}
