@@ -171,7 +171,7 @@ func (db *Database) getUserRecord(ctx context.Context, name string) (*UserRecord
 
 // updateUser applies fn to the user's record and writes its data bin back if the record has
 // not changed meanwhile, retrying otherwise; fn may return errNoChange to skip the write. fn
-// must not change u.Convos (addUserConvo and the functions beside it do). A record still in
+// must not change u.Convos (addUsersConvo and the functions beside it do). A record still in
 // the old layout has its conversations moved into their bins by the same write.
 func (db *Database) updateUser(ctx context.Context, name string, fn func(*UserRecord) error) (*UserRecord, error) {
 	key := userKey(name)
