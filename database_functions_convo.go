@@ -182,14 +182,7 @@ func createConversation(ctx context.Context, s *Session, req *Request) (reply, e
 	c := &ConvoRecord{CID: newCID(), Name: name, ReadTimes: map[string]string{}, Files: []string{},
 		Created: formatTime(time.Now())}
 	addMembers(c, append([]*UserRecord{me}, others...))
-	if err := s.db.createConvoTable(ctx, c.CID); err != nil {
-		return nil, err
-	}
-	if err := putRecord(ctx, s.db.quick, convoKey(c.CID), c, PutOptions{Mode: CreateOnly}); err != nil {
-		s.db.dropConvoTable(ctx, c.CID)
-		return nil, fmt.Errorf("storing conversation: %w", err)
-	}
-	if err := s.db.joinConvo(ctx, c.CID, c.Members); err != nil {
+	if err := s.db.storeNewConvo(ctx, c); err != nil { // convo_create.go
 		return nil, err
 	}
 	if err := s.publishNewConvo(c); err != nil {

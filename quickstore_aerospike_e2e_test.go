@@ -35,6 +35,7 @@ var endToEndSuites = []struct {
 	{"FileQuota", TestConvoFilesAndRemovalGiveQuotaBack},
 	{"MembershipAtomic", TestMembershipChangesAreNeverLost},
 	{"LegacyMembership", TestLegacyUserRecordsMoveTheirConversations},
+	{"ConvoWhole", TestNewConversationIsStoredWholeOrNotAtAll},
 }
 
 func runEndToEnd(t *testing.T, spec string) {

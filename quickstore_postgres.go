@@ -114,12 +114,30 @@ func (s *postgresQuickStore) GetMany(ctx context.Context, keys []Key) ([]*Record
 }
 
 func (s *postgresQuickStore) Put(ctx context.Context, key Key, bins Bins, opts PutOptions) (uint32, error) {
-	if err := checkPut(bins, opts); err != nil {
+	q, args, err := putStatement(key, bins, opts)
+	if err != nil {
+		return 0, err
+	}
+	var gen int64
+	err = s.pool.QueryRow(ctx, q, args...).Scan(&gen)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("put %s: %w", key, putFailure(opts))
+	}
+	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	return uint32(gen), nil
+}
+
+// putStatement is the one statement of a Put, answering the new generation (no row: the write
+// did not happen, putFailure says why).
+func putStatement(key Key, bins Bins, opts PutOptions) (string, []any, error) {
+	if err := checkPut(bins, opts); err != nil {
+		return "", nil, fmt.Errorf("put %s: %w", key, err)
 	}
 	set, removed, err := encodeBins(bins)
 	if err != nil {
-		return 0, fmt.Errorf("put %s: %w", key, err)
+		return "", nil, fmt.Errorf("put %s: %w", key, err)
 	}
 	var expires *time.Time
 	if opts.TTL > 0 {
@@ -135,7 +153,6 @@ func (s *postgresQuickStore) Put(ctx context.Context, key Key, bins Bins, opts P
 	if merge {
 		args = append(args, removed)
 	}
-	var gen int64
 	var q string
 	switch {
 	case opts.Generation != 0 || opts.Mode == UpdateOnly || opts.Mode == ReplaceOnly:
@@ -156,14 +173,8 @@ func (s *postgresQuickStore) Put(ctx context.Context, key Key, bins Bins, opts P
 			generation = CASE WHEN ` + qsLive + ` THEN quickstore.generation + 1 ELSE 1 END,
 			expires_at = EXCLUDED.expires_at RETURNING generation`
 	}
-	err = s.putWithEntries(ctx, key, bins, opts, q, args, &gen)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("put %s: %w", key, putFailure(opts))
-	}
-	if err != nil {
-		return 0, fmt.Errorf("put %s: %w", key, err)
-	}
-	return uint32(gen), nil
+	q, args = withEntriesRemoved(bins, opts, q, args)
+	return q, args, nil
 }
 
 // putFailure is the error of a write whose statement matched no row.

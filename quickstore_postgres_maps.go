@@ -220,11 +220,11 @@ func isEntriesMarker(v any) bool {
 	return ok
 }
 
-// putWithEntries runs a Put's statement q with, in the same statement, the removal of the
-// entries its write replaces: those of the bins it writes, all of them for a replace or over
-// an expired record. Only if the write happens (a failed compare-and-set removes nothing), and
+// withEntriesRemoved wraps a Put's statement q so that the same statement removes the entries
+// its write replaces: those of the bins it writes, all of them for a replace or over an
+// expired record. Only if the write happens (a failed compare-and-set removes nothing), and
 // after the record's row is locked by the write, the order ModifyMaps locks in too.
-func (s *postgresQuickStore) putWithEntries(ctx context.Context, key Key, bins Bins, opts PutOptions, q string, args []any, gen *int64) error {
+func withEntriesRemoved(bins Bins, opts PutOptions, q string, args []any) (string, []any) {
 	written := make([]string, 0, len(bins))
 	for name := range bins {
 		written = append(written, name)
@@ -232,13 +232,12 @@ func (s *postgresQuickStore) putWithEntries(ctx context.Context, key Key, bins B
 	replace := opts.Mode == Replace || opts.Mode == ReplaceOnly || opts.Mode == CreateOnly
 	n := len(args)
 	args = append(args, replace, written)
-	stmt := fmt.Sprintf(`WITH old AS (SELECT (expires_at IS NULL OR expires_at > now()) AS live FROM quickstore old
+	return fmt.Sprintf(`WITH old AS (SELECT (expires_at IS NULL OR expires_at > now()) AS live FROM quickstore old
 			WHERE old.ns = $1 AND old.set_name = $2 AND old.key = $3),
 		w AS (%s),
 		d AS (DELETE FROM quickstore_entries WHERE ns = $1 AND set_name = $2 AND key = $3 AND EXISTS (SELECT 1 FROM w)
 			AND ($%d OR bin = ANY($%d) OR NOT EXISTS (SELECT 1 FROM old WHERE live)))
-		SELECT generation FROM w`, q, n+1, n+2)
-	return s.pool.QueryRow(ctx, stmt, args...).Scan(gen)
+		SELECT generation FROM w`, q, n+1, n+2), args
 }
 
 // ModifyMaps is one implicit transaction of a few statements, sent together: lock the record,
