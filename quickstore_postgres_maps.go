@@ -287,20 +287,23 @@ func (s *postgresQuickStore) modifyMaps(ctx context.Context, keys []Key, ops []M
 	return errs, nil
 }
 
-// queueModify adds one record's statements to the batch; a missing record sets *notFound.
+// queueModify adds one record's statements to the batch; a missing record sets *notFound. The
+// first locks the record, moves any ordinary map bin it touches into entries (from the record
+// as it was), marks the bins and bumps the generation; removals and puts follow.
 func queueModify(b *pgx.Batch, key Key, p mapPlan, gen *uint32, notFound *error) {
 	k := []any{key.Namespace, key.Set, key.Key}
-	b.Queue(`SELECT 1 FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3 FOR UPDATE`, k...)
-	b.Queue(`INSERT INTO quickstore_entries (ns, set_name, key, bin, ekey, value)
-		SELECT $1, $2, $3, b.bin, e.key, e.value FROM quickstore, unnest($4::text[]) AS b(bin),
-			jsonb_each(quickstore.bins->b.bin) AS e
-		WHERE quickstore.ns = $1 AND quickstore.set_name = $2 AND quickstore.key = $3 AND `+qsLive+`
-			AND jsonb_typeof(quickstore.bins->b.bin) = 'object' AND NOT quickstore.bins->b.bin ? '`+entriesMarker+`'
-		ON CONFLICT DO NOTHING`, append(k, p.bins)...)
-	b.Queue(`UPDATE quickstore SET generation = generation + 1,
-			bins = bins || (SELECT coalesce(jsonb_object_agg(b.bin, '{"`+entriesMarker+`": 1}'::jsonb), '{}')
-				FROM unnest($4::text[]) AS b(bin) WHERE b.bin = ANY($5) OR quickstore.bins ? b.bin)
-		WHERE ns = $1 AND set_name = $2 AND key = $3 AND `+qsLive+` RETURNING generation`,
+	b.Queue(`WITH old AS (SELECT bins FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3
+			AND `+qsLive+` FOR UPDATE),
+		moved AS (INSERT INTO quickstore_entries (ns, set_name, key, bin, ekey, value)
+			SELECT $1, $2, $3, b.bin, e.key, e.value FROM old, unnest($4::text[]) AS b(bin),
+				jsonb_each(old.bins->b.bin) AS e
+			WHERE jsonb_typeof(old.bins->b.bin) = 'object' AND NOT old.bins->b.bin ? '`+entriesMarker+`'
+			ON CONFLICT DO NOTHING),
+		marked AS (UPDATE quickstore SET generation = quickstore.generation + 1,
+			bins = quickstore.bins || (SELECT coalesce(jsonb_object_agg(b.bin, '{"`+entriesMarker+`": 1}'::jsonb), '{}')
+				FROM unnest($4::text[]) AS b(bin) WHERE b.bin = ANY($5) OR old.bins ? b.bin)
+			FROM old WHERE ns = $1 AND set_name = $2 AND key = $3 RETURNING quickstore.generation)
+		SELECT generation FROM marked`,
 		append(k, p.bins, p.putBins)...).QueryRow(func(row pgx.Row) error {
 		var g int64
 		err := row.Scan(&g)
