@@ -286,10 +286,17 @@ func TestWebSettings(t *testing.T) {
 		guest.click(t, "#register-form button[type=submit]")
 		guest.name = plain
 		guest.waitJS(t, "registered without questions", `!document.getElementById('chat-view').hidden && document.body.dataset.conn === 'online'`)
+		guest.eval(t, `window.beforeLogout = true`, nil)
 		guest.click(t, "#logout-btn")
 		guest.waitVisible(t, "#confirm-dialog")
 		guest.click(t, "#confirm-yes")
+		// A logout ends by reloading the page, once the device copy is deleted: the login form
+		// may show before that, and a click on it would be lost with the old page.
+		guest.waitJS(t, "the page reloaded after logout", `window.beforeLogout === undefined && document.readyState === 'complete'`)
 		guest.waitVisible(t, "#login-form")
+		// The card's connection line changes height as the socket connects: click once it has,
+		// or the click lands where the button was.
+		guest.waitJS(t, "connected", `document.body.dataset.conn === 'connected'`)
 
 		// An account without questions cannot be reset, and the page says so.
 		guest.click(t, "#forgot-btn")
