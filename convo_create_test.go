@@ -52,4 +52,15 @@ func TestNewConversationIsStoredWholeOrNotAtAll(t *testing.T) {
 			t.Fatalf("%s does not list the conversation (%v)", name, err)
 		}
 	}
+
+	// A member gone since it was named (deleted meanwhile) is left out of the conversation, so
+	// that a later account with that name does not find itself in it.
+	c.CID, c.Members = newCID(), []string{alice.name, uniqueName("ghost")}
+	if err := db.storeNewConvo(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	db.convos.drop(c.CID)
+	if got, err := db.getConvo(ctx, c.CID); err != nil || len(got.Members) != 1 || got.Members[0] != alice.name {
+		t.Fatalf("members %v (%v), want only %s", got.Members, err, alice.name)
+	}
 }

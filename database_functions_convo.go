@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/pquerna/ffjson/ffjson"
-	"golang.org/x/sync/errgroup"
 )
 
 // Conversation commands: creating conversations, their members, name, files and each member's
@@ -120,20 +119,17 @@ func (db *Database) resolveUsers(ctx context.Context, names []string, skip []str
 		seen[upperName(n)] = true
 		unique = append(unique, n)
 	}
-	// The reads are independent: one round trip's time for all of them, not one each.
+	// The reads are independent: a few at a time, not one after the other.
 	out := make([]*UserRecord, len(unique))
-	g, gctx := errgroup.WithContext(ctx)
-	for i, n := range unique {
-		g.Go(func() error {
-			u, err := db.getUserData(gctx, n)
-			if isNotFound(err) {
-				return clientErr("No such user: %s.", n)
-			}
-			out[i] = u
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	err := forEachConcurrently(ctx, len(unique), func(i int) error {
+		u, err := db.getUserData(ctx, unique[i])
+		if isNotFound(err) {
+			return clientErr("No such user: %s.", unique[i])
+		}
+		out[i] = u
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	as "github.com/aerospike/aerospike-client-go/v7"
@@ -162,19 +161,14 @@ func (s *aerospikeQuickStore) ModifyMaps(ctx context.Context, key Key, ops []Map
 	return rec.Generation, nil
 }
 
-// ModifyMapsMany runs ModifyMaps on each record concurrently.
+// ModifyMapsMany runs ModifyMaps on the records, a few at a time.
 func (s *aerospikeQuickStore) ModifyMapsMany(ctx context.Context, keys []Key, ops []MapOp) ([]error, error) {
 	errs := make([]error, len(keys))
-	var wg sync.WaitGroup
-	for i, k := range keys {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = s.ModifyMaps(ctx, k, ops)
-		}()
-	}
-	wg.Wait()
-	return errs, nil
+	err := forEachConcurrently(ctx, len(keys), func(i int) error {
+		_, errs[i] = s.ModifyMaps(ctx, keys[i], ops)
+		return nil
+	})
+	return errs, err
 }
 
 // Delete replaces the record with a tombstone that expires when the record would have. With an
