@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/serviceworker"
@@ -128,12 +129,21 @@ func TestWebPushAndBots(t *testing.T) {
 		cid = newConvoWith(t, bob, aliceName)
 		payload, _ := json.Marshal(webPushPayload{Title: bob.name + " - see you at eight", Body: "see you at eight",
 			CID: cid, Sender: bob.name, Kind: "message"})
-		alice.do(t, chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
-			_, err := cdp.Call(ctx, tgt, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{
-				Origin: base, RegistrationID: reg, Data: string(payload)})
-			return err
-		}))
-		alice.waitAsync(t, "the notification", notifications, bob.name+" - see you at eight | see you at eight")
+		want := bob.name + " - see you at eight | see you at eight"
+		// DevTools hands the push to the registration's current worker; on a loaded machine the
+		// first one now and then arrives while the worker is being replaced and is dropped (a
+		// real push service retries). Deliver again if none showed: the tag makes it one.
+		for attempt := range 3 {
+			alice.do(t, chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tgt, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{
+					Origin: base, RegistrationID: reg, Data: string(payload)})
+				return err
+			}))
+			if attempt == 2 || alice.showsWithin(t, notifications, want, 5*time.Second) {
+				break
+			}
+		}
+		alice.waitAsync(t, "the notification", notifications, want)
 		alice.waitAsync(t, "tagged with the conversation", `navigator.serviceWorker.getRegistration().then((r) => r.getNotifications())`+
 			`.then((l) => l.some((n) => n.tag === 'pingedchat-`+cid+`' && n.data.cid === '`+cid+`'))`, "true")
 	})

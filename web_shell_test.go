@@ -139,6 +139,22 @@ func startFront(t *testing.T, srv *testServer) *frontServer {
 	return f
 }
 
+// showsWithin reports whether an asynchronous expression resolves to want within d (without
+// failing the test: the caller decides what a miss means).
+func (p *page) showsWithin(t testing.TB, expr, want string, d time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		var got string
+		p.eval(t, `Promise.resolve(`+expr+`).then(String)`, &got)
+		if got == want {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond) // polling interval, not synchronisation
+	}
+	return false
+}
+
 // waitAsync waits until an asynchronous expression (a promise) resolves to want: a poll starts
 // a new evaluation when the last one has finished (or has been pending for a second: one may
 // never settle), at most every 250 ms (asking the browser's notification store many times a
