@@ -4,11 +4,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
@@ -24,7 +22,8 @@ const maxUnreadCount = 999
 
 // userView is what the user sees of itself (DESIGN §3.3). Besides the user's record it costs
 // one quick-store read of the conversations' records (those not cached) and one batch of
-// PostgreSQL queries: a resume after a restart should not wait for a dozen round trips.
+// PostgreSQL queries: a resume after a restart should not wait for a dozen round trips. The
+// conversations' activity comes from the user's hub when another session here read it lately.
 func (db *Database) userView(ctx context.Context, u *UserRecord) (*UserView, error) {
 	v := &UserView{
 		Username: u.Username, Email: u.Email, Phone: u.Phone, AutoreplyMessage: u.AutoreplyMessage,
@@ -42,10 +41,13 @@ func (db *Database) userView(ctx context.Context, u *UserRecord) (*UserView, err
 	b := &pgx.Batch{}
 	queueUnreadEmails(b, u.Username, &v.UnreadEmails)     // database_functions_mail.go
 	queueScheduledOf(b, u.Username, &v.ScheduledMessages) // database_functions_scheduled.go
-	queueActivity(b, u.Username, summaries, bases)
+	upper := upperName(u.Username)
+	filled, gen := db.hubs.cachedActivity(upper, summaries, bases) // activity.go
+	queueActivity(b, u.Username, summaries, bases, filled)
 	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
+	db.hubs.storeActivity(upper, gen, db.nc.Status() == nats.CONNECTED, summaries, bases, filled)
 	v.CIDs = finishSummaries(u, summaries, bases)
 	return v, nil
 }
@@ -90,29 +92,6 @@ func unreadBase(readTime string, uc *UserConvo) string {
 		return uc.UnreadAt
 	}
 	return readTime
-}
-
-// queueActivity asks, in the batch, each summary's M_time (its newest message) and unread count
-// (messages from others after its base time).
-func queueActivity(b *pgx.Batch, user string, out []ConvoSummary, bases []string) {
-	for i := range out {
-		base := bases[i]
-		if base == "" {
-			base = "-infinity"
-		}
-		b.Queue(fmt.Sprintf(`SELECT (SELECT max(m_time) FROM %[1]s),
-			(SELECT count(*) FROM (SELECT 1 FROM %[1]s WHERE m_time > $1::timestamptz AND f_username <> $2 AND kind NOT IN ('event', 'edit', 'delete', 'reaction') LIMIT %[2]d) x)`,
-			convTable(out[i].CID), maxUnreadCount), base, user).QueryRow(func(row pgx.Row) error {
-			var mt *time.Time
-			if err := row.Scan(&mt, &out[i].UnreadCount); err != nil {
-				return fmt.Errorf("reading activity of %s: %w", out[i].CID, err)
-			}
-			if mt != nil {
-				out[i].MTime = formatTime(*mt)
-			}
-			return nil
-		})
-	}
 }
 
 // getConvos reads several conversation records, from the cache where it may and the others in

@@ -68,6 +68,7 @@ func (db *Database) natsDisconnected(_ *nats.Conn, err error) {
 	slog.Warn("NATS connection lost; telling sessions to resync", "err", err)
 	db.metrics.natsError()
 	db.convos.clear() // invalidations cannot arrive now
+	db.hubs.forgetAllActivity()
 	db.resyncSessions()
 }
 
@@ -81,6 +82,7 @@ func (db *Database) natsReconnected(nc *nats.Conn) {
 		}
 		slog.Info("NATS connection back; telling sessions to resync", "url", nc.ConnectedUrlRedacted())
 		db.convos.clear() // invalidations may have been lost while it was away
+		db.hubs.forgetAllActivity()
 		db.resyncSessions()
 		db.repairMissed()
 	}()

@@ -24,6 +24,8 @@ const (
 type userHub struct {
 	sub      *nats.Subscription
 	sessions map[*Session]struct{}
+	gen      uint64              // events received: bumped by each (activity.go)
+	activity map[string]activity // by CID, what the user's sessions last read (activity.go)
 }
 
 // hubs holds the instance's user hubs.
@@ -143,6 +145,7 @@ func (db *Database) dispatchOne(msg *nats.Msg) {
 	if answerPresence(msg) { // presence.go
 		return
 	}
+	hub.forgetActivity()
 	for s := range hub.sessions {
 		dispatchTo(s, msg)
 	}

@@ -33,7 +33,8 @@ const (
 	stormMessages      = 100
 	stormBackoffBase   = 500 * time.Millisecond
 	stormBackoffCap    = 10 * time.Second
-	stormSyncWorkers   = 3 // the web client's syncRound
+	stormSyncWorkers   = 3                // the web client's syncRound
+	stormProfile       = 15 * time.Second // with -pprof: the CPU profile of the storm's start
 )
 
 // stormConvo is a conversation and the sync point every session holds for it.
@@ -76,7 +77,7 @@ func runStorm(ctx context.Context, tgt *target, o Options, rep *Report) error {
 	}
 	s := rep.section(fmt.Sprintf("pingedchat: reconnect storm, %d sessions over %d users, %d conversations each (k=%d, %d messages)",
 		len(sessions), len(users), stormConvosPerUser, o.K, stormMessages))
-	done, elapsedFromReady, _, curve, err := stormRestart(ctx, tgt, sessions, s)
+	done, elapsedFromReady, _, curve, err := stormRestart(ctx, tgt, sessions, s, rep)
 	if err != nil {
 		return err
 	}
@@ -186,13 +187,14 @@ func stormConnect(ctx context.Context, tgt *target, sessions []*stormSession) er
 // stormRestart restarts the server and lets every session come back as the web client does.
 // It returns how many resynced, the time from the server listening again to the last resync,
 // the failed attempts, and reconnects per second from that moment.
-func stormRestart(ctx context.Context, tgt *target, sessions []*stormSession, sec *Section) (int, time.Duration, int64, []int, error) {
+func stormRestart(ctx context.Context, tgt *target, sessions []*stormSession, sec *Section, rep *Report) (int, time.Duration, int64, []int, error) {
 	logf("restarting the server")
 	if err := tgt.restart(ctx); err != nil {
 		return 0, 0, 0, nil, err
 	}
 	ready := time.Now()
 	watch := startCPUWatch(tgt.pid, tgt.dbname) // the new process, from its start
+	prof := tgt.startCPUProfile(ctx, stormProfile, "storm")
 	logf("the server listens again; %d sessions reconnecting", len(sessions))
 	var done, errs atomic.Int64
 	var mu sync.Mutex
@@ -219,6 +221,7 @@ func stormRestart(ctx context.Context, tgt *target, sessions []*stormSession, se
 		}()
 	}
 	wg.Wait()
+	prof.wait(rep)
 	sec.add("sessions live and resynced", float64(done.Load()), "")
 	sec.add("failed attempts (retried)", float64(errs.Load()), "")
 	sec.add("time from the server listening again to the last resync", last.Sub(ready).Seconds(), "s")
