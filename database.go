@@ -322,6 +322,7 @@ func init() {
 		"GetConvoData":         getConvoData,
 		"GetMoreConvoMessages": getMoreConvoMessages,
 		"GetAllConvoData":      getAllConvoData,
+		"SyncConvos":           syncConvos,
 		// edits, deletions, reactions (database_functions_edit.go) and search (search.go)
 		"EditMessage":    editMessage,
 		"DeleteMessage":  deleteMessage,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -41,6 +42,14 @@ func TestNonMemberIsRefusedAndLearnsNothing(t *testing.T) {
 			if len(rep) != 3 || rep["error"] != "not a member" || rep["cmd"] != tc.cmd {
 				t.Errorf("%s on %s: got %v, want exactly {cmd, rid, error: not a member}", tc.cmd, target, rep)
 			}
+		}
+	}
+	// SyncConvos answers the existing conversation and the missing one alike.
+	entries := syncEntries(t, eve.ok("SyncConvos", map[string]any{"Convos": []map[string]any{{"CID": cid}, {"CID": missing, "M_time": "2000-01-01T00:00:00.000000Z"}}}))
+	for i, e := range entries {
+		e["CID"] = "x"
+		if got, want := fmt.Sprint(e), fmt.Sprint(map[string]any{"CID": "x", "Name": "", "M_time": "", "Members": []any{}, "Files": []any{}, "Messages": []any{}, "error": "not a member"}); got != want {
+			t.Errorf("SyncConvos entry %d for an outsider: %s, want %s", i, got, want)
 		}
 	}
 	// Nothing changed and nothing reached the outsider.

@@ -179,8 +179,13 @@ func (s *Session) convoData(ctx context.Context, c *ConvoRecord, msgs []Message,
 			return nil, err
 		}
 	}
+	return convoDataOf(c, mtime, msgs), nil
+}
+
+// convoDataOf is the reply about c with msgs, whose newest message is at mtime.
+func convoDataOf(c *ConvoRecord, mtime string, msgs []Message) *ConvoData {
 	p := convoPush("", c, mtime)
-	return &ConvoData{CID: c.CID, Name: c.Name, MTime: mtime, Members: p.Members, Files: p.Files, Messages: msgs}, nil
+	return &ConvoData{CID: c.CID, Name: c.Name, MTime: mtime, Members: p.Members, Files: p.Files, Messages: msgs}
 }
 
 // GetConvoData and GetAllConvoData read forward from a time in pages: never more than pageSize

@@ -48,6 +48,9 @@ type Request struct {
 	Size        int64  `json:"Size,omitempty"`
 	ContentType string `json:"ContentType,omitempty"`
 
+	// SyncConvos (database_functions_sync.go): the conversations to read and from when.
+	Convos []SyncPoint `json:"Convos,omitempty"`
+
 	// Edits, reactions, replies and search (database_functions_edit.go, search.go).
 	ReplyTo    int64  `json:"reply_to,omitempty"`
 	ReplyMTime string `json:"reply_m_time,omitempty"`
@@ -248,7 +251,7 @@ type SnippetPart struct {
 
 // ConvoData answers GetConvoData, GetMoreConvoMessages and GetAllConvoData.
 type ConvoData struct {
-	Cmd      string       `json:"cmd"`
+	Cmd      string       `json:"cmd,omitempty"` // empty only inside a SyncReply
 	Rid      string       `json:"rid,omitempty"`
 	CID      string       `json:"CID"`
 	Name     string       `json:"Name"`
@@ -258,6 +261,21 @@ type ConvoData struct {
 	Messages []Message    `json:"Messages"`
 	// More says that this page of messages stops short: ask again from its last m_time.
 	More bool `json:"More,omitempty"`
+	// Error is set, alone, on a conversation of a SyncConvos reply that cannot be read.
+	Error string `json:"error,omitempty"`
+}
+
+// SyncPoint is one conversation of a SyncConvos request: read it as GetConvoData would.
+type SyncPoint struct {
+	CID   string `json:"CID"`
+	MTime string `json:"M_time,omitempty"`
+}
+
+// SyncReply answers SyncConvos: the conversations answered, in the order asked.
+type SyncReply struct {
+	Cmd    string      `json:"cmd"`
+	Rid    string      `json:"rid,omitempty"`
+	Convos []ConvoData `json:"Convos"`
 }
 
 // FilesPush tells the members of a conversation that a file was added to its list.

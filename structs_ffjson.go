@@ -553,9 +553,12 @@ func (j *ConvoData) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	var obj []byte
 	_ = obj
 	_ = err
-	buf.WriteString(`{ "cmd":`)
-	fflib.WriteJsonString(buf, string(j.Cmd))
-	buf.WriteByte(',')
+	buf.WriteString(`{ `)
+	if len(j.Cmd) != 0 {
+		buf.WriteString(`"cmd":`)
+		fflib.WriteJsonString(buf, string(j.Cmd))
+		buf.WriteByte(',')
+	}
 	if len(j.Rid) != 0 {
 		buf.WriteString(`"rid":`)
 		fflib.WriteJsonString(buf, string(j.Rid))
@@ -631,6 +634,11 @@ func (j *ConvoData) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		}
 		buf.WriteByte(',')
 	}
+	if len(j.Error) != 0 {
+		buf.WriteString(`"error":`)
+		fflib.WriteJsonString(buf, string(j.Error))
+		buf.WriteByte(',')
+	}
 	buf.Rewind(1)
 	buf.WriteByte('}')
 	return nil
@@ -657,6 +665,8 @@ const (
 	ffjtConvoDataMessages
 
 	ffjtConvoDataMore
+
+	ffjtConvoDataError
 )
 
 var ffjKeyConvoDataCmd = []byte("cmd")
@@ -676,6 +686,8 @@ var ffjKeyConvoDataFiles = []byte("Files")
 var ffjKeyConvoDataMessages = []byte("Messages")
 
 var ffjKeyConvoDataMore = []byte("More")
+
+var ffjKeyConvoDataError = []byte("error")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *ConvoData) UnmarshalJSON(input []byte) error {
@@ -793,6 +805,14 @@ mainparse:
 						goto mainparse
 					}
 
+				case 'e':
+
+					if bytes.Equal(ffjKeyConvoDataError, kn) {
+						currentKey = ffjtConvoDataError
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
 				case 'r':
 
 					if bytes.Equal(ffjKeyConvoDataRid, kn) {
@@ -801,6 +821,12 @@ mainparse:
 						goto mainparse
 					}
 
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyConvoDataError, kn) {
+					currentKey = ffjtConvoDataError
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.SimpleLetterEqualFold(ffjKeyConvoDataMore, kn) {
@@ -900,6 +926,9 @@ mainparse:
 
 				case ffjtConvoDataMore:
 					goto handle_More
+
+				case ffjtConvoDataError:
+					goto handle_Error
 
 				case ffjtConvoDatanosuchkey:
 					err = fs.SkipField(tok)
@@ -1283,6 +1312,32 @@ handle_More:
 				err = errors.New("unexpected bytes for true/false value")
 				return fs.WrapErr(err)
 			}
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Error:
+
+	/* handler: j.Error type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Error = string(string(outBuf))
 
 		}
 	}
@@ -10475,6 +10530,30 @@ func (j *Request) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		fflib.WriteJsonString(buf, string(j.ContentType))
 		buf.WriteByte(',')
 	}
+	if len(j.Convos) != 0 {
+		buf.WriteString(`"Convos":`)
+		if j.Convos != nil {
+			buf.WriteString(`[`)
+			for i, v := range j.Convos {
+				if i != 0 {
+					buf.WriteString(`,`)
+				}
+
+				{
+
+					err = v.MarshalJSONBuf(buf)
+					if err != nil {
+						return err
+					}
+
+				}
+			}
+			buf.WriteString(`]`)
+		} else {
+			buf.WriteString(`null`)
+		}
+		buf.WriteByte(',')
+	}
 	if j.ReplyTo != 0 {
 		buf.WriteString(`"reply_to":`)
 		fflib.FormatBits2(buf, uint64(j.ReplyTo), 10, j.ReplyTo < 0)
@@ -10587,6 +10666,8 @@ const (
 
 	ffjtRequestContentType
 
+	ffjtRequestConvos
+
 	ffjtRequestReplyTo
 
 	ffjtRequestReplyMTime
@@ -10670,6 +10751,8 @@ var ffjKeyRequestSize = []byte("Size")
 
 var ffjKeyRequestContentType = []byte("ContentType")
 
+var ffjKeyRequestConvos = []byte("Convos")
+
 var ffjKeyRequestReplyTo = []byte("reply_to")
 
 var ffjKeyRequestReplyMTime = []byte("reply_m_time")
@@ -10752,6 +10835,11 @@ mainparse:
 
 					} else if bytes.Equal(ffjKeyRequestContentType, kn) {
 						currentKey = ffjtRequestContentType
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyRequestConvos, kn) {
+						currentKey = ffjtRequestConvos
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -11048,6 +11136,12 @@ mainparse:
 
 				if fflib.AsciiEqualFold(ffjKeyRequestReplyTo, kn) {
 					currentKey = ffjtRequestReplyTo
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyRequestConvos, kn) {
+					currentKey = ffjtRequestConvos
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -11383,6 +11477,9 @@ mainparse:
 
 				case ffjtRequestContentType:
 					goto handle_ContentType
+
+				case ffjtRequestConvos:
+					goto handle_Convos
 
 				case ffjtRequestReplyTo:
 					goto handle_ReplyTo
@@ -12524,6 +12621,74 @@ handle_ContentType:
 
 			j.ContentType = string(string(outBuf))
 
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Convos:
+
+	/* handler: j.Convos type=[]ffjsongentmp.SyncPoint kind=slice quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_left_brace && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for ", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+			j.Convos = nil
+		} else {
+
+			j.Convos = []SyncPoint{}
+
+			wantVal := true
+
+			for {
+
+				var tmpJConvos SyncPoint
+
+				tok = fs.Scan()
+				if tok == fflib.FFTok_error {
+					goto tokerror
+				}
+				if tok == fflib.FFTok_right_brace {
+					break
+				}
+
+				if tok == fflib.FFTok_comma {
+					if wantVal == true {
+						// TODO(pquerna): this isn't an ideal error message, this handles
+						// things like [,,,] as an array value.
+						return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+					}
+					continue
+				} else {
+					wantVal = true
+				}
+
+				/* handler: tmpJConvos type=ffjsongentmp.SyncPoint kind=struct quoted=false*/
+
+				{
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						err = tmpJConvos.UnmarshalJSONFFLexer(fs, fflib.FFParse_want_key)
+						if err != nil {
+							return err
+						}
+					}
+					state = fflib.FFParse_after_value
+				}
+
+				j.Convos = append(j.Convos, tmpJConvos)
+
+				wantVal = false
+			}
 		}
 	}
 
@@ -16067,6 +16232,611 @@ handle_Typing:
 
 			j.Typing = &tval
 
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+wantedvalue:
+	return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+wrongtokenerror:
+	return fs.WrapErr(fmt.Errorf("ffjson: wanted token: %v, but got token: %v output=%s", wantedTok, tok, fs.Output.String()))
+tokerror:
+	if fs.BigError != nil {
+		return fs.WrapErr(fs.BigError)
+	}
+	err = fs.Error.ToError()
+	if err != nil {
+		return fs.WrapErr(err)
+	}
+	panic("ffjson-generated: unreachable, please report bug.")
+done:
+
+	return nil
+}
+
+// MarshalJSON marshal bytes to json - template
+func (j *SyncPoint) MarshalJSON() ([]byte, error) {
+	var buf fflib.Buffer
+	if j == nil {
+		buf.WriteString("null")
+		return buf.Bytes(), nil
+	}
+	err := j.MarshalJSONBuf(&buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// MarshalJSONBuf marshal buff to json - template
+func (j *SyncPoint) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
+	if j == nil {
+		buf.WriteString("null")
+		return nil
+	}
+	var err error
+	var obj []byte
+	_ = obj
+	_ = err
+	buf.WriteString(`{ "CID":`)
+	fflib.WriteJsonString(buf, string(j.CID))
+	buf.WriteByte(',')
+	if len(j.MTime) != 0 {
+		buf.WriteString(`"M_time":`)
+		fflib.WriteJsonString(buf, string(j.MTime))
+		buf.WriteByte(',')
+	}
+	buf.Rewind(1)
+	buf.WriteByte('}')
+	return nil
+}
+
+const (
+	ffjtSyncPointbase = iota
+	ffjtSyncPointnosuchkey
+
+	ffjtSyncPointCID
+
+	ffjtSyncPointMTime
+)
+
+var ffjKeySyncPointCID = []byte("CID")
+
+var ffjKeySyncPointMTime = []byte("M_time")
+
+// UnmarshalJSON umarshall json - template of ffjson
+func (j *SyncPoint) UnmarshalJSON(input []byte) error {
+	fs := fflib.NewFFLexer(input)
+	return j.UnmarshalJSONFFLexer(fs, fflib.FFParse_map_start)
+}
+
+// UnmarshalJSONFFLexer fast json unmarshall - template ffjson
+func (j *SyncPoint) UnmarshalJSONFFLexer(fs *fflib.FFLexer, state fflib.FFParseState) error {
+	var err error
+	currentKey := ffjtSyncPointbase
+	_ = currentKey
+	tok := fflib.FFTok_init
+	wantedTok := fflib.FFTok_init
+
+mainparse:
+	for {
+		tok = fs.Scan()
+		//	println(fmt.Sprintf("debug: tok: %v  state: %v", tok, state))
+		if tok == fflib.FFTok_error {
+			goto tokerror
+		}
+
+		switch state {
+
+		case fflib.FFParse_map_start:
+			if tok != fflib.FFTok_left_bracket {
+				wantedTok = fflib.FFTok_left_bracket
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_key
+			continue
+
+		case fflib.FFParse_after_value:
+			if tok == fflib.FFTok_comma {
+				state = fflib.FFParse_want_key
+			} else if tok == fflib.FFTok_right_bracket {
+				goto done
+			} else {
+				wantedTok = fflib.FFTok_comma
+				goto wrongtokenerror
+			}
+
+		case fflib.FFParse_want_key:
+			// json {} ended. goto exit. woo.
+			if tok == fflib.FFTok_right_bracket {
+				goto done
+			}
+			if tok != fflib.FFTok_string {
+				wantedTok = fflib.FFTok_string
+				goto wrongtokenerror
+			}
+
+			kn := fs.Output.Bytes()
+			if len(kn) <= 0 {
+				// "" case. hrm.
+				currentKey = ffjtSyncPointnosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			} else {
+				switch kn[0] {
+
+				case 'C':
+
+					if bytes.Equal(ffjKeySyncPointCID, kn) {
+						currentKey = ffjtSyncPointCID
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'M':
+
+					if bytes.Equal(ffjKeySyncPointMTime, kn) {
+						currentKey = ffjtSyncPointMTime
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				}
+
+				if fflib.AsciiEqualFold(ffjKeySyncPointMTime, kn) {
+					currentKey = ffjtSyncPointMTime
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeySyncPointCID, kn) {
+					currentKey = ffjtSyncPointCID
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				currentKey = ffjtSyncPointnosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			}
+
+		case fflib.FFParse_want_colon:
+			if tok != fflib.FFTok_colon {
+				wantedTok = fflib.FFTok_colon
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_value
+			continue
+		case fflib.FFParse_want_value:
+
+			if tok == fflib.FFTok_left_brace || tok == fflib.FFTok_left_bracket || tok == fflib.FFTok_integer || tok == fflib.FFTok_double || tok == fflib.FFTok_string || tok == fflib.FFTok_bool || tok == fflib.FFTok_null {
+				switch currentKey {
+
+				case ffjtSyncPointCID:
+					goto handle_CID
+
+				case ffjtSyncPointMTime:
+					goto handle_MTime
+
+				case ffjtSyncPointnosuchkey:
+					err = fs.SkipField(tok)
+					if err != nil {
+						return fs.WrapErr(err)
+					}
+					state = fflib.FFParse_after_value
+					goto mainparse
+				}
+			} else {
+				goto wantedvalue
+			}
+		}
+	}
+
+handle_CID:
+
+	/* handler: j.CID type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.CID = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_MTime:
+
+	/* handler: j.MTime type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.MTime = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+wantedvalue:
+	return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+wrongtokenerror:
+	return fs.WrapErr(fmt.Errorf("ffjson: wanted token: %v, but got token: %v output=%s", wantedTok, tok, fs.Output.String()))
+tokerror:
+	if fs.BigError != nil {
+		return fs.WrapErr(fs.BigError)
+	}
+	err = fs.Error.ToError()
+	if err != nil {
+		return fs.WrapErr(err)
+	}
+	panic("ffjson-generated: unreachable, please report bug.")
+done:
+
+	return nil
+}
+
+// MarshalJSON marshal bytes to json - template
+func (j *SyncReply) MarshalJSON() ([]byte, error) {
+	var buf fflib.Buffer
+	if j == nil {
+		buf.WriteString("null")
+		return buf.Bytes(), nil
+	}
+	err := j.MarshalJSONBuf(&buf)
+	if err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// MarshalJSONBuf marshal buff to json - template
+func (j *SyncReply) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
+	if j == nil {
+		buf.WriteString("null")
+		return nil
+	}
+	var err error
+	var obj []byte
+	_ = obj
+	_ = err
+	buf.WriteString(`{"cmd":`)
+	fflib.WriteJsonString(buf, string(j.Cmd))
+	buf.WriteByte(',')
+	if len(j.Rid) != 0 {
+		buf.WriteString(`"rid":`)
+		fflib.WriteJsonString(buf, string(j.Rid))
+		buf.WriteByte(',')
+	}
+	buf.WriteString(`"Convos":`)
+	if j.Convos != nil {
+		buf.WriteString(`[`)
+		for i, v := range j.Convos {
+			if i != 0 {
+				buf.WriteString(`,`)
+			}
+
+			{
+
+				err = v.MarshalJSONBuf(buf)
+				if err != nil {
+					return err
+				}
+
+			}
+		}
+		buf.WriteString(`]`)
+	} else {
+		buf.WriteString(`null`)
+	}
+	buf.WriteByte('}')
+	return nil
+}
+
+const (
+	ffjtSyncReplybase = iota
+	ffjtSyncReplynosuchkey
+
+	ffjtSyncReplyCmd
+
+	ffjtSyncReplyRid
+
+	ffjtSyncReplyConvos
+)
+
+var ffjKeySyncReplyCmd = []byte("cmd")
+
+var ffjKeySyncReplyRid = []byte("rid")
+
+var ffjKeySyncReplyConvos = []byte("Convos")
+
+// UnmarshalJSON umarshall json - template of ffjson
+func (j *SyncReply) UnmarshalJSON(input []byte) error {
+	fs := fflib.NewFFLexer(input)
+	return j.UnmarshalJSONFFLexer(fs, fflib.FFParse_map_start)
+}
+
+// UnmarshalJSONFFLexer fast json unmarshall - template ffjson
+func (j *SyncReply) UnmarshalJSONFFLexer(fs *fflib.FFLexer, state fflib.FFParseState) error {
+	var err error
+	currentKey := ffjtSyncReplybase
+	_ = currentKey
+	tok := fflib.FFTok_init
+	wantedTok := fflib.FFTok_init
+
+mainparse:
+	for {
+		tok = fs.Scan()
+		//	println(fmt.Sprintf("debug: tok: %v  state: %v", tok, state))
+		if tok == fflib.FFTok_error {
+			goto tokerror
+		}
+
+		switch state {
+
+		case fflib.FFParse_map_start:
+			if tok != fflib.FFTok_left_bracket {
+				wantedTok = fflib.FFTok_left_bracket
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_key
+			continue
+
+		case fflib.FFParse_after_value:
+			if tok == fflib.FFTok_comma {
+				state = fflib.FFParse_want_key
+			} else if tok == fflib.FFTok_right_bracket {
+				goto done
+			} else {
+				wantedTok = fflib.FFTok_comma
+				goto wrongtokenerror
+			}
+
+		case fflib.FFParse_want_key:
+			// json {} ended. goto exit. woo.
+			if tok == fflib.FFTok_right_bracket {
+				goto done
+			}
+			if tok != fflib.FFTok_string {
+				wantedTok = fflib.FFTok_string
+				goto wrongtokenerror
+			}
+
+			kn := fs.Output.Bytes()
+			if len(kn) <= 0 {
+				// "" case. hrm.
+				currentKey = ffjtSyncReplynosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			} else {
+				switch kn[0] {
+
+				case 'C':
+
+					if bytes.Equal(ffjKeySyncReplyConvos, kn) {
+						currentKey = ffjtSyncReplyConvos
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'c':
+
+					if bytes.Equal(ffjKeySyncReplyCmd, kn) {
+						currentKey = ffjtSyncReplyCmd
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				case 'r':
+
+					if bytes.Equal(ffjKeySyncReplyRid, kn) {
+						currentKey = ffjtSyncReplyRid
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
+				}
+
+				if fflib.EqualFoldRight(ffjKeySyncReplyConvos, kn) {
+					currentKey = ffjtSyncReplyConvos
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeySyncReplyRid, kn) {
+					currentKey = ffjtSyncReplyRid
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeySyncReplyCmd, kn) {
+					currentKey = ffjtSyncReplyCmd
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				currentKey = ffjtSyncReplynosuchkey
+				state = fflib.FFParse_want_colon
+				goto mainparse
+			}
+
+		case fflib.FFParse_want_colon:
+			if tok != fflib.FFTok_colon {
+				wantedTok = fflib.FFTok_colon
+				goto wrongtokenerror
+			}
+			state = fflib.FFParse_want_value
+			continue
+		case fflib.FFParse_want_value:
+
+			if tok == fflib.FFTok_left_brace || tok == fflib.FFTok_left_bracket || tok == fflib.FFTok_integer || tok == fflib.FFTok_double || tok == fflib.FFTok_string || tok == fflib.FFTok_bool || tok == fflib.FFTok_null {
+				switch currentKey {
+
+				case ffjtSyncReplyCmd:
+					goto handle_Cmd
+
+				case ffjtSyncReplyRid:
+					goto handle_Rid
+
+				case ffjtSyncReplyConvos:
+					goto handle_Convos
+
+				case ffjtSyncReplynosuchkey:
+					err = fs.SkipField(tok)
+					if err != nil {
+						return fs.WrapErr(err)
+					}
+					state = fflib.FFParse_after_value
+					goto mainparse
+				}
+			} else {
+				goto wantedvalue
+			}
+		}
+	}
+
+handle_Cmd:
+
+	/* handler: j.Cmd type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Cmd = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Rid:
+
+	/* handler: j.Rid type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Rid = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Convos:
+
+	/* handler: j.Convos type=[]ffjsongentmp.ConvoData kind=slice quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_left_brace && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for ", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+			j.Convos = nil
+		} else {
+
+			j.Convos = []ConvoData{}
+
+			wantVal := true
+
+			for {
+
+				var tmpJConvos ConvoData
+
+				tok = fs.Scan()
+				if tok == fflib.FFTok_error {
+					goto tokerror
+				}
+				if tok == fflib.FFTok_right_brace {
+					break
+				}
+
+				if tok == fflib.FFTok_comma {
+					if wantVal == true {
+						// TODO(pquerna): this isn't an ideal error message, this handles
+						// things like [,,,] as an array value.
+						return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
+					}
+					continue
+				} else {
+					wantVal = true
+				}
+
+				/* handler: tmpJConvos type=ffjsongentmp.ConvoData kind=struct quoted=false*/
+
+				{
+					if tok == fflib.FFTok_null {
+
+					} else {
+
+						err = tmpJConvos.UnmarshalJSONFFLexer(fs, fflib.FFParse_want_key)
+						if err != nil {
+							return err
+						}
+					}
+					state = fflib.FFParse_after_value
+				}
+
+				j.Convos = append(j.Convos, tmpJConvos)
+
+				wantVal = false
+			}
 		}
 	}
 

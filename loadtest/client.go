@@ -28,6 +28,7 @@ type frame struct {
 	Session   string            `json:"session"`
 	Messages  []json.RawMessage `json:"Messages"`
 	More      bool              `json:"More"`
+	Convos    []frame           `json:"Convos"` // SyncConvos
 }
 
 // callTimeout bounds a request's wait for its reply: a server that stops answering must not hang

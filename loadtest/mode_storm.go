@@ -21,8 +21,8 @@ import (
 // The storm mode (issue 17, item 5): -sessions sessions over -users users, each user in 10
 // conversations of -k members holding 100 messages each; the server restarts; every session
 // reconnects with the web client's back-off (equal jitter, 500 ms doubling to 10 s), resumes
-// with its token and resyncs each of its conversations from its sync point (GetConvoData with
-// M_time, following More, three at a time as the web client does). Reported: the time until
+// with its token and resyncs each of its conversations from its sync point as the web client
+// does (SyncConvos with each one's M_time, 20 at a time, following More). Reported: the time until
 // every session is live and resynced, errors, server and PostgreSQL CPU, and reconnects per
 // second. The reference issues the same reads straight at PostgreSQL from 8 connections: per
 // session the session and user records, then each conversation's record and its messages since
@@ -33,7 +33,7 @@ const (
 	stormMessages      = 100
 	stormBackoffBase   = 500 * time.Millisecond
 	stormBackoffCap    = 10 * time.Second
-	stormSyncWorkers   = 3                // the web client's syncRound
+	stormSyncBatch     = 20               // conversations per SyncConvos, as the web client's syncRound
 	stormProfile       = 15 * time.Second // with -pprof: the CPU profile of the storm's start
 )
 
@@ -199,6 +199,7 @@ func stormRestart(ctx context.Context, tgt *target, sessions []*stormSession, se
 	var done, errs atomic.Int64
 	var mu sync.Mutex
 	var connects []time.Duration
+	var logins, syncs latencies // a successful resume (dial and ValidateUser); its resync
 	var last time.Time
 	var wg sync.WaitGroup
 	for _, s := range sessions {
@@ -206,7 +207,7 @@ func stormRestart(ctx context.Context, tgt *target, sessions []*stormSession, se
 		go func() {
 			defer wg.Done()
 			<-s.c.done // the restart closed it
-			at, n, ok := s.comeBack(ctx, tgt.url)
+			at, n, ok := s.comeBack(ctx, tgt.url, &logins, &syncs)
 			errs.Add(int64(n))
 			if !ok {
 				return
@@ -225,6 +226,8 @@ func stormRestart(ctx context.Context, tgt *target, sessions []*stormSession, se
 	sec.add("sessions live and resynced", float64(done.Load()), "")
 	sec.add("failed attempts (retried)", float64(errs.Load()), "")
 	sec.add("time from the server listening again to the last resync", last.Sub(ready).Seconds(), "s")
+	logins.addTo(sec, "resume (dial, ValidateUser)")
+	syncs.addTo(sec, "resync")
 	watch.report(sec)
 	sort.Slice(connects, func(i, j int) bool { return connects[i] < connects[j] })
 	var curve []int
@@ -245,7 +248,7 @@ func stormRestart(ctx context.Context, tgt *target, sessions []*stormSession, se
 
 // comeBack reconnects with the web client's back-off until the session is resumed and resynced
 // (or ctx ends); it returns when it connected, the failed attempts, and whether it made it.
-func (s *stormSession) comeBack(ctx context.Context, url string) (time.Time, int, bool) {
+func (s *stormSession) comeBack(ctx context.Context, url string, logins, syncs *latencies) (time.Time, int, bool) {
 	failures := 0
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		ceiling := min(stormBackoffCap, stormBackoffBase<<min(attempt, 10))
@@ -255,6 +258,7 @@ func (s *stormSession) comeBack(ctx context.Context, url string) (time.Time, int
 		case <-ctx.Done():
 			return time.Time{}, failures, false
 		}
+		began := time.Now()
 		c, err := resume(ctx, url, s.u, nil)
 		if err != nil {
 			failures++
@@ -268,31 +272,54 @@ func (s *stormSession) comeBack(ctx context.Context, url string) (time.Time, int
 			s.c = nil
 			continue
 		}
+		logins.add(at.Sub(began))
+		syncs.add(time.Since(at))
 		return at, failures, true
 	}
 	return time.Time{}, failures, false
 }
 
-// resync reads every conversation since its sync point, three at a time, following More.
+// resync reads every conversation since its sync point as the web client does: SyncConvos
+// with up to 20 at a time, asking again for those left out of a reply and those whose page
+// says More, from their new sync point.
 func (s *stormSession) resync(ctx context.Context) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(stormSyncWorkers)
+	since := make(map[string]string, len(s.convos))
+	var order []string
 	for _, sc := range s.convos {
-		g.Go(func() error {
-			since := sc.since
-			for {
-				f, err := s.c.call(gctx, map[string]any{"cmd": "GetConvoData", "CID": sc.cid, "M_time": since})
-				if err != nil {
-					return err
-				}
-				if !f.More || len(f.Messages) == 0 {
-					return nil
-				}
-				since = lastMTime(f)
-			}
-		})
+		since[sc.cid] = sc.since
+		order = append(order, sc.cid)
 	}
-	return g.Wait()
+	for len(order) > 0 {
+		asked := make([]map[string]any, 0, stormSyncBatch)
+		for _, cid := range order[:min(len(order), stormSyncBatch)] {
+			asked = append(asked, map[string]any{"CID": cid, "M_time": since[cid]})
+		}
+		f, err := s.c.call(ctx, map[string]any{"cmd": "SyncConvos", "Convos": asked})
+		if err != nil {
+			return err
+		}
+		if len(f.Convos) == 0 {
+			return errors.New("SyncConvos answered no conversation")
+		}
+		done := map[string]bool{}
+		for _, c := range f.Convos {
+			if c.Error != "" {
+				return fmt.Errorf("SyncConvos %s: %s", c.CID, c.Error)
+			}
+			done[c.CID] = !c.More || len(c.Messages) == 0
+			if len(c.Messages) > 0 {
+				since[c.CID] = lastMTime(&c)
+			}
+		}
+		rest := order[:0]
+		for _, cid := range order {
+			if finished, answered := done[cid]; !answered || !finished {
+				rest = append(rest, cid)
+			}
+		}
+		order = rest
+	}
+	return nil
 }
 
 // lastMTime is the m_time of a page's last message.

@@ -30,6 +30,7 @@ const TYPING_IDLE_MS = 5000; // stopped typing after this long without a key
 const TYPING_SHOWN_MS = 7000; // how long another user's typing shows without a refresh
 // Clients told to resync together spread their requests over this long.
 const RESYNC_JITTER_MS = 2_000;
+const SYNC_BATCH = 20; // conversations per SyncConvos (the server's limit)
 // A scheduled message added or removed here is trusted over a user view for this long: a view
 // made just before the change may arrive just after it.
 const SCHEDULE_EDIT_MS = 15_000;
@@ -46,6 +47,7 @@ const VERBS = {
   ChangeConvoName: 'rename the conversation',
   SendMessage: 'send your message',
   GetConvoData: 'load the conversation',
+  SyncConvos: 'bring your conversations up to date',
   GetMoreConvoMessages: 'load older messages',
   UpdateUserStatus: 'update your read and typing status',
   UpdateUnreadCount: 'update the unread count',
@@ -374,18 +376,57 @@ export class Chat extends EventTarget {
     if (this.loggedIn) this.setState('online');
   }
 
+  /** syncRound brings every conversation in needsSync up to date: SYNC_BATCH at a time with
+   * SyncConvos (one request and one database round trip for all of them, which matters when
+   * every client comes back at once after a restart). The server answers them in the order
+   * asked until its reply budget runs out; those left, and any whose page says More, are asked
+   * again from their new sync point. */
   async syncRound() {
     // The conversation on screen first, then the most recently active ones.
     if (this.openCid && this.metaStale.delete(this.openCid)) this.needsSync.add(this.openCid);
-    const order = this.store.convoList().map((c) => c.CID).filter((cid) => this.needsSync.has(cid));
-    if (this.openCid) order.sort((a, b) => (b === this.openCid) - (a === this.openCid));
-    const workers = Array.from({length: 3}, async () => {
-      for (let cid = order.shift(); cid; cid = order.shift()) {
-        if (!this.loggedIn) return;
-        await this.syncConvo(cid);
+    while (this.loggedIn && this.needsSync.size) {
+      for (const cid of this.needsSync) {
+        const c = this.store.convo(cid);
+        if (!c || c.Removed) this.needsSync.delete(cid); // left, or read-only until cleared
       }
-    });
-    await Promise.all(workers);
+      const order = this.store.convoList().map((c) => c.CID).filter((cid) => this.needsSync.has(cid));
+      if (!order.length) return;
+      if (this.openCid) order.sort((a, b) => (b === this.openCid) - (a === this.openCid));
+      const asked = order.slice(0, SYNC_BATCH).map((cid) => {
+        const since = this.store.convo(cid).syncedTo || '';
+        return since ? {CID: cid, M_time: since} : {CID: cid};
+      });
+      let rep;
+      try {
+        rep = await this.conn.request('SyncConvos', {Convos: asked});
+      } catch (err) {
+        if (!(err instanceof ConnectionError)) this.problem(describeError(err, 'SyncConvos'));
+        return; // a lost connection syncs again on its next login
+      }
+      const answered = Array.isArray(rep.Convos) ? rep.Convos : [];
+      if (!answered.length) return; // the server always answers one; do not spin if not
+      await this.serially(() => {
+        for (const data of answered) this.applySynced(data, asked);
+      });
+    }
+  }
+
+  /** applySynced takes one conversation of a SyncConvos reply. */
+  applySynced(data, asked) {
+    const ask = data && asked.find((a) => a.CID === data.CID);
+    if (!ask) return;
+    const cid = ask.CID;
+    this.needsSync.delete(cid);
+    const c = this.store.convo(cid);
+    if (!c || c.Removed) return;
+    if (data.error) {
+      if (/not a member/.test(data.error)) this.dropConvo(cid, c.Name);
+      else this.problem(describeError(new ServerError('SyncConvos', data.error), 'SyncConvos'));
+      return;
+    }
+    this.applyConvoData(cid, data, ask.M_time || '');
+    const msgs = Array.isArray(data.Messages) ? data.Messages : [];
+    if (data.More && msgs.length) this.needsSync.add(cid); // the next page, from the new sync point
   }
 
   /** syncConvo fetches what is new in one conversation since its sync point (or, the first
