@@ -88,9 +88,49 @@ func (db *Database) dropConvoTable(ctx context.Context, cid string) {
 // ensureConvTable migrates a conversation's table to the current version if it is older; the
 // answer is remembered for the life of the process.
 func (db *Database) ensureConvTable(ctx context.Context, cid string) error {
-	if _, ok := db.convTables.Load(cid); ok {
+	return db.ensureConvTables(ctx, []string{cid})
+}
+
+// ensureConvTables is ensureConvTable for several conversations: the current tables among them
+// are found with one query and no lock (a table's version only rises, so a current one stays
+// current; after a restart every table is checked once, and all of a login's at once), and only
+// older ones take the lock to migrate.
+func (db *Database) ensureConvTables(ctx context.Context, cids []string) error {
+	var names []string
+	byName := map[string]string{}
+	for _, cid := range cids {
+		if _, ok := db.convTables.Load(cid); !ok {
+			names = append(names, convTable(cid))
+			byName[convTable(cid)] = cid
+		}
+	}
+	if len(names) == 0 {
 		return nil
 	}
+	rows, err := db.pool.Query(ctx, `SELECT t FROM unnest($1::text[]) AS t
+		WHERE obj_description(to_regclass(t), 'pg_class') = $2`, names, convTableVersion)
+	if err != nil {
+		return fmt.Errorf("checking the versions of conversation tables: %w", err)
+	}
+	current, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("checking the versions of conversation tables: %w", err)
+	}
+	for _, t := range current {
+		db.convTables.Store(byName[t], true)
+		delete(byName, t)
+	}
+	for _, cid := range byName {
+		if err := db.migrateConvTable(ctx, cid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateConvTable brings an older table to the current version, under the lock that inserts
+// take, so that no write sees it half-migrated.
+func (db *Database) migrateConvTable(ctx context.Context, cid string) error {
 	t := convTable(cid)
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(cid)); err != nil {
@@ -101,7 +141,7 @@ func (db *Database) ensureConvTable(ctx context.Context, cid string) error {
 			return err
 		}
 		if comment != nil && *comment == convTableVersion {
-			return nil
+			return nil // migrated meanwhile
 		}
 		if comment == nil || *comment != convTableVersionV2 {
 			if _, err := tx.Exec(ctx, fmt.Sprintf(convTableMigrationV2, t)); err != nil {

@@ -43,16 +43,21 @@ func syncConvos(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &pgx.Batch{}
+	var readable []string
 	for i, p := range pages {
-		if recs[i] == nil || !recs[i].isMember(s.user) {
-			continue // answered "not a member", like GetConvoData
+		if recs[i] != nil && recs[i].isMember(s.user) {
+			p.c = recs[i] // the others are answered "not a member", like GetConvoData
+			readable = append(readable, p.c.CID)
 		}
-		p.c = recs[i]
-		if err := s.db.ensureConvTable(ctx, p.c.CID); err != nil { // reads select version 3's columns
-			return nil, err
+	}
+	if err := s.db.ensureConvTables(ctx, readable); err != nil { // reads select version 3's columns
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	for _, p := range pages {
+		if p.c != nil {
+			p.queue(b)
 		}
-		p.queue(b)
 	}
 	if err := s.db.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("reading conversations to sync: %w", err)

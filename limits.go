@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -388,36 +389,55 @@ type limits struct {
 	codes         *budget      // verification codes sent per user, per day
 	mails         *budget      // e-mails and invitations sent per user, per day
 	nameChecks    *budget      // CheckUsername per address, per hour
-	logins        gate         // pre-login commands running on the instance
+	logins        *gate        // pre-login commands running on the instance
 }
 
 // Admission of logins (conn.go): at most loginsAtOnce pre-login commands run at once on an
 // instance (a login reads the user's conversations and more: about the PostgreSQL pool's size
-// keeps it busy without queueing inside it); the others wait up to loginQueueWait and are then
-// told the server is busy, which clients answer by trying again a little later. The wait is long
-// (half the web client's request time-out): a login refused early goes into its client's
-// back-off, and a storm of those leaves the server idle between waves (3 s took a 3,000-session
-// storm 28 s, 15 s took it 19 s with 25 times fewer refusals).
+// keeps it busy without queueing inside it); up to loginQueueMax more wait, each up to
+// loginQueueWait, and the rest are told at once that the server is busy, which clients answer
+// by trying again a little later (the web client after 2.5–7.5 s, on the same connection).
+// After a restart every client logs in again at once. Refusing at once what the queue cannot
+// serve soon keeps the queue fed by jittered retries; when every waiter instead waited out its
+// time and was refused together, their retries came back together and the server idled between
+// waves (a 10,000-session storm: no logins for 2 s after a spike; with the bound the curve has
+// no such gap, in about the same total time: 47 s against 41–49 s). The wait is long (half the
+// web client's 20 s request time-out) for when logins are slow.
 const (
 	loginsAtOnce   = 16
+	loginQueueMax  = 2048
 	loginQueueWait = 10 * time.Second
 	errServerBusy  = "The server is busy; try again in a moment."
 )
 
-// gate is a counting semaphore.
-type gate chan struct{}
+// gate is a counting semaphore with a bounded queue.
+type gate struct {
+	places  chan struct{}
+	waiting atomic.Int64
+	max     int64 // waiters allowed
+}
 
-// enter takes a place, waiting up to loginQueueWait (or ctx); false when none came free.
-func (g gate) enter(ctx context.Context) bool {
+func newGate(places, queue int) *gate {
+	return &gate{places: make(chan struct{}, places), max: int64(queue)}
+}
+
+// enter takes a place, waiting up to loginQueueWait (or ctx) if the queue has room; false
+// when none came free.
+func (g *gate) enter(ctx context.Context) bool {
 	select {
-	case g <- struct{}{}:
+	case g.places <- struct{}{}:
 		return true
 	default:
 	}
+	if g.waiting.Add(1) > g.max {
+		g.waiting.Add(-1)
+		return false
+	}
+	defer g.waiting.Add(-1)
 	t := time.NewTimer(loginQueueWait)
 	defer t.Stop()
 	select {
-	case g <- struct{}{}:
+	case g.places <- struct{}{}:
 		return true
 	case <-t.C:
 		return false
@@ -426,7 +446,7 @@ func (g gate) enter(ctx context.Context) bool {
 	}
 }
 
-func (g gate) leave() { <-g }
+func (g *gate) leave() { <-g.places }
 
 // nameChecksPerHour bounds CheckUsername per address: plenty for typing names.
 const nameChecksPerHour = 300
@@ -449,7 +469,7 @@ func newLimits(cfg Config) *limits {
 		codes:         newBudget(codesPerDay, 24*time.Hour),
 		mails:         newBudget(cfg.MailsPerDay, 24*time.Hour),
 		nameChecks:    newBudget(nameChecksPerHour, time.Hour),
-		logins:        make(gate, loginsAtOnce),
+		logins:        newGate(loginsAtOnce, loginQueueMax),
 	}
 }
 

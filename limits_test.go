@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,9 +296,10 @@ func TestContactLookupsAreBudgeted(t *testing.T) {
 }
 
 // The login gate admits loginsAtOnce at a time; the next waits, and gives up when its context
-// ends (or loginQueueWait passes) instead of piling onto the database.
+// ends (or loginQueueWait passes) instead of piling onto the database; beyond the queue's room
+// a login is refused at once.
 func TestLoginGate(t *testing.T) {
-	g := make(gate, 2)
+	g := newGate(2, 1)
 	if !g.enter(t.Context()) || !g.enter(t.Context()) {
 		t.Fatal("the first two were not admitted")
 	}
@@ -304,6 +307,30 @@ func TestLoginGate(t *testing.T) {
 	cancel()
 	if g.enter(ctx) {
 		t.Fatal("a third was admitted while two are in")
+	}
+	waiter := make(chan bool)
+	go func() { waiter <- g.enter(t.Context()) }()
+	waitUntil(t, "the waiter to queue", func() bool { return g.waiting.Load() == 1 })
+	// The queue is full: refused without queueing (a watcher ends the wait of one that queues).
+	full, stop := context.WithCancel(t.Context())
+	var queued atomic.Bool
+	go func() {
+		for full.Err() == nil {
+			if g.waiting.Load() > 1 {
+				queued.Store(true)
+				stop()
+			}
+			runtime.Gosched()
+		}
+	}()
+	admitted := g.enter(full)
+	stop()
+	if admitted || queued.Load() {
+		t.Fatalf("a login beyond the queue's room was admitted (%v) or queued (%v)", admitted, queued.Load())
+	}
+	g.leave()
+	if !<-waiter {
+		t.Fatal("the waiter got no place after one left")
 	}
 	g.leave()
 	if !g.enter(t.Context()) {

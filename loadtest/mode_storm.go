@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,7 +22,8 @@ import (
 // The storm mode (issue 17, item 5): -sessions sessions over -users users, each user in 10
 // conversations of -k members holding 100 messages each; the server restarts; every session
 // reconnects with the web client's back-off (equal jitter, 500 ms doubling to 10 s), resumes
-// with its token and resyncs each of its conversations from its sync point as the web client
+// with its token (a resume refused as busy is tried again on the same connection after
+// 2.5–7.5 s, as the web client does) and resyncs each of its conversations from its sync point as the web client
 // does (SyncConvos with each one's M_time, 20 at a time, following More). Reported: the time until
 // every session is live and resynced, errors, server and PostgreSQL CPU, and reconnects per
 // second. The reference issues the same reads straight at PostgreSQL from 8 connections: per
@@ -33,6 +35,7 @@ const (
 	stormMessages      = 100
 	stormBackoffBase   = 500 * time.Millisecond
 	stormBackoffCap    = 10 * time.Second
+	stormLoginRetry    = 5 * time.Second  // the web client's LOGIN_RETRY_MS
 	stormSyncBatch     = 20               // conversations per SyncConvos, as the web client's syncRound
 	stormProfile       = 15 * time.Second // with -pprof: the CPU profile of the storm's start
 )
@@ -259,7 +262,8 @@ func (s *stormSession) comeBack(ctx context.Context, url string, logins, syncs *
 			return time.Time{}, failures, false
 		}
 		began := time.Now()
-		c, err := resume(ctx, url, s.u, nil)
+		c, refused, err := s.resume(ctx, url)
+		failures += refused
 		if err != nil {
 			failures++
 			continue
@@ -277,6 +281,32 @@ func (s *stormSession) comeBack(ctx context.Context, url string, logins, syncs *
 		return at, failures, true
 	}
 	return time.Time{}, failures, false
+}
+
+// resume dials and resumes as the web client does: a login the server refuses as busy is tried
+// again on the same connection after 2.5–7.5 s (LOGIN_RETRY_MS); any other failure closes it.
+// It returns the refusals too.
+func (s *stormSession) resume(ctx context.Context, url string) (*wsClient, int, error) {
+	c, err := dial(ctx, url, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	for refused := 0; ; refused++ {
+		f, err := c.call(ctx, map[string]any{"cmd": "ValidateUser", "username": s.u.name, "session": s.u.session})
+		if err == nil {
+			return c, refused, nil
+		}
+		if f == nil || !strings.Contains(f.Error, "busy") {
+			c.close()
+			return nil, refused, err
+		}
+		select {
+		case <-time.After(stormLoginRetry/2 + rand.N(stormLoginRetry)):
+		case <-ctx.Done():
+			c.close()
+			return nil, refused, ctx.Err()
+		}
+	}
 }
 
 // resync reads every conversation since its sync point as the web client does: SyncConvos

@@ -30,6 +30,10 @@ const TYPING_IDLE_MS = 5000; // stopped typing after this long without a key
 const TYPING_SHOWN_MS = 7000; // how long another user's typing shows without a refresh
 // Clients told to resync together spread their requests over this long.
 const RESYNC_JITTER_MS = 2_000;
+// A refused resume ("the server is busy" after a restart) tries again on the same connection
+// after 2.5–7.5 s: the jitter keeps the retries of the clients refused together from coming
+// back together.
+const LOGIN_RETRY_MS = 5_000;
 const SYNC_BATCH = 20; // conversations per SyncConvos (the server's limit)
 // A scheduled message added or removed here is trusted over a user view for this long: a view
 // made just before the change may arrive just after it.
@@ -226,7 +230,7 @@ export class Chat extends EventTarget {
         this.problem(describeError(err, 'ValidateUser'));
         setTimeout(() => {
           if (this.conn.isOpen && !this.loggedIn && this.auth && this.auth.session) this.resume();
-        }, 5000);
+        }, LOGIN_RETRY_MS / 2 + Math.random() * LOGIN_RETRY_MS);
       }
       // A lost connection retries by itself; the next 'open' resumes again.
     }
