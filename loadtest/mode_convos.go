@@ -17,6 +17,70 @@ import (
 
 // The convos mode: CreateConversation as conversations grow to -convos, and what each one costs
 // on disk, against a bare CREATE TABLE of the same shape at the same concurrency.
+//
+// The two are measured in turns, convoRounds of each, so that both see the same machine: file
+// creation here slows for minutes after many files were deleted (ext4 without a journal skips
+// recently freed inodes while allocating, and the last run dropped its database), and a reference
+// measured all before or all after the server's run was 2.4 times faster after than before.
+
+const convoRounds = 10
+
+// createPhase is one side of the convos mode: what it creates and what that cost.
+type createPhase struct {
+	s       *Section
+	create  func(ctx context.Context, w, i int) error
+	watch   *cpuWatch
+	elapsed time.Duration
+	errs    int64
+	rounds  []float64 // items per second in each round
+	growth  diskSnapshot
+	last    diskSnapshot
+}
+
+// run creates items lo..hi-1 from workers goroutines and adds the time, CPU and disk growth.
+func (p *createPhase) run(ctx context.Context, lo, hi, workers int, disk *diskProbe) {
+	before := disk.snapshot(ctx)
+	p.watch.resume()
+	var next, errs atomic.Int64
+	next.Store(int64(lo))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < hi && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
+				if err := p.create(ctx, w, i); err != nil {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	p.watch.pause()
+	p.elapsed += d
+	p.errs += errs.Load()
+	p.rounds = append(p.rounds, perSecond(int64(hi-lo)-errs.Load(), d))
+	p.last = disk.snapshot(ctx)
+	p.growth.relations += p.last.relations - before.relations
+	p.growth.files += p.last.files - before.files
+	p.growth.bytes += p.last.bytes - before.bytes
+}
+
+// report adds the phase's results for n items and returns its rate and files and bytes per item.
+func (p *createPhase) report(n int, disk *diskProbe) (rate, files float64) {
+	rate = perSecond(int64(n)-p.errs, p.elapsed)
+	p.s.add("created", float64(int64(n)-p.errs), "")
+	p.s.add("errors", float64(p.errs), "")
+	p.s.add("rate", rate, "/s")
+	for i, r := range p.rounds {
+		p.s.add(fmt.Sprintf("rate in round %d", i+1), r, "/s")
+	}
+	p.watch.report(p.s)
+	files, _ = disk.report(p.s, p.growth, p.last, n)
+	return rate, files
+}
 
 func runConvos(ctx context.Context, tgt *target, o Options, rep *Report) error {
 	users, err := createUsers(ctx, tgt.url, max(o.Clients, o.K), "ltc", o.Password)
@@ -29,35 +93,55 @@ func runConvos(ctx context.Context, tgt *target, o Options, rep *Report) error {
 	}
 	defer closeAll(clients)
 	disk := newDiskProbe(ctx, tgt)
-	before := disk.snapshot(ctx)
-	s := rep.section(fmt.Sprintf("pingedchat: CreateConversation (%d members) ×%d from %d concurrent sessions", o.K, o.Convos, o.Clients))
-	logf("creating %d conversations from %d sessions", o.Convos, o.Clients)
-	watch := startCPUWatch(tgt.pid, tgt.dbname)
-	p := tgt.startCPUProfile(ctx, estimateCreateTime(o), "convos")
-	rate, errs := createMany(ctx, o.Convos, o.Clients, s, func(ctx context.Context, w, i int) error {
-		members := make([]string, 0, o.K-1)
-		for j := 1; j < o.K; j++ {
-			members = append(members, users[(w+j)%len(users)].name)
-		}
-		_, err := clients[w].call(ctx, map[string]any{"cmd": "CreateConversation", "Name": fmt.Sprintf("c%d", i), "Members": members})
-		return err
-	})
-	p.wait(rep)
-	watch.report(s)
-	if errs > 0 {
-		rep.note("%d CreateConversation calls failed", errs)
+	prefix := fmt.Sprintf("loadtest_ct_%x_", rand.Uint32()&0xffffff)
+	defer dropTables(tgt, prefix, o.Convos) // at the end: deleting files slows creating them
+	ours := &createPhase{
+		s:     rep.section(fmt.Sprintf("pingedchat: CreateConversation (%d members) ×%d from %d concurrent sessions", o.K, o.Convos, o.Clients)),
+		watch: startCPUWatch(tgt.pid, tgt.dbname),
+		create: func(ctx context.Context, w, i int) error {
+			members := make([]string, 0, o.K-1)
+			for j := 1; j < o.K; j++ {
+				members = append(members, users[(w+j)%len(users)].name)
+			}
+			_, err := clients[w].call(ctx, map[string]any{"cmd": "CreateConversation", "Name": fmt.Sprintf("c%d", i), "Members": members})
+			return err
+		},
 	}
-	after := disk.snapshot(ctx)
-	files, _ := disk.report(s, before, after, o.Convos)
+	ref := &createPhase{
+		s:     rep.section(fmt.Sprintf("reference: bare CREATE TABLE + index of the same shape ×%d, %d connections", o.Convos, o.Clients)),
+		watch: startCPUWatch(0, tgt.dbname),
+		create: func(ctx context.Context, _, i int) error {
+			_, err := tgt.pool.Exec(ctx, fmt.Sprintf(convTableDDL, fmt.Sprintf("%s%d", prefix, i)))
+			return err
+		},
+	}
+	ours.watch.pause()
+	ref.watch.pause()
+	logf("creating %d conversations from %d sessions and %d bare tables from %d connections, in %d turns each",
+		o.Convos, o.Clients, o.Convos, o.Clients, convoRounds)
+	p := tgt.startCPUProfile(ctx, 2*estimateCreateTime(o), "convos")
+	for r := range convoRounds {
+		lo, hi := r*o.Convos/convoRounds, (r+1)*o.Convos/convoRounds
+		ours.run(ctx, lo, hi, o.Clients, disk)
+		ref.run(ctx, lo, hi, o.Clients, disk)
+	}
+	p.wait(rep)
+	rate, files := ours.report(o.Convos, disk)
+	if ours.errs > 0 {
+		rep.note("%d CreateConversation calls failed", ours.errs)
+	}
+	refRate, _ := ref.report(o.Convos, disk)
+	if ref.errs > 0 {
+		return fmt.Errorf("reference CREATE TABLE failed %d times", ref.errs)
+	}
 	own, err := ownRelationBytes(ctx, tgt, `conv\_%`)
 	if err != nil {
 		return err
 	}
 	ownPer := float64(own) / float64(max(o.Convos, 1)) / 1024
-	s.add("own relation bytes per conversation (table, TOAST, indexes, sequence)", ownPer, "KiB")
-	refRate, err := referenceCreateTable(ctx, tgt, o, disk, rep)
-	if err != nil {
-		return err
+	ours.s.add("own relation bytes per conversation (table, TOAST, indexes, sequence)", ownPer, "KiB")
+	if own, err := ownRelationBytes(ctx, tgt, strings.ReplaceAll(prefix, "_", `\_`)+"%"); err == nil {
+		ref.s.add("own relation bytes per table (table, TOAST, indexes, sequence)", float64(own)/float64(max(o.Convos, 1))/1024, "KiB")
 	}
 	c := rep.section("pingedchat vs reference")
 	c.add("CreateConversation rate ÷ bare CREATE TABLE rate", ratio(rate, refRate), "×")
@@ -77,46 +161,6 @@ func runConvos(ctx context.Context, tgt *target, o Options, rep *Report) error {
 // estimateCreateTime guesses how long creating the conversations takes, for the CPU profile.
 func estimateCreateTime(o Options) time.Duration {
 	return min(max(time.Duration(o.Convos)*5*time.Millisecond, 2*time.Second), 30*time.Second)
-}
-
-// createMany calls create n times from workers goroutines and adds the overall rate and the rate
-// in each tenth of the run, which shows whether creating slows down as the count grows. It
-// returns the overall rate and the number of failures.
-func createMany(ctx context.Context, n, workers int, s *Section, create func(ctx context.Context, w, i int) error) (float64, int64) {
-	var next, errs atomic.Int64
-	var mu sync.Mutex
-	tenths := make([]time.Time, 0, 10)
-	var done atomic.Int64
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
-				if err := create(ctx, w, i); err != nil {
-					errs.Add(1)
-				}
-				if d := done.Add(1); d%int64(max(n/10, 1)) == 0 {
-					mu.Lock()
-					tenths = append(tenths, time.Now())
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	rate := perSecond(int64(n)-errs.Load(), elapsed)
-	s.add("created", float64(int64(n)-errs.Load()), "")
-	s.add("errors", float64(errs.Load()), "")
-	s.add("rate", rate, "/s")
-	prev := start
-	for i, t := range tenths {
-		s.add(fmt.Sprintf("rate in tenth %d", i+1), perSecond(int64(max(n/10, 1)), t.Sub(prev)), "/s")
-		prev = t
-	}
-	return rate, errs.Load()
 }
 
 // diskProbe counts what the database holds on disk: its relations (SQL) and, when the server's
@@ -183,18 +227,19 @@ func (d *diskProbe) snapshot(ctx context.Context) diskSnapshot {
 	return s
 }
 
-// report adds the growth per item and returns files and bytes per item (-1 when unknown).
-func (d *diskProbe) report(s *Section, before, after diskSnapshot, n int) (files, bytes float64) {
+// report adds the growth per item and returns files and bytes per item (-1 when unknown); last
+// is the latest snapshot.
+func (d *diskProbe) report(s *Section, growth, last diskSnapshot, n int) (files, bytes float64) {
 	if n == 0 {
 		return -1, -1
 	}
-	s.add("new relations (pg_class rows) per item", float64(after.relations-before.relations)/float64(n), "")
+	s.add("new relations (pg_class rows) per item", float64(growth.relations)/float64(n), "")
 	if d.dir == "" {
 		return -1, -1
 	}
-	files = float64(after.files-before.files) / float64(n)
-	bytes = float64(after.bytes-before.bytes) / float64(n)
-	s.add("files in the database directory", float64(after.files), "")
+	files = float64(growth.files) / float64(n)
+	bytes = float64(growth.bytes) / float64(n)
+	s.add("files in the database directory", float64(last.files), "")
 	s.add("new files per item", files, "files")
 	s.add("new bytes on disk per item (relation files + catalog growth)", bytes/1024, "KiB")
 	return files, bytes
@@ -213,30 +258,6 @@ func ownRelationBytes(ctx context.Context, tgt *target, like string) (int64, err
 		return 0, fmt.Errorf("sizing %s tables: %w", like, err)
 	}
 	return size, nil
-}
-
-// referenceCreateTable creates as many bare conversation-shaped tables from as many connections,
-// and measures the same disk growth; it returns tables per second.
-func referenceCreateTable(ctx context.Context, tgt *target, o Options, disk *diskProbe, rep *Report) (float64, error) {
-	prefix := fmt.Sprintf("loadtest_ct_%x_", rand.Uint32()&0xffffff)
-	defer dropTables(tgt, prefix, o.Convos)
-	before := disk.snapshot(ctx)
-	s := rep.section(fmt.Sprintf("reference: bare CREATE TABLE + index of the same shape ×%d, %d connections", o.Convos, o.Clients))
-	logf("reference: %d bare CREATE TABLEs from %d connections", o.Convos, o.Clients)
-	watch := startCPUWatch(0, tgt.dbname)
-	rate, errs := createMany(ctx, o.Convos, o.Clients, s, func(ctx context.Context, _, i int) error {
-		_, err := tgt.pool.Exec(ctx, fmt.Sprintf(convTableDDL, fmt.Sprintf("%s%d", prefix, i)))
-		return err
-	})
-	watch.report(s)
-	if errs > 0 {
-		return 0, fmt.Errorf("reference CREATE TABLE failed %d times", errs)
-	}
-	disk.report(s, before, disk.snapshot(ctx), o.Convos)
-	if own, err := ownRelationBytes(ctx, tgt, strings.ReplaceAll(prefix, "_", `\_`)+"%"); err == nil {
-		s.add("own relation bytes per table (table, TOAST, indexes, sequence)", float64(own)/float64(max(o.Convos, 1))/1024, "KiB")
-	}
-	return rate, nil
 }
 
 // dropTables removes the reference tables, a hundred per statement.

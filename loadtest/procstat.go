@@ -99,19 +99,47 @@ func machineCPU() (busy, total time.Duration) {
 }
 
 // cpuWatch measures the CPU used by the server, its PostgreSQL backends, this tool and the whole
-// machine over a phase, so that the report shows who was busy (the machine may be shared).
+// machine over a phase, so that the report shows who was busy (the machine may be shared). A
+// phase may come in parts: pause and resume add up the parts.
 type cpuWatch struct {
 	pid, self                int
 	dbname                   string
 	start                    time.Time
-	srv, pg, tool, busy, all time.Duration
+	srv, pg, tool, busy, all time.Duration // at the start of the current part
+	paused                   bool
+	total                    cpuTotals // of the parts before
 }
 
+type cpuTotals struct{ wall, srv, pg, tool, busy, all time.Duration }
+
 func startCPUWatch(pid int, dbname string) *cpuWatch {
-	w := &cpuWatch{pid: pid, self: os.Getpid(), dbname: dbname, start: time.Now()}
+	w := &cpuWatch{pid: pid, self: os.Getpid(), dbname: dbname}
+	w.resume()
+	return w
+}
+
+// resume starts a part.
+func (w *cpuWatch) resume() {
+	w.start = time.Now()
 	w.srv, w.pg, w.tool = w.sample()
 	w.busy, w.all = machineCPU()
-	return w
+	w.paused = false
+}
+
+// pause ends a part, adding it to the totals.
+func (w *cpuWatch) pause() {
+	if w.paused {
+		return
+	}
+	srv, pg, tool := w.sample()
+	busy, all := machineCPU()
+	w.total.wall += time.Since(w.start)
+	w.total.srv += srv - w.srv
+	w.total.pg += pg - w.pg
+	w.total.tool += tool - w.tool
+	w.total.busy += busy - w.busy
+	w.total.all += all - w.all
+	w.paused = true
 }
 
 func (w *cpuWatch) sample() (srv, pg, tool time.Duration) {
@@ -122,25 +150,25 @@ func (w *cpuWatch) sample() (srv, pg, tool time.Duration) {
 	return srv, postgresCPU(w.dbname), tool
 }
 
-// report adds the CPU each party used during the phase, in percent of one core, and returns the
-// server's share in cores (0 when its process is not known).
+// report adds the CPU each party used during the phase (all its parts), in percent of one core,
+// and returns the server's share in cores (0 when its process is not known).
 func (w *cpuWatch) report(s *Section) float64 {
-	wall := time.Since(w.start).Seconds()
-	srv, pg, tool := w.sample()
-	busy, all := machineCPU()
+	w.pause()
+	t := w.total
+	wall := t.wall.Seconds()
 	pct := func(d time.Duration) float64 { return 100 * d.Seconds() / wall }
 	if w.pid > 0 {
-		s.add("server CPU", pct(srv-w.srv), "% of a core")
+		s.add("server CPU", pct(t.srv), "% of a core")
 	}
-	s.add("postgres CPU (this database's backends + WAL writer, checkpointer)", pct(pg-w.pg), "% of a core")
-	s.add("loadtest CPU", pct(tool-w.tool), "% of a core")
-	if all > w.all {
-		s.add("machine CPU busy", 100*float64(busy-w.busy)/float64(all-w.all), "% of all cores")
+	s.add("postgres CPU (this database's backends + WAL writer, checkpointer)", pct(t.pg), "% of a core")
+	s.add("loadtest CPU", pct(t.tool), "% of a core")
+	if t.all > 0 {
+		s.add("machine CPU busy", 100*float64(t.busy)/float64(t.all), "% of all cores")
 		// /proc/stat counts every core: its busy time over the wall time is in cores.
-		ours := (srv - w.srv) + (pg - w.pg) + (tool - w.tool)
-		s.add("everything else (other users' work, unattributed kernel time)", max(pct(busy-w.busy-ours), 0), "% of a core")
+		ours := t.srv + t.pg + t.tool
+		s.add("everything else (other users' work, unattributed kernel time)", max(pct(t.busy-ours), 0), "% of a core")
 	}
-	return (srv - w.srv).Seconds() / wall
+	return t.srv.Seconds() / wall
 }
 
 // readThreads is a process's OS thread count, from /proc/<pid>/status.
