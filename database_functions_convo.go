@@ -86,10 +86,15 @@ func (db *Database) convoMtime(ctx context.Context, c *ConvoRecord) (string, err
 	if err != nil {
 		return "", fmt.Errorf("reading M_time of %s: %w", c.CID, err)
 	}
-	if mt == nil {
-		return c.Created, nil
+	return mtimeOf(c, mt), nil
+}
+
+// mtimeOf is a conversation's M_time given its newest message's m_time (nil when it has none).
+func mtimeOf(c *ConvoRecord, newest *time.Time) string {
+	if newest == nil {
+		return c.Created
 	}
-	return formatTime(*mt), nil
+	return formatTime(*newest)
 }
 
 func checkConvoName(name string) (string, error) {

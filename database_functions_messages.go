@@ -198,8 +198,7 @@ func getConvoData(ctx context.Context, s *Session, req *Request) (reply, error) 
 		return nil, err
 	}
 	if req.MTime == "" {
-		msgs, err := s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
-			"SELECT %s FROM %s ORDER BY m_time DESC LIMIT %d", messageColumns, convTable(c.CID), pageSize))
+		msgs, err := s.db.queryMessages(ctx, c.CID, latestPageSQL(c.CID))
 		if err != nil {
 			return nil, err
 		}
@@ -229,10 +228,20 @@ func getAllConvoData(ctx context.Context, s *Session, req *Request) (reply, erro
 	return s.pageForward(ctx, c, since)
 }
 
+// latestPageSQL reads a conversation's newest page, newest first.
+func latestPageSQL(cid string) string {
+	return fmt.Sprintf("SELECT %s FROM %s ORDER BY m_time DESC LIMIT %d", messageColumns, convTable(cid), pageSize)
+}
+
+// forwardPageSQL reads the messages after $1, oldest first: one more than a page, which says
+// whether there are more.
+func forwardPageSQL(cid string) string {
+	return fmt.Sprintf("SELECT %s FROM %s WHERE m_time > $1 ORDER BY m_time LIMIT %d", messageColumns, convTable(cid), pageSize+1)
+}
+
 // pageForward is the page of messages after since, oldest first.
 func (s *Session) pageForward(ctx context.Context, c *ConvoRecord, since time.Time) (*ConvoData, error) {
-	msgs, err := s.db.queryMessages(ctx, c.CID, fmt.Sprintf(
-		"SELECT %s FROM %s WHERE m_time > $1 ORDER BY m_time LIMIT %d", messageColumns, convTable(c.CID), pageSize+1), since)
+	msgs, err := s.db.queryMessages(ctx, c.CID, forwardPageSQL(c.CID), since)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ type syncPage struct {
 	since  time.Time // zero: the latest page
 	c      *ConvoRecord
 	msgs   []Message
-	newest *string // the conversation's M_time
+	newest string // the conversation's M_time (readNewest)
 }
 
 func syncConvos(ctx context.Context, s *Session, req *Request) (reply, error) {
@@ -78,8 +78,7 @@ func (db *Database) readNewest(ctx context.Context, pages []*syncPage) error {
 			continue
 		}
 		if n := len(p.msgs); n > 0 && !p.more() {
-			last := max(p.msgs[0].MTime, p.msgs[n-1].MTime) // the latest page is newest first
-			p.newest = &last
+			p.newest = max(p.msgs[0].MTime, p.msgs[n-1].MTime) // the latest page is newest first
 			continue
 		}
 		b.Queue("SELECT max(m_time) FROM " + convTable(p.c.CID)).QueryRow(func(row pgx.Row) error {
@@ -87,11 +86,7 @@ func (db *Database) readNewest(ctx context.Context, pages []*syncPage) error {
 			if err := row.Scan(&mt); err != nil {
 				return fmt.Errorf("reading the newest message of %s: %w", p.c.CID, err)
 			}
-			newest := p.c.Created
-			if mt != nil {
-				newest = formatTime(*mt)
-			}
-			p.newest = &newest
+			p.newest = mtimeOf(p.c, mt)
 			return nil
 		})
 	}
@@ -136,7 +131,6 @@ func parseSyncPoints(points []SyncPoint) ([]*syncPage, error) {
 // queue adds the page's read to the batch: its messages forward from since (one more than a
 // page, to see whether there are more), or the latest page.
 func (p *syncPage) queue(b *pgx.Batch) {
-	t := convTable(p.c.CID)
 	scan := func(rows pgx.Rows) error {
 		for rows.Next() {
 			m := Message{CID: p.c.CID}
@@ -148,9 +142,9 @@ func (p *syncPage) queue(b *pgx.Batch) {
 		return rows.Err()
 	}
 	if p.point.MTime == "" {
-		b.Queue(fmt.Sprintf("SELECT %s FROM %s ORDER BY m_time DESC LIMIT %d", messageColumns, t, pageSize)).Query(scan)
+		b.Queue(latestPageSQL(p.c.CID)).Query(scan)
 	} else {
-		b.Queue(fmt.Sprintf("SELECT %s FROM %s WHERE m_time > $1 ORDER BY m_time LIMIT %d", messageColumns, t, pageSize+1), p.since).Query(scan)
+		b.Queue(forwardPageSQL(p.c.CID), p.since).Query(scan)
 	}
 }
 
@@ -185,7 +179,7 @@ func answerSync(pages []*syncPage) []ConvoData {
 
 // data is the page as GetConvoData answers it.
 func (p *syncPage) data(more bool) ConvoData {
-	d := convoDataOf(p.c, *p.newest, nonNil(p.msgs))
+	d := convoDataOf(p.c, p.newest, nonNil(p.msgs))
 	d.More = more
 	return *d
 }
