@@ -48,8 +48,12 @@ func TestWebSyncsManyConversationsAfterReconnect(t *testing.T) {
 		dave.ok("SendMessage", map[string]any{"CID": cid, "content": fmt.Sprintf("Hello from %02d", i)})
 		fresh = append(fresh, cid)
 	}
-	syncs := func() float64 { return testutil.ToFloat64(srv.db.metrics.commands.WithLabelValues("SyncConvos", outcomeOK)) }
-	gets := func() float64 { return testutil.ToFloat64(srv.db.metrics.commands.WithLabelValues("GetConvoData", outcomeOK)) }
+	syncs := func() float64 {
+		return testutil.ToFloat64(srv.db.metrics.commands.WithLabelValues("SyncConvos", outcomeOK))
+	}
+	gets := func() float64 {
+		return testutil.ToFloat64(srv.db.metrics.commands.WithLabelValues("GetConvoData", outcomeOK))
+	}
 	syncsBefore, getsBefore := syncs(), gets()
 
 	carol.setNetwork(t, false, nil)
