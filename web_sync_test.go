@@ -79,3 +79,43 @@ func TestWebSyncsManyConversationsAfterReconnect(t *testing.T) {
 	carol.waitJS(t, "the newest catch-up message on screen", messageCount(fmt.Sprintf("Catch-up %03d", catchUp-1))+` === 1`)
 	carol.screenshot(t, "sync-catch-up.png")
 }
+
+// A resume the server refuses as busy (after a restart everyone logs in at once) shows as the
+// connection's state, not as an error, and logs in by itself once the server admits it.
+func TestWebBusyLoginIsAStateNotAnError(t *testing.T) {
+	browser := startBrowser(t)
+	srv := startServer(t, testConfig(t))
+	erin := newPage(t, browser, "http://"+srv.addr, 1280, 800)
+	erin.register(t, uniqueName("erin"))
+
+	// Every login place taken and the queue full: the next login is refused at once.
+	g := srv.db.limits.logins
+	for range cap(g.places) {
+		g.places <- struct{}{}
+	}
+	g.waiting.Add(g.max)
+	released := false
+	release := func() {
+		if released {
+			return
+		}
+		released = true
+		g.waiting.Add(-g.max)
+		for range cap(g.places) {
+			g.leave()
+		}
+	}
+	defer release()
+
+	erin.do(t, chromedp.Reload())
+	erin.waitJS(t, "the busy state", `document.body.dataset.conn === 'busy' &&
+		document.getElementById('conn-text').textContent.includes('Server busy')`)
+	var toasts string
+	erin.eval(t, `[...document.querySelectorAll('#toasts .toast')].map((e) => e.textContent).join(' | ')`, &toasts)
+	if toasts != "" {
+		t.Fatalf("a busy server showed toasts: %s", toasts)
+	}
+	erin.screenshot(t, "busy-login.png")
+	release()
+	erin.waitJS(t, "logged in once admitted", `document.body.dataset.conn === 'online'`)
+}

@@ -251,6 +251,7 @@ class App {
     const words = {
       offline: 'Offline', waiting: 'Reconnecting…', connecting: 'Connecting…', connected: 'Connected',
       authenticating: 'Logging in…', syncing: 'Syncing…', online: 'Online',
+      busy: 'Server busy, trying again…',
     };
     let text = words[state] || state;
     if (queued && state !== 'online') text += ` · ${queued} waiting to send`;
@@ -260,12 +261,12 @@ class App {
     setText($('auth-conn'), state === 'connected' || state === 'online' ? '' : `Server: ${text}`);
     // In the conversation too (on a phone the sidebar's status is out of sight): why messages wait.
     // Shown from the first failure until logged in again, not while a healthy start connects.
-    if (state === 'offline' || state === 'waiting') this.away = true;
+    if (state === 'offline' || state === 'waiting' || state === 'busy') this.away = true;
     if (state === 'authenticating' || state === 'syncing' || state === 'online') this.away = false;
     const away = !!this.away;
     setHidden($('chat-conn'), !away);
     setText($('chat-conn'), away
-      ? `${state === 'offline' ? 'You are offline.' : 'Reconnecting…'} New messages will be sent when the connection is back.`
+      ? `${{offline: 'You are offline.', busy: 'The server is busy; trying again in a moment.'}[state] || 'Reconnecting…'} New messages will be sent when the connection is back.`
       : '');
     this.messages.refreshStates();
   }

@@ -226,8 +226,10 @@ export class Chat extends EventTarget {
         this.emit('authrequired', {message: err.message});
         this.setState('connected');
       } else if (err instanceof ServerError) {
-        // Rate limited or a server hiccup: try again on this connection in a while.
-        this.problem(describeError(err, 'ValidateUser'));
+        // Rate limited or a server hiccup: try again on this connection in a while. "Busy" is
+        // the server admitting logins a few at a time after a restart: a state, not an error.
+        if (/busy/i.test(err.message)) this.setState('busy');
+        else this.problem(describeError(err, 'ValidateUser'));
         setTimeout(() => {
           if (this.conn.isOpen && !this.loggedIn && this.auth && this.auth.session) this.resume();
         }, LOGIN_RETRY_MS / 2 + Math.random() * LOGIN_RETRY_MS);
