@@ -64,6 +64,9 @@ type Session struct {
 	closeAfterReply string
 
 	closeOnce sync.Once
+	corker    *guardConn // its websocket connection, for coalescing writes (writecork.go); nil on HTTP transports
+
+	sends sendPipeline // SendMessages being stored (send_pipeline.go)
 }
 
 // sockHandler runs one SockJS session from its first frame to its end.
@@ -80,6 +83,7 @@ func (db *Database) sockHandler(srvCtx context.Context, sock sockjs.Session) {
 		id:      randomToken(),
 		remote:  db.clientKey(sock),
 		limiter: rate.NewLimiter(rate.Limit(db.cfg.CommandRate), db.cfg.CommandBurst),
+		corker:  corkerOf(sock),
 	}
 	defer func() {
 		// A panic outside a command (commands recover their own) ends this session, not the
@@ -195,6 +199,11 @@ func (s *Session) handleFrame(ctx context.Context, frame string) {
 		}
 		defer s.db.limits.logins.leave()
 	}
+	if req.Cmd == "SendMessage" {
+		s.pipelineSend(ctx, req) // send_pipeline.go
+		return
+	}
+	s.waitSends()
 	s.execute(ctx, fn, req)
 }
 
@@ -226,14 +235,22 @@ func (s *Session) lookup(cmd string) (commandFunc, string) {
 func (s *Session) execute(ctx context.Context, fn commandFunc, req *Request) {
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
 	defer cancel()
-	defer func() {
-		if r := recover(); r != nil {
-			logPanic("command "+req.Cmd, r)
-			s.db.metrics.command(req.Cmd, outcomePanic)
-			s.sendError(req.Cmd, req.Rid, "internal error")
-		}
-	}()
+	defer s.recoverCommand(req)
 	rep, err := fn(ctx, s, req)
+	s.answer(req, rep, err)
+}
+
+// recoverCommand, deferred, turns a command's panic into an error reply so the session goes on.
+func (s *Session) recoverCommand(req *Request) {
+	if r := recover(); r != nil {
+		logPanic("command "+req.Cmd, r)
+		s.db.metrics.command(req.Cmd, outcomePanic)
+		s.sendError(req.Cmd, req.Rid, "internal error")
+	}
+}
+
+// answer sends a command's direct reply: rep, or err's text.
+func (s *Session) answer(req *Request, rep reply, err error) {
 	if err != nil {
 		s.db.metrics.command(req.Cmd, outcomeError)
 		s.sendError(req.Cmd, req.Rid, s.errorText(req.Cmd, err))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -257,6 +258,7 @@ func (db *Database) publishRevoke(user, tokenHash, reason string) {
 // NATS events (session_events.go), and answers each frame through the functs map. It returns
 // when the session ends.
 func (s *Session) Run(ctx context.Context) {
+	defer s.waitSends() // send_pipeline.go
 	for {
 		// Events go first (nextFrame forwards them): a session busy with its own commands must
 		// not fall behind on its events until it counts as too slow.
@@ -287,6 +289,13 @@ func (s *Session) forward(msg *nats.Msg) {
 			s.close(closeRevoked, reason)
 			return
 		}
+	}
+	if isSequence(msg) { // the frames of a group (groupcommit.go)
+		for frame := range bytes.SplitSeq(msg.Data[1:], []byte{frameSeparator}) {
+			s.sendRaw(frame)
+			s.db.metrics.deliveredPayload(frame)
+		}
+		return
 	}
 	s.sendRaw(msg.Data)
 	s.db.metrics.deliveredPayload(msg.Data)

@@ -30,6 +30,27 @@ func checkContent(content string) error {
 }
 
 func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
+	p, err := s.checkSend(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	q, lead := s.db.queueInsert(p.m, p.c)
+	if lead != nil {
+		lead()
+	}
+	dup, err := q.wait(ctx)
+	return s.sendStored(ctx, p, dup, err)
+}
+
+// checkedSend is a SendMessage that passed its checks, on its way to the store.
+type checkedSend struct {
+	c     *ConvoRecord
+	m     *Message
+	start time.Time // of the phase being timed
+}
+
+// checkSend checks a SendMessage and builds the message to store.
+func (s *Session) checkSend(ctx context.Context, req *Request) (*checkedSend, error) {
 	start := time.Now()
 	c, err := s.memberConvo(ctx, req.CID)
 	if err != nil {
@@ -49,12 +70,17 @@ func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if err := s.addReplyAndMentions(ctx, c, req, m); err != nil { // database_functions_edit.go
 		return nil, err
 	}
-	start = s.db.metrics.sendPhase(phaseCheck, start)
-	dup, err := s.db.insertGrouped(ctx, m)
+	return &checkedSend{c: c, m: m, start: s.db.metrics.sendPhase(phaseCheck, start)}, nil
+}
+
+// sendStored finishes a SendMessage once its insert is done (and, if newly stored, delivered by
+// the writer, groupcommit.go): what else the message sets off, and the acknowledgement.
+func (s *Session) sendStored(ctx context.Context, p *checkedSend, dup bool, err error) (reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	start = s.db.metrics.sendPhase(phaseStore, start)
+	c, m := p.c, p.m
+	start := s.db.metrics.sendPhase(phaseStore, p.start)
 	if dup {
 		// A resend of a stored message, perhaps to another instance after the first died
 		// before publishing: publish it again (clients drop an id they already have).
@@ -62,7 +88,7 @@ func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 			slog.Error("delivering message", "cid", c.CID, "id", m.ID, "err", err)
 		}
 	} else {
-		s.db.afterSend(ctx, c, m)
+		s.db.afterDelivered(ctx, c, m)
 	}
 	s.db.metrics.sendPhase(phasePublish, start)
 	return &AckReply{OK: true, CID: m.CID, ID: m.ID, MTime: m.MTime, ClientID: m.ClientID}, nil
@@ -74,6 +100,12 @@ func (db *Database) afterSend(ctx context.Context, c *ConvoRecord, m *Message) {
 	if err := db.deliver(c, m); err != nil {
 		slog.Error("delivering message", "cid", c.CID, "id", m.ID, "err", err)
 	}
+	db.afterDelivered(ctx, c, m)
+}
+
+// afterDelivered is what a delivered message sets off besides: notifications to offline members,
+// bots and autoreplies.
+func (db *Database) afterDelivered(ctx context.Context, c *ConvoRecord, m *Message) {
 	db.notifyMessage(c, m) // push.go
 	db.smsNotify(c, m)     // sms.go
 	db.runBots(c, m)       // bots.go
@@ -127,6 +159,17 @@ func (db *Database) sendAutoreplies(ctx context.Context, cid, sender string) err
 
 // deliver pushes a stored message to every session of every member, marshalled once.
 func (db *Database) deliver(c *ConvoRecord, m *Message) error {
+	payload, err := messagePayload(c, m)
+	if err != nil {
+		return err
+	}
+	db.publish(c.Members, payload, "")
+	ffjson.Pool(payload)
+	return nil
+}
+
+// messagePayload is the SendMessage push of m to c's members (from ffjson's pool).
+func messagePayload(c *ConvoRecord, m *Message) ([]byte, error) {
 	m.TUIDs = make([]string, 0, len(c.Members))
 	for _, u := range c.Members {
 		if !strings.EqualFold(u, m.FUsername) {
@@ -135,11 +178,9 @@ func (db *Database) deliver(c *ConvoRecord, m *Message) error {
 	}
 	payload, err := ffjson.Marshal(m)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("marshalling message %d of %s: %w", m.ID, c.CID, err)
 	}
-	db.publish(c.Members, payload, "")
-	ffjson.Pool(payload)
-	return nil
+	return payload, nil
 }
 
 // queryMessages runs a query over a conversation table that selects messageColumns.

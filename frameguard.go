@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -23,7 +24,8 @@ var errFrameTooLarge = errors.New("websocket message over the hard frame limit")
 func guardWebsockets(h http.Handler, limit int64, rawPath string, rawIdle time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if hj, ok := w.(http.Hijacker); ok && r.Header.Get("Upgrade") != "" {
-			g := &guardedWriter{ResponseWriter: w, hj: hj, limit: limit}
+			g := &guardedWriter{ResponseWriter: w, hj: hj, limit: limit, req: r}
+			defer hijacked.Delete(r.Context()) // writecork.go: if no session took it
 			if r.URL.Path == rawPath {
 				g.idle = rawIdle
 			}
@@ -38,6 +40,7 @@ type guardedWriter struct {
 	hj    http.Hijacker
 	limit int64
 	idle  time.Duration
+	req   *http.Request
 }
 
 func (g *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -50,6 +53,7 @@ func (g *guardedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("client sent data before the handshake completed")
 	}
 	brw.Reader.Reset(gc) // reuse its buffer: a connection's memory counts at 10,000 sessions
+	hijacked.Store(g.req.Context(), gc)
 	return gc, brw, nil
 }
 
@@ -62,6 +66,9 @@ type guardConn struct {
 	need    int           // header bytes still missing; 0 while in a payload
 	payload int64         // payload bytes left in the current frame
 	message int64         // bytes of the current message so far
+
+	wmu  sync.Mutex
+	wbuf *[]byte // while corked (writecork.go): the writes kept
 }
 
 func (g *guardConn) Read(p []byte) (int, error) {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pquerna/ffjson/ffjson"
 )
 
 // Group commit. Every insert into a conversation holds that conversation's lock through its own
@@ -32,6 +35,7 @@ type convWriter struct {
 
 type queuedInsert struct {
 	m    *Message
+	to   *ConvoRecord // when not nil, the writer delivers m to its members once newly stored
 	dup  bool
 	err  error
 	done chan struct{}
@@ -40,17 +44,35 @@ type queuedInsert struct {
 // insertGrouped stores m like insertMessage does, written together with the other sends to its
 // conversation that are waiting at the same moment.
 func (db *Database) insertGrouped(ctx context.Context, m *Message) (dup bool, err error) {
+	q, lead := db.queueInsert(m, nil)
+	if lead != nil {
+		lead()
+	}
+	return q.wait(ctx)
+}
+
+// queueInsert puts m in its conversation's queue; the sends queued by one goroutine are stored
+// in the order queued. With to, the writer delivers m to to's members once it is newly stored
+// (not a resend), in commit order and batched with its group (deliverGroup). When lead is not
+// nil, the caller must call it (in any goroutine): it writes the groups waiting on the
+// conversation until none is left.
+func (db *Database) queueInsert(m *Message, to *ConvoRecord) (q *queuedInsert, lead func()) {
 	v, _ := db.writers.LoadOrStore(m.CID, &convWriter{cid: m.CID})
 	w := v.(*convWriter)
-	q := &queuedInsert{m: m, done: make(chan struct{})}
+	q = &queuedInsert{m: m, to: to, done: make(chan struct{})}
 	w.mu.Lock()
 	w.queue = append(w.queue, q)
-	lead := !w.running
+	leads := !w.running
 	w.running = true
 	w.mu.Unlock()
-	if lead {
-		db.writeGroups(w)
+	if leads {
+		lead = func() { db.writeGroups(w) }
 	}
+	return q, lead
+}
+
+// wait waits for q's group to be written.
+func (q *queuedInsert) wait(ctx context.Context) (dup bool, err error) {
 	select {
 	case <-q.done:
 		return q.dup, q.err
@@ -89,9 +111,10 @@ func (db *Database) writeGroups(w *convWriter) {
 }
 
 // writeGroup inserts the group in one transaction; if that fails, each message on its own, so
-// that one bad message cannot fail the others.
+// that one bad message cannot fail the others. Then it delivers the stored ones.
 func (db *Database) writeGroup(ctx context.Context, group []*queuedInsert) {
 	defer func() {
+		db.deliverGroup(group)
 		for _, q := range group {
 			close(q.done)
 		}
@@ -157,4 +180,54 @@ func (db *Database) insertMany(ctx context.Context, group []*queuedInsert) error
 		q.dup, q.err = true, storedByClientID(ctx, db.pool, q.m)
 	}
 	return nil
+}
+
+// Batched delivery. The writer publishes a group's new messages in commit order, so an instance
+// delivers a conversation's messages in the order stored; and consecutive ones for the same
+// members go as one NATS message per member, a JSON text sequence (RFC 7464: each frame after
+// an ASCII record separator, which JSON text cannot contain unescaped). A session forwards the
+// frames of a sequence one by one, in one write (session_events.go, writecork.go), so a group
+// costs each member one publish and each session one system call instead of one per message.
+
+// frameSeparator starts each frame of a sequence.
+const frameSeparator = 0x1e
+
+// maxSequence bounds a sequence, so that the events a session may queue (pushBuffer) stay
+// bounded in bytes as well as in number.
+const maxSequence = 64 << 10
+
+// deliverGroup publishes the newly stored messages of a written group that have members to go to.
+func (db *Database) deliverGroup(group []*queuedInsert) {
+	var seq []byte // the sequence being built, for members
+	var members []string
+	frames := 0
+	flush := func() {
+		switch frames {
+		case 0:
+			return
+		case 1:
+			db.publish(members, seq[1:], "") // a lone message goes as it always did
+		default:
+			db.publish(members, seq, "")
+		}
+		seq, frames = nil, 0
+	}
+	for _, q := range group {
+		if q.err != nil || q.dup || q.to == nil {
+			continue
+		}
+		payload, err := messagePayload(q.to, q.m)
+		if err != nil {
+			slog.Error("delivering message", "cid", q.to.CID, "id", q.m.ID, "err", err)
+			continue
+		}
+		if frames > 0 && (!slices.Equal(members, q.to.Members) || len(seq)+1+len(payload) > maxSequence) {
+			flush()
+		}
+		members = q.to.Members
+		seq = append(append(seq, frameSeparator), payload...)
+		frames++
+		ffjson.Pool(payload)
+	}
+	flush()
 }

@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -80,13 +86,91 @@ func TestConcurrentSendsAreGroupCommitted(t *testing.T) {
 			t.Fatalf("rows %d and %d share an id or an m_time: %v %v", i-1, i, rows[i-1], rows[i])
 		}
 	}
-	var h dto.Metric
-	if err := srv.db.metrics.insertGroups.Write(&h); err != nil {
-		t.Fatal(err)
-	}
-	groups, written := h.GetHistogram().GetSampleCount(), h.GetHistogram().GetSampleSum()
+	groups, written := insertGroups(t, srv)
 	t.Logf("%d sends (%d stored) in %d groups", int(written), len(rows), groups)
 	if groups >= uint64(written) {
 		t.Errorf("%d sends in %d groups: no send was grouped", int(written), groups)
 	}
+}
+
+// A written group is delivered in commit order, one NATS message per member for each run of
+// messages to the same members: a JSON text sequence when the run has several, a plain frame
+// when one; a run ends where the members change or the sequence would pass its bound; failed
+// sends and resends are not delivered by the writer.
+func TestGroupIsDeliveredAsSequences(t *testing.T) {
+	srv := startServer(t, testConfig(t))
+	user := uniqueName("seq")
+	sub, err := srv.db.nc.SubscribeSync(userSubject(upperName(user)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.db.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	three := &ConvoRecord{CID: "c1", Members: []string{user, "other"}}
+	two := &ConvoRecord{CID: "c1", Members: []string{user}}
+	big := strings.Repeat("x", maxSequence/2)
+	var group []*queuedInsert
+	add := func(to *ConvoRecord, content string, dup bool, err error) {
+		group = append(group, &queuedInsert{m: &Message{Cmd: "SendMessage", CID: "c1",
+			ID: int64(len(group) + 1), FUsername: "other", Content: content}, to: to, dup: dup, err: err})
+	}
+	add(three, "a", false, nil)
+	add(three, "b", false, nil)
+	add(three, "resent", true, nil)
+	add(three, "failed", false, errors.New("no"))
+	add(three, "c", false, nil)
+	add(two, "d", false, nil) // the members changed
+	add(two, big, false, nil)
+	add(two, big, false, nil) // over the bound with the one before
+	add(nil, "not ours", false, nil)
+	srv.db.deliverGroup(group)
+	srv.db.publish([]string{user}, []byte("end"), "") // after the group's, in order
+
+	var got [][]string
+	for {
+		msg, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d NATS messages: %v", len(got), err)
+		}
+		if string(msg.Data) == "end" {
+			break
+		}
+		var frames []string
+		if isSequence(msg) {
+			for f := range bytes.SplitSeq(msg.Data[1:], []byte{frameSeparator}) {
+				frames = append(frames, string(f))
+			}
+		} else {
+			frames = []string{string(msg.Data)}
+		}
+		var contents []string
+		for _, f := range frames {
+			var m Message
+			if err := json.Unmarshal([]byte(f), &m); err != nil {
+				t.Fatalf("frame %q: %v", f, err)
+			}
+			contents = append(contents, m.Content)
+		}
+		got = append(got, contents)
+	}
+	want := [][]string{{"a", "b", "c"}, {"d", big}, {big}}
+	for i, w := range want {
+		if i >= len(got) || !slices.Equal(got[i], w) {
+			t.Fatalf("NATS message %d carried %d frames %.20q, want %.20q", i, len(got[i]), got[i], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d NATS messages, want %d", len(got), len(want))
+	}
+}
+
+// insertGroups reads the group commit histogram: how many groups wrote how many sends.
+func insertGroups(t *testing.T, srv *testServer) (groups uint64, written float64) {
+	t.Helper()
+	var h dto.Metric
+	if err := srv.db.metrics.insertGroups.Write(&h); err != nil {
+		t.Fatal(err)
+	}
+	return h.GetHistogram().GetSampleCount(), h.GetHistogram().GetSampleSum()
 }

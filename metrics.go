@@ -175,7 +175,9 @@ func (m *Metrics) delivered(mtime time.Time) {
 	}
 }
 
-// Phases of a SendMessage, the sendPhases label.
+// Phases of a SendMessage, the sendPhases label: the checks; the store (waiting for its group,
+// the insert, the commit, and the group's publishes, which the writer makes in commit order);
+// what follows (notifications, bots, autoreplies).
 const (
 	phaseCheck   = "check"
 	phaseStore   = "store"

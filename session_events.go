@@ -74,12 +74,17 @@ func (s *Session) take() ([]*nats.Msg, bool) {
 	return q, r
 }
 
-// forwardPending forwards every event already waiting, and a due Resync.
+// forwardPending forwards every event already waiting, and a due Resync; several at once go out
+// in one write (writecork.go).
 func (s *Session) forwardPending() {
 	for {
 		q, resync := s.take()
 		if len(q) == 0 && !resync {
 			return
+		}
+		batch := len(q) > 1 || len(q) > 0 && (resync || isSequence(q[0]))
+		if batch {
+			s.corker.cork()
 		}
 		for _, msg := range q {
 			s.forward(msg)
@@ -87,7 +92,15 @@ func (s *Session) forwardPending() {
 		if resync {
 			s.sendRaw(resyncPayload)
 		}
+		if batch {
+			s.corker.uncork()
+		}
 	}
+}
+
+// isSequence tells an event that carries several frames (groupcommit.go).
+func isSequence(msg *nats.Msg) bool {
+	return len(msg.Data) > 0 && msg.Data[0] == frameSeparator
 }
 
 // waitChan arms the wake channel for a wait; nil means something is due already. stopping
