@@ -42,6 +42,7 @@ type Options struct {
 	Keep     bool
 	Password string
 	Overlay  string // with -start: a go build -overlay file, to measure a candidate change
+	Quick    string // with -start: postgres, or aerotest (an Aerospike-protocol server in this tool)
 }
 
 func parseOptions(args []string) (Options, error) {
@@ -67,6 +68,7 @@ func parseOptions(args []string) (Options, error) {
 	fs.StringVar(&o.ProfDir, "profdir", "/tmp/loadtest-prof", "where -pprof saves profiles")
 	fs.BoolVar(&o.Keep, "keep", false, "with -start: keep the database afterwards")
 	fs.StringVar(&o.Overlay, "overlay", "", "with -start: build the server with this go build -overlay JSON file, to measure a candidate change without editing the tree")
+	fs.StringVar(&o.Quick, "quickstore", "postgres", "with -start: where the server keeps users and conversation metadata: postgres, or aerotest (the Aerospike-protocol test server internal/aerotest, run inside this tool)")
 	fs.StringVar(&o.Password, "password", "loadtest password 1", "password of the users the tool creates")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -83,8 +85,11 @@ func (o *Options) check() error {
 	if o.Start == (o.URL != "") {
 		return errors.New("give exactly one of -start and -url")
 	}
-	if (o.Pprof != "" || o.Overlay != "") && !o.Start {
-		return errors.New("-pprof and -overlay need -start (they change how the server is built)")
+	if (o.Pprof != "" || o.Overlay != "" || o.Quick != "postgres") && !o.Start {
+		return errors.New("-pprof, -overlay and -quickstore need -start (they change how the server is built or run)")
+	}
+	if o.Quick != "postgres" && o.Quick != "aerotest" {
+		return fmt.Errorf("unknown -quickstore %q", o.Quick)
 	}
 	if o.K < 2 {
 		return errors.New("-k must be at least 2")

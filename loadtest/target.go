@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"pingedchat/internal/aerotest"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -35,6 +37,9 @@ type target struct {
 	logPath string
 	binPath string
 	dropDB  bool
+
+	quickArgs []string         // the server's -quickstore, when not its default
+	aero      *aerotest.Server // with -quickstore aerotest
 }
 
 // defaultServerDB is the server's own default -postgres, assumed with -url when -postgres is not
@@ -94,6 +99,11 @@ func (t *target) start(ctx context.Context, o Options) error {
 	if err := t.build(ctx, o.Pprof != "", o.Overlay); err != nil {
 		return err
 	}
+	if o.Quick == "aerotest" {
+		if err := t.startAerotest(); err != nil {
+			return err
+		}
+	}
 	addr, err := freeAddr()
 	if err != nil {
 		return err
@@ -103,6 +113,23 @@ func (t *target) start(ctx context.Context, o Options) error {
 	}
 	t.url = "ws://" + addr + "/ws/websocket"
 	return t.waitReady(ctx, addr)
+}
+
+// startAerotest runs the Aerospike-protocol test server in this process, with the namespaces
+// aerospike.conf has, for the server's quick store. It lives as long as the tool, so a storm's
+// restarted server finds its records. Its CPU counts as the tool's.
+func (t *target) startAerotest() error {
+	srv, err := aerotest.Start(aerotest.Config{Namespaces: map[string]aerotest.NamespaceConfig{
+		"users":  {NsupPeriod: time.Second},
+		"convos": {},
+	}})
+	if err != nil {
+		return fmt.Errorf("starting aerotest: %w", err)
+	}
+	t.aero = srv
+	t.quickArgs = []string{"-quickstore", "aerospike://" + srv.Addr()}
+	logf("quick store: aerotest on %s (in this process)", srv.Addr())
+	return nil
 }
 
 // adminExec runs a statement on the maintenance database (CREATE/DROP DATABASE cannot run in
@@ -234,6 +261,7 @@ func (t *target) launch(addr, pprofAddr string) error {
 		// Every simulated user comes from loopback: lift the per-address and per-user limits.
 		"-max-conns-per-addr", "0", "-handshakes-per-addr", "0", "-registrations-per-day", "0",
 		"-lookups-per-day", "0", "-convos-per-hour", "0", "-max-convos-per-user", "0")
+	t.cmd.Args = append(t.cmd.Args, t.quickArgs...)
 	t.cmd.Stdout, t.cmd.Stderr = logFile, logFile
 	t.cmd.Env = os.Environ()
 	if pprofAddr != "" {
@@ -283,6 +311,9 @@ func (t *target) close() {
 			_ = t.cmd.Process.Kill()
 			<-t.exited
 		}
+	}
+	if t.aero != nil {
+		t.aero.Close()
 	}
 	if t.binPath != "" {
 		_ = os.Remove(t.binPath)
