@@ -140,6 +140,27 @@ func (db *Database) resolveUsers(ctx context.Context, names []string, skip []str
 	return out, nil
 }
 
+// creatorAndMembers reads the creator's record and the named members' at the same time (the
+// creator's own failure comes first).
+func (db *Database) creatorAndMembers(ctx context.Context, creator string, names []string) (*UserRecord, []*UserRecord, error) {
+	var me *UserRecord
+	var meErr error
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		me, meErr = db.getUserData(ctx, creator)
+	}()
+	others, err := db.resolveUsers(ctx, names, []string{creator})
+	<-read
+	if meErr != nil {
+		return nil, nil, meErr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return me, others, nil
+}
+
 // addMembers adds users to a conversation record, with their autoreplies.
 func addMembers(c *ConvoRecord, users []*UserRecord) {
 	for _, u := range users {
@@ -166,11 +187,7 @@ func createConversation(ctx context.Context, s *Session, req *Request) (reply, e
 	if len(req.Members) >= maxMembers {
 		return nil, clientErr("A conversation has at most %d members.", maxMembers)
 	}
-	me, err := s.db.getUserData(ctx, s.user)
-	if err != nil {
-		return nil, err
-	}
-	others, err := s.db.resolveUsers(ctx, req.Members, []string{s.user})
+	me, others, err := s.db.creatorAndMembers(ctx, s.user, req.Members)
 	if err != nil {
 		return nil, err
 	}
