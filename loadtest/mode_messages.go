@@ -25,6 +25,7 @@ type sender struct {
 	mu    sync.Mutex
 	acked []uint32    // sequence numbers the server acknowledged
 	dead  atomic.Bool // the connection failed: the sender stops
+	next  uint32      // the sequence number of its next send (rounds continue it)
 }
 
 // inbox is what one session received, keyed by sender<<32|seq; only its read goroutine writes.
@@ -44,6 +45,9 @@ type messagesRun struct {
 	deliveries          atomic.Int64
 	lastAck, lastDeliv  atomic.Int64 // unix nanoseconds
 	firstErr            atomic.Value
+
+	ackSpan, delivSpan time.Duration // sending time up to the last ack and delivery, over the rounds
+	warming            atomic.Bool   // a warm-up round: counted, its latencies not kept
 }
 
 func runMessages(ctx context.Context, tgt *target, o Options, rep *Report) error {
@@ -62,14 +66,37 @@ func runMessages(ctx context.Context, tgt *target, o Options, rep *Report) error
 	defer closeAll(r.clients())
 	s := rep.section("pingedchat")
 	rssBefore := tgt.rss()
+	var paced *pacedReference
+	if o.Rate > 0 {
+		var err error
+		if paced, err = openPacedReference(ctx, tgt, o.Rate, o.Users); err != nil {
+			return err
+		}
+		defer paced.close()
+	}
 	watch := startCPUWatch(tgt.pid, tgt.dbname)
 	prof := tgt.startCPUProfile(ctx, o.Duration, "messages")
-	start := time.Now()
-	r.sendAll(ctx, start.Add(o.Duration))
-	r.drain(ctx)
+	if paced == nil {
+		r.round(ctx, o.Duration)
+	} else {
+		// At a paced rate the figure is a tail latency, which a disk stall in one phase would
+		// decide: the server and the paced reference alternate in rounds, so that both meet
+		// the same disk. Each first runs a round whose latencies are not kept: new tables,
+		// connections and caches are not what the tail should measure.
+		r.warming.Store(true)
+		r.round(ctx, pacedWarmup)
+		r.warming.Store(false)
+		paced.warmUp(ctx, pacedWarmup)
+		for range pacedRounds {
+			watch.resume()
+			r.round(ctx, o.Duration/pacedRounds)
+			watch.pause()
+			paced.round(ctx, o.Duration/pacedRounds)
+		}
+	}
 	prof.wait(rep)
 	watch.report(s)
-	delivered := r.report(s, start)
+	delivered := r.report(s)
 	if rss := tgt.rss(); rss > 0 {
 		s.add("server RSS before", float64(rssBefore)/(1<<20), "MiB")
 		s.add("server RSS after", float64(rss)/(1<<20), "MiB")
@@ -83,10 +110,8 @@ func runMessages(ctx context.Context, tgt *target, o Options, rep *Report) error
 		return err
 	}
 	var pacedP99 time.Duration
-	if o.Rate > 0 {
-		if pacedP99, err = referenceInsertsAtRate(ctx, tgt, o.Rate, o.Users, o.Duration, rep); err != nil {
-			return err
-		}
+	if paced != nil {
+		pacedP99 = paced.report(rep)
 	}
 	natsP99, err := referenceNATS(ctx, o, r.groups, delivered, rep)
 	if err != nil {
@@ -189,7 +214,9 @@ func (r *messagesRun) receive(i int, f *frame, at time.Time) {
 	if !ok {
 		return
 	}
-	r.latency.add(at.Sub(sent))
+	if !r.warming.Load() {
+		r.latency.add(at.Sub(sent))
+	}
 	in := r.inboxes[i]
 	in.mu.Lock()
 	in.got[uint64(s)<<32|uint64(seq)]++
@@ -199,6 +226,19 @@ func (r *messagesRun) receive(i int, f *frame, at time.Time) {
 }
 
 // sendAll runs every sender until end and waits for their outstanding sends.
+// round sends for d and waits for the deliveries, adding to the sending time.
+func (r *messagesRun) round(ctx context.Context, d time.Duration) {
+	start := time.Now()
+	r.sendAll(ctx, start.Add(d))
+	r.drain(ctx)
+	if last := time.Unix(0, r.lastAck.Load()); last.After(start) {
+		r.ackSpan += last.Sub(start)
+	}
+	if last := time.Unix(0, r.lastDeliv.Load()); last.After(start) {
+		r.delivSpan += last.Sub(start)
+	}
+}
+
 func (r *messagesRun) sendAll(ctx context.Context, end time.Time) {
 	var wg sync.WaitGroup
 	for _, s := range r.senders {
@@ -219,9 +259,9 @@ func (r *messagesRun) sendLoop(ctx context.Context, s *sender, end time.Time) {
 	start := time.Now()
 	// Stagger the senders so that paced sends do not arrive in bursts.
 	offset := time.Duration(s.idx) * interval / time.Duration(len(r.senders))
-	for seq := uint32(0); ctx.Err() == nil && !s.dead.Load(); seq++ {
+	for i := 0; ctx.Err() == nil && !s.dead.Load(); i++ {
 		if interval > 0 {
-			if d := time.Until(start.Add(offset + time.Duration(seq)*interval)); d > 0 {
+			if d := time.Until(start.Add(offset + time.Duration(i)*interval)); d > 0 {
 				time.Sleep(d)
 			}
 		}
@@ -229,7 +269,8 @@ func (r *messagesRun) sendLoop(ctx context.Context, s *sender, end time.Time) {
 			break
 		}
 		window <- struct{}{}
-		r.sendOne(s, seq, func() { <-window })
+		r.sendOne(s, s.next, func() { <-window })
+		s.next++
 	}
 	for range r.o.Window { // wait for the outstanding sends
 		select {
@@ -260,7 +301,9 @@ func (r *messagesRun) sendOne(s *sender, seq uint32, release func()) {
 			return
 		}
 		now := time.Now()
-		r.ackLatency.add(now.Sub(at))
+		if !r.warming.Load() {
+			r.ackLatency.add(now.Sub(at))
+		}
 		r.acked.Add(1)
 		r.lastAck.Store(now.UnixNano())
 		s.mu.Lock()
@@ -282,15 +325,14 @@ func (r *messagesRun) drain(ctx context.Context) {
 }
 
 // report adds the throughput and latency figures; it returns fully delivered messages per second.
-func (r *messagesRun) report(s *Section, start time.Time) float64 {
-	ackSpan := time.Unix(0, r.lastAck.Load()).Sub(start)
-	delivSpan := time.Unix(0, r.lastDeliv.Load()).Sub(start)
+func (r *messagesRun) report(s *Section) float64 {
+	ackSpan, delivSpan := r.ackSpan, r.delivSpan
 	s.add("messages sent", float64(r.sent.Load()), "")
 	s.add("send errors (error replies, timeouts, closed sessions)", float64(r.errs.Load()), "")
 	s.add("sessions closed during the run", float64(r.closedSessions()), "")
 	s.add("messages stored (acknowledged)", float64(r.acked.Load()), "")
 	s.add("stored rate", perSecond(r.acked.Load(), ackSpan), "msg/s")
-	delivered := r.deliveredRate(r.fullyDelivered(), start)
+	delivered := perSecond(r.fullyDelivered(), delivSpan)
 	s.add("stored+delivered rate (to every member session)", delivered, "msg/s")
 	s.add("deliveries", float64(r.deliveries.Load()), "")
 	s.add("delivery rate", perSecond(r.deliveries.Load(), delivSpan), "deliveries/s")
@@ -309,10 +351,6 @@ func (r *messagesRun) closedSessions() int {
 		}
 	}
 	return n
-}
-
-func (r *messagesRun) deliveredRate(n int64, start time.Time) float64 {
-	return perSecond(n, time.Unix(0, r.lastDeliv.Load()).Sub(start))
 }
 
 // fullyDelivered counts acknowledged messages that reached every member session.

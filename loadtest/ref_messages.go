@@ -195,41 +195,67 @@ func publishPaced(ctx context.Context, nc *nats.Conn, groups [][]int, rate float
 	return n
 }
 
-// referenceInsertsAtRate offers single-row autocommit inserts into a conversation-shaped table at
-// rate rows/s in total from conns connections (as many as the messages mode has senders), paced
-// like the senders, and returns their latency p99: what a send at that rate could cost at best.
-func referenceInsertsAtRate(ctx context.Context, tgt *target, rate float64, conns int, d time.Duration, rep *Report) (time.Duration, error) {
+// pacedRounds is how many rounds the messages mode alternates with its paced reference, after
+// a warm-up of pacedWarmup each.
+const (
+	pacedRounds = 5
+	pacedWarmup = 2 * time.Second
+)
+
+// pacedReference is single-row autocommit inserts offered at a rate from conns connections, run
+// in rounds alternating with the server's; its latencies add up over the rounds.
+type pacedReference struct {
+	tgt        *target
+	pool       *pgxpool.Pool
+	table      string
+	rate       float64
+	conns      int
+	insert     string
+	content    string
+	seq        atomic.Int64
+	rows, errs atomic.Int64
+	lat        latencies
+	watch      *cpuWatch
+	active     time.Duration
+	warming    bool // a warm-up round: its latencies are not kept
+}
+
+func openPacedReference(ctx context.Context, tgt *target, rate float64, conns int) (*pacedReference, error) {
 	pcfg, err := pgxpool.ParseConfig(tgt.pgConn)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	pcfg.MaxConns, pcfg.MinConns = int32(conns), int32(conns)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		return 0, fmt.Errorf("connecting for the paced reference: %w", err)
+		return nil, fmt.Errorf("connecting for the paced reference: %w", err)
 	}
-	defer pool.Close()
-	table := fmt.Sprintf("loadtest_paced_%x", rand.Uint64())
-	if _, err := pool.Exec(ctx, fmt.Sprintf(convTableDDL, table)); err != nil {
-		return 0, fmt.Errorf("creating reference table: %w", err)
+	p := &pacedReference{tgt: tgt, pool: pool, rate: rate, conns: conns,
+		table: fmt.Sprintf("loadtest_paced_%x", rand.Uint64()), content: makeContent(0, 0, time.Now(), 64)}
+	if _, err := pool.Exec(ctx, fmt.Sprintf(convTableDDL, p.table)); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("creating reference table: %w", err)
 	}
-	defer func() { _, _ = tgt.pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) }()
-	logf("reference: raw inserts at %.0f/s from %d connections for %s", rate, conns, d)
-	content := makeContent(0, 0, time.Now(), 64)
-	insert := "INSERT INTO " + table + " (m_time, id, f_username, content, kind, client_id) VALUES (clock_timestamp(), $4, $1, $2, 'text', $3) ON CONFLICT DO NOTHING"
-	var rows, errs atomic.Int64
-	var seq atomic.Int64
-	var lat latencies
-	watch := startCPUWatch(0, tgt.dbname)
+	p.insert = "INSERT INTO " + p.table + " (m_time, id, f_username, content, kind, client_id) VALUES (clock_timestamp(), $4, $1, $2, 'text', $3) ON CONFLICT DO NOTHING"
+	p.watch = startCPUWatch(0, tgt.dbname)
+	p.watch.pause()
+	return p, nil
+}
+
+// round offers the inserts for d.
+func (p *pacedReference) round(ctx context.Context, d time.Duration) {
+	logf("reference: raw inserts at %.0f/s from %d connections for %s", p.rate, p.conns, d)
+	p.watch.resume()
+	defer p.watch.pause()
 	start := time.Now()
 	end := start.Add(d)
-	interval := time.Duration(float64(time.Second) * float64(conns) / rate) // per connection
+	interval := time.Duration(float64(time.Second) * float64(p.conns) / p.rate) // per connection
 	var wg sync.WaitGroup
-	for w := range conns {
+	for w := range p.conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			next := start.Add(time.Duration(w) * interval / time.Duration(conns)) // staggered
+			next := start.Add(time.Duration(w) * interval / time.Duration(p.conns)) // staggered
 			for ctx.Err() == nil {
 				if wait := time.Until(next); wait > 0 {
 					time.Sleep(wait) // pacing: the offered rate is the point of this reference
@@ -238,23 +264,42 @@ func referenceInsertsAtRate(ctx context.Context, tgt *target, rate float64, conn
 					return
 				}
 				next = next.Add(interval)
-				n := seq.Add(1)
+				n := p.seq.Add(1)
 				t0 := time.Now()
-				if _, err := pool.Exec(ctx, insert, "ref_user", content, strconv.FormatInt(n, 10), n); err != nil {
-					errs.Add(1)
+				if _, err := p.pool.Exec(ctx, p.insert, "ref_user", p.content, strconv.FormatInt(n, 10), n); err != nil {
+					p.errs.Add(1)
 					continue
 				}
-				lat.add(time.Since(t0))
-				rows.Add(1)
+				if !p.warming {
+					p.lat.add(time.Since(t0))
+				}
+				p.rows.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	s := rep.section(fmt.Sprintf("reference: raw pgx single-row autocommit INSERT at %.0f/s, %d connections", rate, conns))
-	s.add("rows inserted", float64(rows.Load()), "")
-	s.add("errors", float64(errs.Load()), "")
-	s.add("insert rate", perSecond(rows.Load(), time.Since(start)), "rows/s")
-	lat.addTo(s, "insert latency")
-	watch.report(s)
-	return lat.percentile(0.99), nil
+	p.active += time.Since(start)
+}
+
+// warmUp runs a round whose latencies are not kept.
+func (p *pacedReference) warmUp(ctx context.Context, d time.Duration) {
+	p.warming = true
+	p.round(ctx, d)
+	p.warming = false
+}
+
+// report adds the reference's section and returns its p99.
+func (p *pacedReference) report(rep *Report) time.Duration {
+	s := rep.section(fmt.Sprintf("reference: raw pgx single-row autocommit INSERT at %.0f/s, %d connections, in %d rounds alternating with pingedchat's after a warm-up", p.rate, p.conns, pacedRounds))
+	s.add("rows inserted", float64(p.rows.Load()), "")
+	s.add("errors", float64(p.errs.Load()), "")
+	s.add("insert rate", perSecond(p.rows.Load(), p.active), "rows/s")
+	p.lat.addTo(s, "insert latency")
+	p.watch.report(s)
+	return p.lat.percentile(0.99)
+}
+
+func (p *pacedReference) close() {
+	_, _ = p.tgt.pool.Exec(context.Background(), "DROP TABLE IF EXISTS "+p.table)
+	p.pool.Close()
 }
