@@ -29,17 +29,15 @@ func checkContent(content string) error {
 	return nil
 }
 
+// sendMessage is SendMessage answered in one go. A session's loop pipelines its SendMessages
+// instead (send_pipeline.go), with the same three steps: checkSend, queueInsert, storeSend.
 func sendMessage(ctx context.Context, s *Session, req *Request) (reply, error) {
 	p, err := s.checkSend(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	q, lead := s.db.queueInsert(p.m, p.c)
-	if lead != nil {
-		lead()
-	}
-	dup, err := q.wait(ctx)
-	return s.sendStored(ctx, p, dup, err)
+	return s.storeSend(ctx, p, q, lead)
 }
 
 // checkedSend is a SendMessage that passed its checks, on its way to the store.
@@ -71,6 +69,16 @@ func (s *Session) checkSend(ctx context.Context, req *Request) (*checkedSend, er
 		return nil, err
 	}
 	return &checkedSend{c: c, m: m, start: s.db.metrics.sendPhase(phaseCheck, start)}, nil
+}
+
+// storeSend waits for a queued send's group to be written (writing it, when lead is given) and
+// finishes the send.
+func (s *Session) storeSend(ctx context.Context, p *checkedSend, q *queuedInsert, lead func()) (reply, error) {
+	if lead != nil {
+		lead()
+	}
+	dup, err := q.wait(ctx)
+	return s.sendStored(ctx, p, dup, err)
 }
 
 // sendStored finishes a SendMessage once its insert is done (and, if newly stored, delivered by

@@ -49,11 +49,7 @@ func (s *Session) pipelineSend(ctx context.Context, req *Request) {
 	go func() {
 		defer release()
 		defer s.recoverCommand(req)
-		if lead != nil {
-			lead()
-		}
-		dup, err := q.wait(ctx)
-		rep, err := s.sendStored(ctx, checked, dup, err)
+		rep, err := s.storeSend(ctx, checked, q, lead)
 		s.answer(req, rep, err)
 	}()
 }
