@@ -25,12 +25,16 @@ import (
 // maxGroup bounds a group, so that one commit never grows without limit.
 const maxGroup = 256
 
-// convWriter queues the sends to one conversation.
+// convWriter queues the sends to one conversation. At most one writer of a conversation is in
+// use at a time: an idle one retires (leaves db.writers) and takes no more sends, which go to
+// its successor. (Two at once would keep m_time increasing, the lock sees to that, but could
+// store one session's pipelined sends in either order.)
 type convWriter struct {
 	cid     string
 	mu      sync.Mutex
 	queue   []*queuedInsert
 	running bool // a group is being written
+	retired bool // idle and out of db.writers
 }
 
 type queuedInsert struct {
@@ -57,18 +61,46 @@ func (db *Database) insertGrouped(ctx context.Context, m *Message) (dup bool, er
 // nil, the caller must call it (in any goroutine): it writes the groups waiting on the
 // conversation until none is left.
 func (db *Database) queueInsert(m *Message, to *ConvoRecord) (q *queuedInsert, lead func()) {
-	v, _ := db.writers.LoadOrStore(m.CID, &convWriter{cid: m.CID})
-	w := v.(*convWriter)
 	q = &queuedInsert{m: m, to: to, done: make(chan struct{})}
-	w.mu.Lock()
-	w.queue = append(w.queue, q)
-	leads := !w.running
-	w.running = true
-	w.mu.Unlock()
-	if leads {
-		lead = func() { db.writeGroups(w) }
+	for {
+		v, _ := db.writers.LoadOrStore(m.CID, &convWriter{cid: m.CID})
+		w := v.(*convWriter)
+		leads, ok := w.enqueue(q)
+		if !ok {
+			continue // it retired meanwhile: find or make its successor
+		}
+		if leads {
+			lead = func() { db.writeGroups(w) }
+		}
+		return q, lead
 	}
-	return q, lead
+}
+
+// enqueue adds q to w's queue and tells whether the caller must lead (write the queue); ok is
+// false when w has retired.
+func (w *convWriter) enqueue(q *queuedInsert) (leads, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.retired {
+		return false, false
+	}
+	w.queue = append(w.queue, q)
+	leads = !w.running
+	w.running = true
+	return leads, true
+}
+
+// finishGroup tells whether more sends wait on w after a group; if none do, w retires, so that
+// db.writers holds only busy conversations.
+func (db *Database) finishGroup(w *convWriter) (more bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) > 0 {
+		return true
+	}
+	w.running, w.retired = false, true
+	db.writers.CompareAndDelete(w.cid, w)
+	return false
 }
 
 // wait waits for q's group to be written.
@@ -96,16 +128,7 @@ func (db *Database) writeGroups(w *convWriter) {
 	cancel()
 	db.metrics.insertGroup(len(group))
 
-	w.mu.Lock()
-	more := len(w.queue) > 0
-	if !more {
-		w.running = false
-		// Idle writers go, so the map holds only busy conversations. A send that still holds
-		// this one leads its own group; the conversation's lock keeps two groups apart.
-		db.writers.CompareAndDelete(w.cid, w)
-	}
-	w.mu.Unlock()
-	if more {
+	if db.finishGroup(w) {
 		go db.writeGroups(w)
 	}
 }

@@ -174,3 +174,31 @@ func insertGroups(t *testing.T, srv *testServer) (groups uint64, written float64
 	}
 	return h.GetHistogram().GetSampleCount(), h.GetHistogram().GetSampleSum()
 }
+
+// A send that finds a conversation's writer just as it goes idle does not join it: the writer
+// retires, and the send goes to a successor, so that one writer per conversation is ever in use.
+func TestRetiredWriterTakesNoSends(t *testing.T) {
+	srv := startServer(t, testConfig(t))
+	db := srv.db
+	cid := newCID()
+	w := &convWriter{cid: cid, running: true}
+	db.writers.Store(cid, w)
+	found, _ := db.writers.Load(cid) // a send finds the writer…
+	if db.finishGroup(w) {           // …as its last group ends
+		t.Fatal("an empty writer has more to write")
+	}
+	q := &queuedInsert{m: &Message{CID: cid}, done: make(chan struct{})}
+	if _, ok := found.(*convWriter).enqueue(q); ok {
+		t.Fatal("a retired writer took a send: two writers of one conversation could run at once")
+	}
+	q, lead := db.queueInsert(&Message{CID: cid}, nil)
+	next, _ := db.writers.Load(cid)
+	if lead == nil || next == w || next == nil {
+		t.Fatalf("the send after a retirement did not lead a successor (lead %v, same writer %v)", lead != nil, next == w)
+	}
+	next.(*convWriter).mu.Lock()
+	defer next.(*convWriter).mu.Unlock()
+	if len(next.(*convWriter).queue) != 1 || next.(*convWriter).queue[0] != q {
+		t.Fatal("the send is not queued on the successor")
+	}
+}

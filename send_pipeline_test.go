@@ -114,3 +114,41 @@ func TestCommandAfterPipelinedSendsSeesThem(t *testing.T) {
 		}
 	}
 }
+
+// A stream of sends with two outstanding, so that sends keep arriving as the conversation's
+// writer runs out of work and retires: every send is still stored in the order sent. (The
+// interleaving that once broke this, a send joining a writer as it retired, is rare here;
+// TestRetiredWriterTakesNoSends forces it.)
+func TestPipelinedStreamStaysInOrderAcrossIdleWriters(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CommandBurst = 100000
+	cfg.CommandRate = 100000
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "alice")
+	cid := newConvo(t, alice, "stream")
+	const n, window = 600, 2
+	send := func(i int) {
+		b, _ := json.Marshal(map[string]any{"cmd": "SendMessage", "rid": fmt.Sprintf("s%d", i),
+			"CID": cid, "content": fmt.Sprintf("m%d", i)})
+		alice.sendRaw(string(b))
+	}
+	ids := make([]float64, n)
+	for i := range window {
+		send(i)
+	}
+	for i := range n {
+		rep := alice.waitReply(fmt.Sprintf("s%d", i))
+		if rep["error"] != nil {
+			t.Fatalf("send %d: %v", i, rep)
+		}
+		ids[i], _ = rep["id"].(float64)
+		if i+window < n {
+			send(i + window)
+		}
+	}
+	for i := 1; i < n; i++ {
+		if ids[i] <= ids[i-1] {
+			t.Fatalf("send %d stored with id %v, after send %d's %v", i, ids[i], i-1, ids[i-1])
+		}
+	}
+}
