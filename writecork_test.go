@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -16,11 +17,15 @@ type countingConn struct {
 	mu     sync.Mutex
 	writes [][]byte
 	closed bool
+	fail   error // when set, every write fails with it
 }
 
 func (c *countingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.fail != nil {
+		return 0, c.fail
+	}
 	c.writes = append(c.writes, append([]byte(nil), p...))
 	return len(p), nil
 }
@@ -82,6 +87,21 @@ func TestCorkedWritesGoOutTogether(t *testing.T) {
 	var none *guardConn
 	none.cork() // sessions on HTTP transports have none
 	none.uncork()
+}
+
+// A corked write that fails when it finally goes out closes the connection, as the frame's own
+// write failing would have ended the session.
+func TestFailedCorkedWriteClosesTheConnection(t *testing.T) {
+	under := &countingConn{fail: errors.New("broken pipe")}
+	g := &guardConn{Conn: under}
+	g.cork()
+	if _, err := g.Write([]byte("frame")); err != nil {
+		t.Fatalf("a corked write failed at once: %v", err)
+	}
+	g.uncork()
+	if !under.closed {
+		t.Fatal("the connection stayed open after its corked frames could not be written")
+	}
 }
 
 // Sessions on both websocket transports find their connection, and a burst of events forwarded
