@@ -79,8 +79,7 @@ func (g *guardConn) uncork() {
 	err := g.flushLocked()
 	b := g.wbuf
 	g.wbuf = nil
-	if cap(*b) <= corkLimit*2 {
-		*b = (*b)[:0]
+	if cap(*b) <= corkLimit*2 { // flushLocked left it empty
 		corkBufs.Put(b)
 	}
 	if err != nil {

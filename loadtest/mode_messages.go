@@ -86,6 +86,7 @@ func runMessages(ctx context.Context, tgt *target, o Options, rep *Report) error
 		r.warming.Store(true)
 		r.round(ctx, pacedWarmup)
 		r.warming.Store(false)
+		watch.pause() // nor its CPU
 		paced.warmUp(ctx, pacedWarmup)
 		for range pacedRounds {
 			watch.resume()
@@ -225,7 +226,6 @@ func (r *messagesRun) receive(i int, f *frame, at time.Time) {
 	r.lastDeliv.Store(at.UnixNano())
 }
 
-// sendAll runs every sender until end and waits for their outstanding sends.
 // round sends for d and waits for the deliveries, adding to the sending time.
 func (r *messagesRun) round(ctx context.Context, d time.Duration) {
 	start := time.Now()
@@ -239,6 +239,7 @@ func (r *messagesRun) round(ctx context.Context, d time.Duration) {
 	}
 }
 
+// sendAll runs every sender until end and waits for their outstanding sends.
 func (r *messagesRun) sendAll(ctx context.Context, end time.Time) {
 	var wg sync.WaitGroup
 	for _, s := range r.senders {

@@ -34,6 +34,12 @@ const convTableDDL = `
 
 const refConns = 8
 
+// refInsertSQL is the references' single-row insert ($1 sender, $2 content, $3 client_id,
+// $4 id) into table.
+func refInsertSQL(table string) string {
+	return "INSERT INTO " + table + " (m_time, id, f_username, content, kind, client_id) VALUES (clock_timestamp(), $4, $1, $2, 'text', $3) ON CONFLICT DO NOTHING"
+}
+
 // referenceInserts measures single-row autocommit inserts into a conversation-shaped table from
 // refConns connections for d; it returns rows per second.
 func referenceInserts(ctx context.Context, tgt *target, d time.Duration, rep *Report) (float64, error) {
@@ -46,7 +52,7 @@ func referenceInserts(ctx context.Context, tgt *target, d time.Duration, rep *Re
 	content := makeContent(0, 0, time.Now(), 64)
 	// The id comes from the client here (the server takes the newest row's + 1 under its lock);
 	// two connections may read the same microsecond, so a clash on the m_time key is skipped.
-	insert := "INSERT INTO " + table + " (m_time, id, f_username, content, kind, client_id) VALUES (clock_timestamp(), $4, $1, $2, 'text', $3) ON CONFLICT DO NOTHING"
+	insert := refInsertSQL(table)
 	var rows, errs atomic.Int64
 	var lat latencies
 	watch := startCPUWatch(0, tgt.dbname)
@@ -236,7 +242,7 @@ func openPacedReference(ctx context.Context, tgt *target, rate float64, conns in
 		pool.Close()
 		return nil, fmt.Errorf("creating reference table: %w", err)
 	}
-	p.insert = "INSERT INTO " + p.table + " (m_time, id, f_username, content, kind, client_id) VALUES (clock_timestamp(), $4, $1, $2, 'text', $3) ON CONFLICT DO NOTHING"
+	p.insert = refInsertSQL(p.table)
 	p.watch = startCPUWatch(0, tgt.dbname)
 	p.watch.pause()
 	return p, nil
