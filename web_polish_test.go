@@ -250,7 +250,7 @@ func TestWebPolish(t *testing.T) {
 		carol.do(t, chromedp.Navigate(base+"/"))
 		carol.waitVisible(t, "#auth-view")
 		carol.click(t, "#tab-register")
-		carol.waitJS(t, "connected", `document.body.dataset.conn !== 'offline'`)
+		carol.waitJS(t, "connected (the name check needs an open connection)", `document.body.dataset.conn === 'connected'`)
 		carol.typeInto(t, "#reg-username", strings.ToUpper(aliceName))
 		carol.waitJS(t, "the name reported taken", textIs("#reg-username-hint", "“"+strings.ToUpper(aliceName)+"” is taken; try another.")+
 			` && document.getElementById('reg-username').getAttribute('aria-invalid') === 'true'`)
