@@ -16,10 +16,13 @@ func msgLI(s string) string {
 	return fmt.Sprintf(`[...document.querySelectorAll('#messages .msg')].find((li) => (li.querySelector('.text') || {}).textContent === %s)`, js(s))
 }
 
-// act opens the actions of the message with text s (as a long press does) and clicks one.
+// act opens the actions of the message with text s (as a long press does) and clicks one. A
+// message has its actions once the server has it (its acknowledgement may come after the
+// other members already see it).
 func (p *page) act(t testing.TB, s, action string) {
 	t.Helper()
-	p.waitJS(t, "the message "+s, msgLI(s))
+	p.waitJS(t, "the message "+s+" with its actions", fmt.Sprintf(`(() => { const li = %s; return !!(li && li.querySelector(%s)); })()`,
+		msgLI(s), js(".msg-actions ."+action)))
 	p.eval(t, fmt.Sprintf(`(() => { const li = %s; li.classList.add('show-actions'); li.querySelector(%s).click(); return true; })()`,
 		msgLI(s), js(".msg-actions ."+action)), nil)
 }

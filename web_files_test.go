@@ -104,7 +104,10 @@ func TestWebFiles(t *testing.T) {
 			return shown;
 		})()`, nil)
 		bob.waitJS(t, "the dropped file in bob's browser", `[...document.querySelectorAll('#messages .file-chip .file-name')].some((e) => e.textContent === 'dropped.txt')`)
-		// Deleting a file's message deletes the file too, and gives its space back.
+		// Deleting a file's message deletes the file too, and gives its space back. (Its actions
+		// come with the acknowledgement, which may reach alice after bob has the message.)
+		alice.waitJS(t, "the dropped file's message with its actions", `[...document.querySelectorAll('#messages .msg')].some((li) =>
+			[...li.querySelectorAll('.file-name')].some((e) => e.textContent === 'dropped.txt') && li.querySelector('.msg-actions .delete'))`)
 		before := len(storedFiles(t, cfg))
 		_, usedBefore := quotaOf(ac)
 		alice.eval(t, `(() => {
