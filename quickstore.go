@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -164,6 +165,26 @@ func checkPut(bins Bins, opts PutOptions) error {
 
 // checkBins validates bin values: the types both backends store, bin names Aerospike accepts,
 // and no NUL in strings (PostgreSQL's jsonb cannot hold one).
+// checkGetBins validates what GetBins is asked for: at least one bin, each a valid name, and each
+// once (on Aerospike two operations on one bin answer as one list, which would blur a bin's
+// value with its size).
+func checkGetBins(names, sizeOf []string) error {
+	if len(names)+len(sizeOf) == 0 {
+		return fmt.Errorf("%w: no bin named", ErrBadBin)
+	}
+	seen := make(map[string]bool, len(names)+len(sizeOf))
+	for _, n := range slices.Concat(names, sizeOf) {
+		if err := checkBins(Bins{n: nil}); err != nil {
+			return err
+		}
+		if seen[n] {
+			return fmt.Errorf("%w: bin %q asked for twice", ErrBadBin, n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
 func checkBins(bins Bins) error {
 	for name, v := range bins {
 		if name == "" || len(name) > 15 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -250,6 +251,28 @@ func aerospikeBasePolicy(deadline time.Time, attempts int) as.BasePolicy {
 	return p
 }
 
+// get and operateRaw are the only ways this backend reads records from the client. A real
+// server answers an operate with respond-all-ops (which the client sets for any map
+// operation) with a bin for every operation, nil where a bin is missing or the operation
+// returns nothing; to the store a nil bin is an absent bin, so it is dropped here, once,
+// before any code looks at the bins (tombstone checks, GetBins, map sizes, ModifyMaps).
+func (s *aerospikeQuickStore) get(policy *as.BasePolicy, k *as.Key) (*as.Record, as.Error) {
+	rec, err := s.client.Get(policy, k)
+	return withoutNilBins(rec), err
+}
+
+func (s *aerospikeQuickStore) operateRaw(policy *as.WritePolicy, k *as.Key, ops ...*as.Operation) (*as.Record, as.Error) {
+	rec, err := s.client.Operate(policy, k, ops...)
+	return withoutNilBins(rec), err
+}
+
+func withoutNilBins(rec *as.Record) *as.Record {
+	if rec != nil {
+		maps.DeleteFunc(rec.Bins, func(_ string, v any) bool { return v == nil })
+	}
+	return rec
+}
+
 func (s *aerospikeQuickStore) Get(ctx context.Context, key Key) (*Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
@@ -274,8 +297,8 @@ func (s *aerospikeQuickStore) Get(ctx context.Context, key Key) (*Record, error)
 
 // GetBins reads the named bins and the map sizes in one Operate, with the tombstone bin.
 func (s *aerospikeQuickStore) GetBins(ctx context.Context, key Key, names []string, sizeOf ...string) (*Record, error) {
-	if len(names)+len(sizeOf) == 0 {
-		return nil, fmt.Errorf("get %s: %w: no bin named", key, ErrBadBin)
+	if err := checkGetBins(names, sizeOf); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
@@ -294,7 +317,7 @@ func (s *aerospikeQuickStore) GetBins(ctx context.Context, key Key, names []stri
 	deadline := aerospikeDeadline(ctx)
 	policy := as.NewWritePolicy(0, 0) // Operate takes a write policy; these ops only read
 	policy.BasePolicy = aerospikeBasePolicy(deadline, aerospikeAttempts)
-	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.client.Operate(policy, k, ops...) })
+	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.operateRaw(policy, k, ops...) })
 	if aerospikeResultCode(aerr) == types.KEY_NOT_FOUND_ERROR || (aerr == nil && isTombstone(rec.Bins)) {
 		return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
@@ -379,10 +402,10 @@ func (s *aerospikeQuickStore) Put(ctx context.Context, key Key, bins Bins, opts 
 // only when a read proves it did not happen.
 func (s *aerospikeQuickStore) operate(deadline time.Time, k *as.Key, policy *as.WritePolicy, ops []*as.Operation, opts PutOptions) (*as.Record, error) {
 	once := policy.MaxRetries == 0
-	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.client.Operate(policy, k, ops...) })
+	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.operateRaw(policy, k, ops...) })
 	for once && s.shouldResend(aerr, deadline, k, opts.Generation, opts.Mode == CreateOnly) {
 		policy.BasePolicy = aerospikeBasePolicy(deadline, 0)
-		rec, aerr = s.client.Operate(policy, k, ops...)
+		rec, aerr = s.operateRaw(policy, k, ops...)
 	}
 	if aerr != nil {
 		return nil, s.translate(aerr, true, opts.Generation != 0)

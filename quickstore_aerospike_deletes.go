@@ -35,7 +35,7 @@ func isTombstone(bins as.BinMap) bool {
 // liveRecord reads key's record; a tombstone reads as missing (nil, nil), like a missing one.
 func (s *aerospikeQuickStore) liveRecord(deadline time.Time, k *as.Key) (*as.Record, as.Error) {
 	policy := aerospikeBasePolicy(deadline, aerospikeAttempts)
-	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.client.Get(&policy, k) })
+	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.get(&policy, k) })
 	if aerospikeResultCode(aerr) == types.KEY_NOT_FOUND_ERROR {
 		return nil, nil
 	}
@@ -54,7 +54,7 @@ func (s *aerospikeQuickStore) createOverTombstone(deadline time.Time, k *as.Key,
 	ops := aerospikePutOps(bins, true) // a replace: the tombstone's mark goes with it
 	for time.Now().Before(deadline) {
 		policy := aerospikeBasePolicy(deadline, aerospikeAttempts)
-		rec, aerr := s.client.Get(&policy, k)
+		rec, aerr := s.get(&policy, k)
 		switch {
 		case aerospikeResultCode(aerr) == types.KEY_NOT_FOUND_ERROR:
 			return nil, errRetryCreate // deleted meanwhile: create it afresh
@@ -82,10 +82,10 @@ func (s *aerospikeQuickStore) casWrite(deadline time.Time, k *as.Key, ops []*as.
 	if err != nil {
 		return nil, false, err
 	}
-	out, aerr := s.client.Operate(wp, k, ops...)
+	out, aerr := s.operateRaw(wp, k, ops...)
 	for s.shouldResend(aerr, deadline, k, gen, false) {
 		wp.BasePolicy = aerospikeBasePolicy(deadline, 0)
-		out, aerr = s.client.Operate(wp, k, ops...)
+		out, aerr = s.operateRaw(wp, k, ops...)
 	}
 	if aerospikeResultCode(aerr) == types.GENERATION_ERROR {
 		return nil, true, nil
@@ -151,7 +151,7 @@ func (s *aerospikeQuickStore) ModifyMaps(ctx context.Context, key Key, ops []Map
 		}
 	}
 	aops = append(aops, as.GetBinOp(tombstoneBin))
-	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.client.Operate(policy, k, aops...) })
+	rec, aerr := retryTransient(deadline, func() (*as.Record, as.Error) { return s.operateRaw(policy, k, aops...) })
 	if aerr != nil {
 		return 0, fmt.Errorf("modify %s: %w", key, s.translate(aerr, true, false))
 	}
@@ -222,10 +222,10 @@ func (s *aerospikeQuickStore) writeTombstone(deadline time.Time, k *as.Key, rec 
 	wp.RecordExistsAction = as.REPLACE_ONLY
 	wp.GenerationPolicy = as.EXPECT_GEN_EQUAL
 	ops := []*as.Operation{as.PutOp(as.NewBin(tombstoneBin, 1))}
-	_, aerr := s.client.Operate(wp, k, ops...)
+	_, aerr := s.operateRaw(wp, k, ops...)
 	for s.shouldResend(aerr, deadline, k, rec.Generation, false) {
 		wp.BasePolicy = aerospikeBasePolicy(deadline, 0)
-		_, aerr = s.client.Operate(wp, k, ops...)
+		_, aerr = s.operateRaw(wp, k, ops...)
 	}
 	if aerr == nil {
 		return nil

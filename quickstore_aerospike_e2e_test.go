@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
@@ -52,11 +51,7 @@ func TestEndToEndOnAerotest(t *testing.T) {
 }
 
 func TestEndToEndOnRealAerospike(t *testing.T) {
-	host := os.Getenv("AEROSPIKE_HOST")
-	if host == "" {
-		t.Skip("AEROSPIKE_HOST is not set: no real Aerospike server to check against (the aerotest run covers the backend)")
-	}
-	runEndToEnd(t, "aerospike://"+host)
+	runEndToEnd(t, startRealAerospike(t).spec)
 }
 
 // While Aerospike is away, commands answer a clear error and change nothing; when it is back,
@@ -95,10 +90,29 @@ func TestAerospikeOutageAndRecovery(t *testing.T) {
 }
 
 // What pingedchat deletes stays deleted through an Aerospike cold restart (CE brings back
-// deleted data): a token revoked by Logout, a deleted user and its name.
+// deleted data): a token revoked by Logout, a deleted user and its name. On aerotest, and on a
+// real node stopped both ways: SIGKILL once the deletions are flushed, and SIGTERM.
 func TestDeletesSurviveAerospikeColdRestart(t *testing.T) {
-	as := qsStartAerotest(t, "127.0.0.1:0")
-	testQuickStore = "aerospike://" + as.Addr()
+	t.Run("aerotest", func(t *testing.T) {
+		as := qsStartAerotest(t, "127.0.0.1:0")
+		deletesSurviveColdRestart(t, "aerospike://"+as.Addr(), func(t *testing.T) {
+			if err := as.ColdRestart(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+	t.Run("real/SIGKILL", func(t *testing.T) {
+		real := startRealAerospike(t)
+		deletesSurviveColdRestart(t, real.spec, real.crashAfterFlush)
+	})
+	t.Run("real/SIGTERM", func(t *testing.T) {
+		real := startRealAerospike(t)
+		deletesSurviveColdRestart(t, real.spec, real.cleanRestart)
+	})
+}
+
+func deletesSurviveColdRestart(t *testing.T, spec string, coldRestart func(t *testing.T)) {
+	testQuickStore = spec
 	t.Cleanup(func() { testQuickStore = "" })
 	srv := startServer(t, testConfig(t))
 	c := dialRaw(t, srv)
@@ -109,9 +123,7 @@ func TestDeletesSurviveAerospikeColdRestart(t *testing.T) {
 	gone.ok("DeleteUser", map[string]any{"password": testPassword})
 	gone.waitFor("the deleted user's session to close", func() bool { return gone.closed != nil })
 
-	if err := as.ColdRestart(); err != nil {
-		t.Fatal(err)
-	}
+	coldRestart(t)
 	var rep map[string]any
 	waitUntil(t, "the quick store to answer again", func() bool {
 		rep = dialRaw(t, srv).call("ValidateUser", map[string]any{"username": c.name, "session": token})

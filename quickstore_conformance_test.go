@@ -11,7 +11,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -635,6 +634,11 @@ func qsGetMany(t *testing.T, f *qsFixture) {
 	if _, err := f.q.GetBins(f.ctx, gone, []string{"data"}, "m"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetBins of a deleted record: %v", err)
 	}
+	for _, bad := range [][2][]string{{{"m"}, {"m"}}, {{"data", "data"}, nil}, {nil, nil}, {{"_deleted"}, nil}, {{""}, nil}} {
+		if _, err := f.q.GetBins(f.ctx, b, bad[0], bad[1]...); !errors.Is(err, ErrBadBin) {
+			t.Errorf("GetBins %q sizes %q: %v, want ErrBadBin", bad[0], bad[1], err)
+		}
+	}
 }
 
 // qsModifyMapsThenPut: whatever a backend keeps of entry-by-entry changes, writes of the whole
@@ -785,24 +789,10 @@ func TestQuickStoreAerospike(t *testing.T) {
 			}
 		})
 	})
-	host := os.Getenv("AEROSPIKE_HOST")
-	if host == "" {
-		return
-	}
-	spec := fmt.Sprintf("aerospike://%s?users=%s&convos=%s", host,
-		qsEnvOr("AEROSPIKE_USERS_NS", "users"), qsEnvOr("AEROSPIKE_CONVOS_NS", "convos"))
 	t.Run("real", func(t *testing.T) {
-		// A real server cannot be cold-restarted from here: AEROSPIKE_COLD_RESTART names a
-		// command that does it (e.g. one that restarts the container), if the tester has one.
-		var cold func(t *testing.T)
-		if cmd := os.Getenv("AEROSPIKE_COLD_RESTART"); cmd != "" {
-			cold = func(t *testing.T) {
-				if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
-					t.Fatalf("AEROSPIKE_COLD_RESTART: %v\n%s", err, out)
-				}
-			}
-		}
-		runQuickStoreConformance(t, func(t *testing.T) QuickStore { return qsOpenAerospike(t, spec) }, cold)
+		real := startRealAerospike(t)
+		runQuickStoreConformance(t, func(t *testing.T) QuickStore { return qsOpenAerospike(t, real.spec) },
+			real.crashAfterFlush)
 	})
 }
 

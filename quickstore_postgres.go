@@ -88,8 +88,8 @@ func (s *postgresQuickStore) Get(ctx context.Context, key Key) (*Record, error) 
 // GetBins reads the record and keeps the named bins, filling the map bins among them from
 // their entries, and counts the entries of the maps in sizeOf.
 func (s *postgresQuickStore) GetBins(ctx context.Context, key Key, names []string, sizeOf ...string) (*Record, error) {
-	if len(names)+len(sizeOf) == 0 {
-		return nil, fmt.Errorf("get %s: %w: no bin named", key, ErrBadBin)
+	if err := checkGetBins(names, sizeOf); err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	recs, err := s.read(ctx, []Key{key}, nonNil(names), nonNil(sizeOf))
 	if err != nil {

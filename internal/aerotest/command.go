@@ -18,6 +18,8 @@ const (
 	resultNamespace    = 20 // INVALID_NAMESPACE
 	resultBinName      = 21 // BIN_NAME_TOO_LONG
 	resultForbidden    = 22 // FAIL_FORBIDDEN
+	// ENTERPRISE_ONLY: what Community Edition answers a durable delete
+	resultEnterpriseOnly = 25
 )
 
 // Special record TTLs on the wire.
@@ -98,32 +100,42 @@ func (ns *namespace) read(m *message, digest [20]byte, now time.Time) reply {
 			return reply{result: resultUnsupported}
 		}
 	}
+	if code := checkCDTFlags(m); code != resultOK {
+		return reply{result: code}
+	}
 	rep := reply{generation: uint32(r.gen), voidTime: r.voidTime()}
 	switch {
 	case m.info1&info1NoBinData != 0:
-	case m.info1&info1GetAll != 0:
+	case m.info1&info1GetAll != 0 && len(m.ops) == 0:
 		rep.bins = r.bins // bins are never modified in place, so sharing is safe
 	default:
 		for _, o := range m.ops {
-			if o.code == opCDTRead {
-				out, code := readMap(r.bins, o)
-				if code != resultOK {
-					return reply{result: code}
-				}
-				rep.bins = append(rep.bins, out...)
-				continue
-			}
-			if i := r.findBin(o.name); i >= 0 {
-				rep.bins = append(rep.bins, r.bins[i])
+			var code byte
+			if rep.bins, code = appendRead(rep.bins, r.bins, o, m); code != resultOK {
+				return reply{result: code}
 			}
 		}
 	}
 	return rep
 }
 
+// checkCDTFlags refuses a map operation in a message without respond-all-ops (which the client
+// leaves off when it reads all bins), as the real server does.
+func checkCDTFlags(m *message) byte {
+	for _, o := range m.ops {
+		if (o.code == opCDTRead || o.code == opCDTModify) && m.info2&info2RespondAll == 0 {
+			return resultParameter
+		}
+	}
+	return resultOK
+}
+
 // delete removes a record. Like Aerospike CE it finds a record that has expired but that nsup
 // has not removed yet, so such a delete succeeds.
 func (ns *namespace) delete(m *message, digest [20]byte) reply {
+	if m.info2&info2DurableDelete != 0 {
+		return reply{result: resultEnterpriseOnly} // Community Edition has no durable deletes
+	}
 	r := ns.records[digest]
 	if r == nil {
 		return reply{result: resultNotFound}
@@ -147,6 +159,9 @@ func (ns *namespace) write(m *message, digest [20]byte, now time.Time) reply {
 		return reply{result: code}
 	}
 	plan, code := planWrite(m)
+	if code == resultOK {
+		code = checkCDTFlags(m)
+	}
 	if code != resultOK {
 		return reply{result: code}
 	}
@@ -283,6 +298,8 @@ func planWrite(m *message) (writePlan, byte) {
 				return p, resultParameter
 			}
 		case opCDTModify: // map put and remove-by-key only (cdt.go)
+		case opCDTRead: // map size (cdt.go)
+			hasRead = true
 		case opRead:
 			hasRead = true
 			if o.name == "" && m.info1&info1GetAll != 0 {
@@ -305,21 +322,32 @@ func planWrite(m *message) (writePlan, byte) {
 }
 
 // applyOps runs a write's operations in order on a copy of start, returning the new bins and
-// the bins that read and map operations returned. A failing operation fails the whole write.
+// the bins that the operations answer. A failing operation fails the whole write. With
+// respond-all-ops (which the client sets for map operations) every operation answers: a write
+// or a removal with a nil bin of its name, as the real server does.
 func applyOps(start []bin, m *message) (bins, out []bin, code byte) {
+	respondAll := m.info2&info2RespondAll != 0
 	bins = append([]bin(nil), start...)
 	for _, o := range m.ops {
 		switch o.code {
 		case opWrite:
 			bins = setBin(bins, o)
+			if respondAll {
+				out = append(out, bin{name: o.name})
+			}
 		case opDeleteAll:
 			bins = bins[:0]
-		case opRead:
-			out = appendRead(out, bins, o, m.info1)
+		case opRead, opCDTRead:
+			if out, code = appendRead(out, bins, o, m); code != resultOK {
+				return nil, nil, code
+			}
 		case opCDTModify:
 			var res []bin
 			if bins, res, code = applyMapOp(bins, o); code != resultOK {
 				return nil, nil, code
+			}
+			if res == nil && respondAll {
+				res = []bin{{name: o.name}}
 			}
 			out = append(out, res...)
 		}
@@ -344,22 +372,37 @@ func setBin(bins []bin, o op) []bin {
 	return append(bins, bin{name: o.name, ptype: o.ptype, data: o.value})
 }
 
-func appendRead(out, bins []bin, o op, info1 byte) []bin {
-	if info1&info1NoBinData != 0 {
-		return out
-	}
-	if o.name == "" {
-		if info1&info1GetAll != 0 {
-			out = append(out, bins...)
+// appendRead adds what one read operation answers to out: a named bin, every bin (read all), a
+// map's size. What is missing answers nothing, or with respond-all-ops a nil bin of the
+// operation's name (an unnamed one for a header read), as on the real server.
+func appendRead(out, bins []bin, o op, m *message) ([]bin, byte) {
+	respondAll := m.info2&info2RespondAll != 0
+	if m.info1&info1NoBinData != 0 {
+		if respondAll {
+			out = append(out, bin{name: o.name})
 		}
-		return out
+		return out, resultOK
 	}
-	for _, b := range bins {
-		if b.name == o.name {
-			out = append(out, b)
+	var found []bin
+	switch {
+	case o.code == opCDTRead:
+		var code byte
+		if found, code = readMap(bins, o); code != resultOK {
+			return nil, code
+		}
+	case o.name == "" && m.info1&info1GetAll != 0:
+		return append(out, bins...), resultOK
+	case o.name != "":
+		for _, b := range bins {
+			if b.name == o.name {
+				found = append(found, b)
+			}
 		}
 	}
-	return out
+	if len(found) == 0 && respondAll {
+		found = []bin{{name: o.name}}
+	}
+	return append(out, found...), resultOK
 }
 
 // generationOK applies the expected-generation policy of m to a record at generation gen (0

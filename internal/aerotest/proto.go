@@ -73,19 +73,20 @@ func decompress(body []byte) ([]byte, error) {
 
 // AS_MSG header flags (the bits this server looks at).
 const (
-	info1Read       = 1 << 0
-	info1GetAll     = 1 << 1
-	info1NoBinData  = 1 << 5
-	info2Write      = 1 << 0
-	info2Delete     = 1 << 1
-	info2Generation = 1 << 2
-	info2GenGT      = 1 << 3
-	info2CreateOnly = 1 << 5
-	info2RespondAll = 1 << 7
-	info3Last       = 1 << 0
-	info3UpdateOnly = 1 << 3
-	info3CreateRepl = 1 << 4
-	info3ReplOnly   = 1 << 5
+	info1Read          = 1 << 0
+	info1GetAll        = 1 << 1
+	info1NoBinData     = 1 << 5
+	info2Write         = 1 << 0
+	info2Delete        = 1 << 1
+	info2Generation    = 1 << 2
+	info2GenGT         = 1 << 3
+	info2DurableDelete = 1 << 4
+	info2CreateOnly    = 1 << 5
+	info2RespondAll    = 1 << 7
+	info3Last          = 1 << 0
+	info3UpdateOnly    = 1 << 3
+	info3CreateRepl    = 1 << 4
+	info3ReplOnly      = 1 << 5
 )
 
 // Field types.
