@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -198,6 +199,11 @@ func validateUser(ctx context.Context, s *Session, req *Request) (reply, error) 
 	if !right {
 		return nil, clientErr(wrong)
 	}
+	// A record that a crash of the quick store brought back (deleted, or from before a
+	// password change) does not let anyone in (revocations.go).
+	if revoked, err := s.db.revoked(ctx, u, ""); err != nil || revoked {
+		return nil, cmp.Or(err, error(clientErr(wrong)))
+	}
 	return s.startSession(ctx, u, "")
 }
 
@@ -287,12 +293,15 @@ func resetUserPassword(ctx context.Context, s *Session, req *Request) (reply, er
 	if err != nil {
 		return nil, err
 	}
-	_, err = s.db.updateUser(ctx, u.Username, func(u *UserRecord) error {
+	u, err = s.db.updateUser(ctx, u.Username, func(u *UserRecord) error {
 		u.PasswordHash = string(hash)
 		u.SessionEpoch++ // every resume token issued before is revoked
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.db.recordSessionEpoch(ctx, u); err != nil {
 		return nil, err
 	}
 	s.db.publishClose(u.Username, nil, "password reset", "")

@@ -229,6 +229,9 @@ func changeUserPassword(ctx context.Context, s *Session, req *Request) (reply, e
 	if err != nil {
 		return nil, err
 	}
+	if err := s.db.recordSessionEpoch(ctx, u); err != nil {
+		return nil, err
+	}
 	s.db.publishClose(u.Username, nil, "password changed", s.id)
 	token, hashed, err := s.db.newSession(ctx, u) // … so this session gets a new one
 	if err != nil {

@@ -14,7 +14,11 @@ func TestInterruptedDeletionIsFinished(t *testing.T) {
 	cid := newConvo(t, friend, "old times", gone)
 	gone.ok("SendMessage", map[string]any{"CID": cid, "content": "before"})
 
-	if err := srv.db.beginDeletion(t.Context(), gone.name); err != nil {
+	u, err := srv.db.getUser(t.Context(), gone.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.db.beginDeletion(t.Context(), u); err != nil {
 		t.Fatal(err)
 	}
 	dialRaw(t, srv).fails("ValidateUser", map[string]any{"username": gone.name, "password": testPassword}, "Invalid username or password")
@@ -31,10 +35,21 @@ func TestInterruptedDeletionIsFinished(t *testing.T) {
 	if left["Removed"].([]any)[0] != gone.name {
 		t.Fatalf("leave push: %v", left)
 	}
-	var pending int
-	_ = srv.db.pool.QueryRow(t.Context(), "SELECT count(*) FROM pending_deletions").Scan(&pending)
-	if pending != 0 {
-		t.Fatalf("%d deletions still pending", pending)
+	// The finished deletion stays a minute, then a check that the record is still gone
+	// confirms it and the row goes.
+	pending := func() (n int) {
+		_ = srv.db.pool.QueryRow(t.Context(), "SELECT count(*) FROM pending_deletions WHERE username = upper($1)", gone.name).Scan(&n)
+		return n
+	}
+	if pending() != 1 {
+		t.Fatal("the finished deletion's row went before it was confirmed")
+	}
+	if _, err := srv.db.pool.Exec(t.Context(), "UPDATE pending_deletions SET finished = now() - interval '1 hour' WHERE username = upper($1)", gone.name); err != nil {
+		t.Fatal(err)
+	}
+	srv.db.finishPendingDeletions(t.Context())
+	if n := pending(); n != 0 {
+		t.Fatalf("%d deletions still pending after the confirmation", n)
 	}
 
 	heir := dialRaw(t, srv)

@@ -779,6 +779,7 @@ func qsOpenAerospike(t *testing.T, spec string) QuickStore {
 }
 
 func TestQuickStoreAerospike(t *testing.T) {
+	t.Parallel() // its own servers; it mostly waits for the real node
 	srv := qsStartAerotest(t, "")
 	t.Run("aerotest", func(t *testing.T) {
 		runQuickStoreConformance(t, func(t *testing.T) QuickStore {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -166,8 +167,13 @@ func (db *Database) newSession(ctx context.Context, u *UserRecord) (token, hash 
 	return token, hash, nil
 }
 
-// revokeTokens deletes resume tokens of user and closes the sessions that use them.
+// revokeTokens deletes resume tokens of user and closes the sessions that use them. The
+// revocation is committed to PostgreSQL first, so that no crash of the quick store undoes it
+// (revocations.go).
 func (db *Database) revokeTokens(ctx context.Context, user string, hashes []string, reason string) error {
+	if err := db.recordRevokedTokens(ctx, hashes); err != nil {
+		return err
+	}
 	for _, h := range hashes {
 		if _, err := db.quick.Delete(ctx, sessionKey(h), 0); err != nil && !isNotFound(err) {
 			return fmt.Errorf("revoking session: %w", err)
@@ -194,6 +200,9 @@ func (db *Database) resumeSession(ctx context.Context, username, token string) (
 	}
 	if u.SessionEpoch != rec.Epoch || u.UserID != rec.UserID {
 		return nil, "", ErrNotFound // revoked by a password change
+	}
+	if revoked, err := db.revoked(ctx, u, hash); err != nil || revoked {
+		return nil, "", cmp.Or(err, ErrNotFound)
 	}
 	return u, hash, nil
 }

@@ -23,6 +23,7 @@ func (db *Database) runScheduler(ctx context.Context) {
 			db.recordBacklog(ctx)
 			db.sweepQuickStore(ctx)
 			db.finishPendingDeletions(ctx)
+			db.pruneRevocations(ctx)
 		}
 	}
 }

@@ -94,6 +94,23 @@ var migrations = []string{
 	);
 	CREATE INDEX IF NOT EXISTS message_search_tsv ON message_search USING gin (tsv);
 	CREATE INDEX IF NOT EXISTS message_search_m_time ON message_search (m_time);`,
+	// 6: revocations that outlive a crash of the quick store (revocations.go), and deletions
+	// that stay until a minute after they finished, so that a record a crash brought back is
+	// deleted again (database_functions_delete.go).
+	`CREATE TABLE IF NOT EXISTS revoked_tokens (
+		hash    text        PRIMARY KEY, -- SHA-256 of a resume token, hex
+		expires timestamptz NOT NULL     -- when the token would have expired anyway
+	);
+	CREATE INDEX IF NOT EXISTS revoked_tokens_expires ON revoked_tokens (expires);
+	CREATE TABLE IF NOT EXISTS revoked_epochs (
+		user_id text        PRIMARY KEY,
+		epoch   bigint      NOT NULL, -- the user's tokens of older epochs are revoked
+		expires timestamptz NOT NULL
+	);
+	CREATE INDEX IF NOT EXISTS revoked_epochs_expires ON revoked_epochs (expires);
+	ALTER TABLE pending_deletions ADD COLUMN IF NOT EXISTS user_id text NOT NULL DEFAULT '';
+	ALTER TABLE pending_deletions ADD COLUMN IF NOT EXISTS finished timestamptz;
+	CREATE INDEX IF NOT EXISTS pending_deletions_user_id ON pending_deletions (user_id);`,
 }
 
 // schemaVersion is the version this binary needs.

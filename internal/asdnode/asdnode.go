@@ -307,19 +307,16 @@ func (n *Node) Info(cmd string) (string, error) {
 // migrations left (the info command cluster-stable), or fails after timeout.
 func (c *Cluster) WaitStable(size int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	cmd := fmt.Sprintf("cluster-stable:size=%d;ignore-migrations=false", size)
 	for _, n := range c.Nodes {
 		if !n.Running() {
 			continue
 		}
-		var last string
 		for {
-			out, err := n.Info(cmd)
-			if err == nil && out != "" && !strings.HasPrefix(out, "ERROR") {
+			ok, last := n.Stable(size)
+			if ok {
 				break
 			}
-			last = fmt.Sprint(out, err)
-			if exited := n.exited(); exited {
+			if n.exited() {
 				return fmt.Errorf("asd on %s exited while starting; its log ends:\n%s", n.Addr(), tail(n.Log(), 20))
 			}
 			if time.Now().After(deadline) {
@@ -330,6 +327,16 @@ func (c *Cluster) WaitStable(size int, timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// Stable reports whether the node sees a cluster of size nodes with no migrations left, and
+// otherwise what it answered.
+func (n *Node) Stable(size int) (bool, string) {
+	out, err := n.Info(fmt.Sprintf("cluster-stable:size=%d;ignore-migrations=false", size))
+	if err == nil && out != "" && !strings.HasPrefix(out, "ERROR") {
+		return true, out
+	}
+	return false, fmt.Sprint(out, err)
 }
 
 func (n *Node) exited() bool {
