@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -42,7 +43,7 @@ type Options struct {
 	Keep     bool
 	Password string
 	Overlay  string // with -start: a go build -overlay file, to measure a candidate change
-	Quick    string // with -start: postgres, or aerotest (an Aerospike-protocol server in this tool)
+	Quick    string // with -start: postgres, aerotest (an Aerospike-protocol server in this tool), asd (a real node the tool starts) or aerospike://HOST:PORT
 }
 
 func parseOptions(args []string) (Options, error) {
@@ -68,7 +69,7 @@ func parseOptions(args []string) (Options, error) {
 	fs.StringVar(&o.ProfDir, "profdir", "/tmp/loadtest-prof", "where -pprof saves profiles")
 	fs.BoolVar(&o.Keep, "keep", false, "with -start: keep the database afterwards")
 	fs.StringVar(&o.Overlay, "overlay", "", "with -start: build the server with this go build -overlay JSON file, to measure a candidate change without editing the tree")
-	fs.StringVar(&o.Quick, "quickstore", "postgres", "with -start: where the server keeps users and conversation metadata: postgres, or aerotest (the Aerospike-protocol test server internal/aerotest, run inside this tool)")
+	fs.StringVar(&o.Quick, "quickstore", "postgres", "with -start: where the server keeps users and conversation metadata: postgres; aerotest (the Aerospike-protocol test server internal/aerotest, run inside this tool); asd (a real Aerospike CE node the tool starts from aerospike.conf, internal/asdnode); or aerospike://HOST:PORT (a running Aerospike)")
 	fs.StringVar(&o.Password, "password", "loadtest password 1", "password of the users the tool creates")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -88,7 +89,7 @@ func (o *Options) check() error {
 	if (o.Pprof != "" || o.Overlay != "" || o.Quick != "postgres") && !o.Start {
 		return errors.New("-pprof, -overlay and -quickstore need -start (they change how the server is built or run)")
 	}
-	if o.Quick != "postgres" && o.Quick != "aerotest" {
+	if o.Quick != "postgres" && o.Quick != "aerotest" && o.Quick != "asd" && !strings.HasPrefix(o.Quick, "aerospike://") {
 		return fmt.Errorf("unknown -quickstore %q", o.Quick)
 	}
 	if o.K < 2 {

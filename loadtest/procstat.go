@@ -102,15 +102,19 @@ func machineCPU() (busy, total time.Duration) {
 // machine over a phase, so that the report shows who was busy (the machine may be shared). A
 // phase may come in parts: pause and resume add up the parts.
 type cpuWatch struct {
-	pid, self                int
-	dbname                   string
-	start                    time.Time
-	srv, pg, tool, busy, all time.Duration // at the start of the current part
-	paused                   bool
-	total                    cpuTotals // of the parts before
+	pid, self                    int
+	dbname                       string
+	start                        time.Time
+	srv, pg, tool, qs, busy, all time.Duration // at the start of the current part
+	paused                       bool
+	total                        cpuTotals // of the parts before
 }
 
-type cpuTotals struct{ wall, srv, pg, tool, busy, all time.Duration }
+type cpuTotals struct{ wall, srv, pg, tool, qs, busy, all time.Duration }
+
+// quickStorePID is the process of a real Aerospike node the tool started (-quickstore asd), 0
+// otherwise; its CPU is reported beside PostgreSQL's.
+var quickStorePID int
 
 func startCPUWatch(pid int, dbname string) *cpuWatch {
 	w := &cpuWatch{pid: pid, self: os.Getpid(), dbname: dbname}
@@ -121,7 +125,7 @@ func startCPUWatch(pid int, dbname string) *cpuWatch {
 // resume starts a part.
 func (w *cpuWatch) resume() {
 	w.start = time.Now()
-	w.srv, w.pg, w.tool = w.sample()
+	w.srv, w.pg, w.tool, w.qs = w.sample()
 	w.busy, w.all = machineCPU()
 	w.paused = false
 }
@@ -131,23 +135,27 @@ func (w *cpuWatch) pause() {
 	if w.paused {
 		return
 	}
-	srv, pg, tool := w.sample()
+	srv, pg, tool, qs := w.sample()
 	busy, all := machineCPU()
 	w.total.wall += time.Since(w.start)
 	w.total.srv += srv - w.srv
 	w.total.pg += pg - w.pg
 	w.total.tool += tool - w.tool
+	w.total.qs += qs - w.qs
 	w.total.busy += busy - w.busy
 	w.total.all += all - w.all
 	w.paused = true
 }
 
-func (w *cpuWatch) sample() (srv, pg, tool time.Duration) {
+func (w *cpuWatch) sample() (srv, pg, tool, qs time.Duration) {
 	if w.pid > 0 {
 		srv, _ = readCPU(w.pid)
 	}
+	if quickStorePID > 0 {
+		qs, _ = readCPU(quickStorePID)
+	}
 	tool, _ = readCPU(w.self)
-	return srv, postgresCPU(w.dbname), tool
+	return srv, postgresCPU(w.dbname), tool, qs
 }
 
 // report adds the CPU each party used during the phase (all its parts), in percent of one core,
@@ -161,11 +169,14 @@ func (w *cpuWatch) report(s *Section) float64 {
 		s.add("server CPU", pct(t.srv), "% of a core")
 	}
 	s.add("postgres CPU (this database's backends + WAL writer, checkpointer)", pct(t.pg), "% of a core")
+	if quickStorePID > 0 {
+		s.add("aerospike CPU (asd)", pct(t.qs), "% of a core")
+	}
 	s.add("loadtest CPU", pct(t.tool), "% of a core")
 	if t.all > 0 {
 		s.add("machine CPU busy", 100*float64(t.busy)/float64(t.all), "% of all cores")
 		// /proc/stat counts every core: its busy time over the wall time is in cores.
-		ours := t.srv + t.pg + t.tool
+		ours := t.srv + t.pg + t.tool + t.qs
 		s.add("everything else (other users' work, unattributed kernel time)", max(pct(t.busy-ours), 0), "% of a core")
 	}
 	return t.srv.Seconds() / wall

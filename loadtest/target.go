@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"pingedchat/internal/aerotest"
+	"pingedchat/internal/asdnode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,6 +41,7 @@ type target struct {
 
 	quickArgs []string         // the server's -quickstore, when not its default
 	aero      *aerotest.Server // with -quickstore aerotest
+	asd       *asdnode.Cluster // with -quickstore asd
 }
 
 // defaultServerDB is the server's own default -postgres, assumed with -url when -postgres is not
@@ -99,10 +101,17 @@ func (t *target) start(ctx context.Context, o Options) error {
 	if err := t.build(ctx, o.Pprof != "", o.Overlay); err != nil {
 		return err
 	}
-	if o.Quick == "aerotest" {
+	switch {
+	case o.Quick == "aerotest":
 		if err := t.startAerotest(); err != nil {
 			return err
 		}
+	case o.Quick == "asd":
+		if err := t.startAsd(); err != nil {
+			return err
+		}
+	case strings.HasPrefix(o.Quick, "aerospike://"):
+		t.quickArgs = []string{"-quickstore", o.Quick}
 	}
 	addr, err := freeAddr()
 	if err != nil {
@@ -129,6 +138,21 @@ func (t *target) startAerotest() error {
 	t.aero = srv
 	t.quickArgs = []string{"-quickstore", "aerospike://" + srv.Addr()}
 	logf("quick store: aerotest on %s (in this process)", srv.Addr())
+	return nil
+}
+
+// startAsd runs a real Aerospike CE node from the project's aerospike.conf (internal/asdnode;
+// the binary from AEROSPIKE_ASD or ../shared/aerospike/asd.gz) for the server's quick store. It
+// lives as long as the tool; its CPU is reported as aerospike's.
+func (t *target) startAsd() error {
+	c, err := asdnode.StartCluster(asdnode.Options{})
+	t.asd = c
+	if err != nil {
+		return fmt.Errorf("starting a real Aerospike node: %w", err)
+	}
+	quickStorePID = c.Nodes[0].PID()
+	t.quickArgs = []string{"-quickstore", c.Spec()}
+	logf("quick store: a real Aerospike node on %s (pid %d)", c.Nodes[0].Addr(), quickStorePID)
 	return nil
 }
 
@@ -314,6 +338,9 @@ func (t *target) close() {
 	}
 	if t.aero != nil {
 		t.aero.Close()
+	}
+	if t.asd != nil {
+		t.asd.Close()
 	}
 	if t.binPath != "" {
 		_ = os.Remove(t.binPath)

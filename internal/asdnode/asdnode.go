@@ -58,7 +58,6 @@ type Node struct {
 	Port  int // service port: clients connect here
 	bin   string
 	log   string
-	tb    testing.TB
 	mu    sync.Mutex
 	cmd   *exec.Cmd
 	done  chan struct{} // closed when cmd has exited
@@ -160,29 +159,47 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// Start runs a cluster of opts.Nodes nodes and waits until every node sees all of them. The
-// nodes are killed when the test ends. Without a binary it skips (or fails: see RequireEnv).
+// Start runs a cluster of opts.Nodes nodes for a test and waits until every node sees all of
+// them. The nodes are killed and their directories removed when the test ends. Without a
+// binary it skips (or fails: see RequireEnv).
 func Start(tb testing.TB, opts Options) *Cluster {
 	tb.Helper()
-	bin, err := Binary()
-	if err != nil {
+	if _, err := Binary(); err != nil {
 		if os.Getenv(RequireEnv) == "1" {
 			tb.Fatalf("a real Aerospike node is required here (%s=1): %v", RequireEnv, err)
 		}
 		tb.Skipf("skipped: %v; the aerotest runs cover the backend meanwhile", err)
 	}
-	root, err := moduleRoot()
+	c, err := StartCluster(opts)
+	if c != nil {
+		tb.Cleanup(c.Close)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return c
+}
+
+// StartCluster runs a cluster of opts.Nodes nodes, each in a new temporary directory, and waits
+// until every node sees all of them. Close stops it. On an error the nodes started so far
+// are in the returned cluster, for Close.
+func StartCluster(opts Options) (*Cluster, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
 	conf, err := os.ReadFile(filepath.Join(root, "aerospike.conf"))
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	count := max(opts.Nodes, 1)
 	ports, err := freePorts(3 * count)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	c := &Cluster{}
 	var seeds []int
@@ -190,24 +207,40 @@ func Start(tb testing.TB, opts Options) *Cluster {
 		seeds = append(seeds, ports[3*i+2])
 	}
 	for i := range count {
-		n := &Node{Dir: tb.TempDir(), Port: ports[3*i], bin: bin, tb: tb}
-		n.log = filepath.Join(n.Dir, "asd.log")
-		cfg := nodeConfig(string(conf), n.Dir, ports[3*i:3*i+3], seeds, opts.FileSize)
-		if err := n.prepare(cfg); err != nil {
-			tb.Fatal(err)
+		dir, err := os.MkdirTemp("", "asdnode-")
+		if err != nil {
+			return c, err
 		}
+		n := &Node{Dir: dir, Port: ports[3*i], bin: bin, log: filepath.Join(dir, "asd.log")}
 		c.Nodes = append(c.Nodes, n)
-		tb.Cleanup(n.Kill)
+		if err := n.prepare(nodeConfig(string(conf), dir, ports[3*i:3*i+3], seeds, opts.FileSize)); err != nil {
+			return c, err
+		}
 	}
 	for _, n := range c.Nodes {
 		if err := n.Start(); err != nil {
-			tb.Fatal(err)
+			return c, err
 		}
 	}
-	if err := c.WaitStable(count, startTimeout); err != nil {
-		tb.Fatal(err)
+	return c, c.WaitStable(count, startTimeout)
+}
+
+// Close kills every node and removes their directories.
+func (c *Cluster) Close() {
+	for _, n := range c.Nodes {
+		n.Kill()
+		os.RemoveAll(n.Dir)
 	}
-	return c
+}
+
+// PID is the node's process id, 0 when it is not running.
+func (n *Node) PID() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
 }
 
 // prepare writes the configuration and the directories asd insists on.
