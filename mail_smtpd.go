@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -17,20 +16,21 @@ import (
 
 // The built-in SMTP receiver (-smtp-listen), on emersion/go-smtp's server: it takes mail only
 // for the mail domain's users and conversation addresses (550 at RCPT for anything else), at
-// most 25 MB a message and 50 recipients, 8 connections per client address (DESIGN §5.1).
+// most 25 MB a message and 50 recipients. Connections are counted when accepted (8 per client
+// address, -smtp-max-conns in all) and live at most smtpSessionLifetime; a message is read only
+// in one of the parse places (mail_guard.go) and within smtpDataTimeout (DESIGN §5.1).
 
 const (
 	smtpConnsPerAddr = 8
-	smtpMaxRcpts     = 50
+	smtpMaxRcpts     = maxMailRcpts
 	smtpTimeout      = 60 * time.Second
 )
 
 // smtpd is the running receiver.
 type smtpd struct {
-	srv   *smtp.Server
-	ln    net.Listener
-	done  chan struct{}
-	conns *addrCounter
+	srv  *smtp.Server
+	ln   *smtpListener
+	done chan struct{}
 }
 
 // startSMTP listens on -smtp-listen and serves in the background.
@@ -38,12 +38,12 @@ func (s *Server) startSMTP() error {
 	if s.cfg.SMTPListen == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", s.cfg.SMTPListen)
+	raw, err := net.Listen("tcp", s.cfg.SMTPListen)
 	if err != nil {
 		return err
 	}
-	d := &smtpd{ln: ln, done: make(chan struct{}), conns: newAddrCounter(smtpConnsPerAddr)}
-	d.srv = smtp.NewServer(&smtpBackend{db: s.db, conns: d.conns, ctx: s.ctx})
+	d := &smtpd{ln: newSMTPListener(raw, s.cfg), done: make(chan struct{})}
+	d.srv = smtp.NewServer(&smtpBackend{db: s.db, ctx: s.ctx})
 	d.srv.Domain = s.cfg.MailDomain
 	d.srv.MaxMessageBytes = maxInboundMail
 	d.srv.MaxRecipients = smtpMaxRcpts
@@ -52,7 +52,7 @@ func (s *Server) startSMTP() error {
 	s.smtpd = d
 	go func() {
 		defer close(d.done)
-		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+		if err := d.srv.Serve(d.ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
 			slog.Error("SMTP receiver stopped", "err", err)
 		}
 	}()
@@ -82,30 +82,28 @@ func (slogSMTPLogger) Printf(format string, v ...any) { slog.Debug("smtp: " + fo
 func (slogSMTPLogger) Println(v ...any)               { slog.Debug("smtp", "msg", v) }
 
 type smtpBackend struct {
-	db    *Database
-	conns *addrCounter
-	ctx   context.Context
+	db  *Database
+	ctx context.Context
 }
 
-var errTooManyConns = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address"}
-
-// NewSession admits a connection if its address has fewer than smtpConnsPerAddr open.
+// NewSession starts a connection's transactions (the listener has admitted it already).
 func (b *smtpBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	addr := c.Conn().RemoteAddr().String()
-	key := addrKey(addr)
-	if !b.conns.acquire(key) {
-		return nil, errTooManyConns
+	remote := c.Conn().RemoteAddr().String()
+	var ip net.IP
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		ip = net.IP(ap.Addr().Unmap().AsSlice())
 	}
-	return &smtpSession{b: b, key: key}, nil
+	return &smtpSession{b: b, c: c, key: addrKey(remote), ip: ip}, nil
 }
 
 // smtpSession is one connection's transaction state.
 type smtpSession struct {
-	b       *smtpBackend
-	key     string
-	release sync.Once
-	from    string
-	rcpts   []string
+	b     *smtpBackend
+	c     *smtp.Conn
+	key   string // the client address, for its limits
+	ip    net.IP
+	from  string
+	rcpts []string
 }
 
 func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
@@ -119,7 +117,7 @@ var errNoSuchUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5
 func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ctx, cancel := context.WithTimeout(s.b.ctx, 10*time.Second)
 	defer cancel()
-	_, ok, err := s.b.db.resolveRecipient(ctx, to)
+	t, ok, err := s.b.db.resolveRecipient(ctx, to)
 	if err != nil {
 		slog.Error("SMTP: resolving a recipient", "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
@@ -128,23 +126,45 @@ func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.b.db.metrics.mailSent("dropped")
 		return errNoSuchUser
 	}
+	if t.user != "" && s.b.db.mailboxFull(ctx, t.user) {
+		return smtpErrorFor(errMailboxFull)
+	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
 }
 
-// Data parses the message once and delivers it to every accepted recipient.
+// Data reads the message in a parse place within smtpDataTimeout, parses and checks it once
+// and delivers it to every accepted recipient.
 func (s *smtpSession) Data(r io.Reader) error {
+	g := s.b.db.inbound
+	if !g.enter(s.b.ctx, s.key) {
+		return smtpErrorFor(errInboundBusy)
+	}
+	defer g.leave(s.key)
+	// The whole message, however it is sent (DATA, or BDAT chunks that each reset go-smtp's
+	// read deadline), gets one deadline: past it the connection is closed.
+	cut := time.AfterFunc(g.dataTimeout, func() { g.cutOff.Add(1); _ = s.c.Close() })
+	defer cut.Stop()
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, io.LimitReader(r, maxInboundMail+1)); err != nil {
 		return err // go-smtp answers 552 when the message passes MaxMessageBytes
 	}
+	cut.Stop()
 	p, err := parseMail(buf.Bytes())
 	if err != nil {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message"}
 	}
 	ctx, cancel := context.WithTimeout(s.b.ctx, 60*time.Second)
 	defer cancel()
+	p.auth = s.b.db.checkSender(ctx, buf.Bytes(), p, senderEvidence{ip: s.ip, helo: s.c.Hostname(), envFrom: s.from})
+	buf = bytes.Buffer{} // the parsed message is all that is kept from here on
+	if err := s.b.db.admitMessage(p, len(s.rcpts), s.from, s.key); err != nil {
+		return smtpErrorFor(err)
+	}
 	if _, err := s.b.db.receiveMail(ctx, s.rcpts, p, "smtp"); err != nil {
+		if e := smtpErrorFor(err); e != nil {
+			return e
+		}
 		slog.Error("SMTP: storing inbound mail", "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
 	}
@@ -153,10 +173,7 @@ func (s *smtpSession) Data(r io.Reader) error {
 
 func (s *smtpSession) Reset() { s.from, s.rcpts = "", nil }
 
-func (s *smtpSession) Logout() error {
-	s.release.Do(func() { s.b.conns.release(s.key) })
-	return nil
-}
+func (s *smtpSession) Logout() error { return nil }
 
 // addrKey is the per-address limit's key (IPv6 by /64, as elsewhere).
 func addrKey(remote string) string {

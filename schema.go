@@ -111,6 +111,19 @@ var migrations = []string{
 	ALTER TABLE pending_deletions ADD COLUMN IF NOT EXISTS user_id text NOT NULL DEFAULT '';
 	ALTER TABLE pending_deletions ADD COLUMN IF NOT EXISTS finished timestamptz;
 	CREATE INDEX IF NOT EXISTS pending_deletions_user_id ON pending_deletions (user_id);`,
+	// 7 (issue 25, inbound mail: mail_auth.go, mail_attachments.go, mail_quota.go): the sender's
+	// verdict, attachments stored once and counted, and mailboxes whose owner was told they
+	// are full.
+	`ALTER TABLE mail ADD COLUMN IF NOT EXISTS sender_auth text NOT NULL DEFAULT '';
+	ALTER TABLE mail ADD COLUMN IF NOT EXISTS unverified bool NOT NULL DEFAULT false;
+	CREATE TABLE IF NOT EXISTS mail_blobs (
+		id   text   PRIMARY KEY,
+		refs bigint NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS mail_full (
+		owner text        PRIMARY KEY,
+		since timestamptz NOT NULL DEFAULT now()
+	);`,
 }
 
 // schemaVersion is the version this binary needs.
