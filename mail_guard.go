@@ -46,6 +46,7 @@ type inboundGuard struct {
 	dataTimeout time.Duration
 
 	reading atomic.Int64 // messages being read or parsed now
+	peak    atomic.Int64 // the most read or parsed at once
 	busy    atomic.Int64 // messages told to come back because every place was taken
 	cutOff  atomic.Int64 // bodies cut off at their deadline
 }
@@ -76,7 +77,9 @@ func (g *inboundGuard) enter(ctx context.Context, addr string) bool {
 	defer t.Stop()
 	select {
 	case g.places <- struct{}{}:
-		g.reading.Add(1)
+		n := g.reading.Add(1)
+		for p := g.peak.Load(); n > p && !g.peak.CompareAndSwap(p, n); p = g.peak.Load() {
+		}
 		return true
 	case <-t.C:
 	case <-ctx.Done():

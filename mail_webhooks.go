@@ -134,8 +134,10 @@ func (s *Server) readInbound(w http.ResponseWriter, r *http.Request, addr string
 	} else {
 		_, err = io.Copy(body, r.Body)
 	}
-	_ = rc.SetReadDeadline(time.Time{})
 	if err != nil {
+		// The rest of the body is never read: the connection closes after the answer (a
+		// handler's r.Body that is not net/http's own would otherwise be drained first).
+		w.Header().Set("Connection", "close")
 		done()
 		var tooLarge *http.MaxBytesError
 		switch {
@@ -147,6 +149,7 @@ func (s *Server) readInbound(w http.ResponseWriter, r *http.Request, addr string
 		}
 		return nil, nil, fmt.Errorf("%w: %v", errBadBody, err)
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	return body, done, nil
 }
 
