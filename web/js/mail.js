@@ -142,6 +142,7 @@ export class Mail {
     this.openId = 0;
     this.plain = false;
     this.shownKey = '';
+    this.quota = {full: false, used: 0, limit: 0}; // the mailbox's size, from GetAllEmails
   }
 
   get visible() {
@@ -224,6 +225,13 @@ export class Mail {
     this.oldest = list.length ? Math.min(...list.map((e) => e.ID)) : 0;
     this.syncPoint = rep.M_time || EPOCH;
     if (rep.MailAddress) this.address = rep.MailAddress;
+    this.takeQuota(rep);
+  }
+
+  /** takeQuota keeps what a GetAllEmails reply says of the mailbox's size. */
+  takeQuota(rep) {
+    if (typeof rep.MailboxFull !== 'boolean') return;
+    this.quota = {full: rep.MailboxFull, used: Number(rep.MailUsed) || 0, limit: Number(rep.MailQuota) || 0};
   }
 
   async syncSince() {
@@ -231,6 +239,7 @@ export class Mail {
     for (;;) {
       const rep = await this.chat.request('GetAllEmails', {M_time: since});
       for (const e of Array.isArray(rep.Emails) ? rep.Emails : []) this.apply(e);
+      this.takeQuota(rep);
       if (rep.M_time && rep.M_time > since) since = rep.M_time;
       this.syncPoint = since;
       if (!rep.More) return;
@@ -295,6 +304,7 @@ export class Mail {
         if (!this.apply(e, true)) return;
         if (e.Folder === 'inbox') this.announce(`New e-mail from ${e.FromName || e.From}: ${e.Subject || '(no subject)'}`);
         this.render();
+        if (e.Auth === 'local' && this.loaded) this.sync(); // the server's own notice: the mailbox's state changed
         break;
       }
       case 'EmailUpdated':
@@ -354,8 +364,18 @@ export class Mail {
     this.renderCounts();
     this.renderAddress();
     if (!this.visible) return;
+    this.renderQuota();
     this.renderList();
     this.renderReader();
+  }
+
+  renderQuota() {
+    const {full, used, limit} = this.quota;
+    const box = $('mail-full');
+    box.hidden = !full;
+    box.textContent = full
+      ? `Your mailbox is full${limit ? ` (${formatSize(used)} of ${formatSize(limit)})` : ''}: new mail is being refused. Delete mail you no longer need and empty the Trash to receive mail again.`
+      : '';
   }
 
   renderAddress() {
@@ -407,7 +427,8 @@ export class Mail {
     const who = mine ? `To: ${to || '(nobody yet)'}` : (e.FromName || e.From || '(unknown sender)');
     const d = parseWireTime(e.Date);
     const snippet = textOf(e).replace(/\s+/g, ' ').trim().slice(0, 140);
-    const label = [e.Unread ? 'Unread.' : '', e.Folder === 'drafts' ? 'Draft.' : '', who, e.Subject || '(no subject)',
+    const label = [e.Unread ? 'Unread.' : '', e.Folder === 'drafts' ? 'Draft.' : '', who,
+      e.Unverified ? '(unverified sender)' : '', e.Subject || '(no subject)',
       d ? fullTime(d) : ''].filter(Boolean).join(' ');
     return el('li', {},
       el('button', {
@@ -415,7 +436,8 @@ export class Mail {
         'aria-current': String(e.ID === this.openId), 'aria-label': label,
         onclick: () => this.open(e.ID),
       },
-      el('span', {class: 'mi-from'}, e.Folder === 'drafts' ? el('span', {class: 'mi-draft'}, 'Draft ') : null, who),
+      el('span', {class: 'mi-from'}, e.Folder === 'drafts' ? el('span', {class: 'mi-draft'}, 'Draft ') : null, who,
+        e.Unverified ? el('span', {class: 'mi-unverified'}, ' unverified') : null),
       el('time', {class: 'mi-date', datetime: e.Date || ''}, d ? shortTime(d) : ''),
       el('span', {class: 'mi-subject'}, e.Subject || '(no subject)'),
       el('span', {class: 'mi-flags', 'aria-hidden': 'true'},
@@ -471,6 +493,10 @@ export class Mail {
     const rows = [['From', sender(e)], ['To', (e.To || []).join(', ')], ['Cc', (e.Cc || []).join(', ')],
       ['Date', d ? fullTime(d) : '']].filter(([, v]) => v);
     $('mail-headers').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+    $('mail-unverified').hidden = !e.Unverified;
+    $('mail-unverified').textContent = e.Unverified
+      ? `Unverified sender: this server could not confirm that this e-mail comes from ${e.From || 'its sender'}. Be careful with its links and attachments.`
+      : '';
     const atts = (e.Attachments || []).filter((a) => a && a.URL);
     $('mail-attachments').replaceChildren(...atts.map((a) => el('li', {},
       el('a', {href: a.URL, download: a.Name || 'attachment', rel: 'noopener noreferrer', class: 'mail-att'},
@@ -567,6 +593,7 @@ export class Mail {
     for (const e of gone) this.apply({ID: e.ID, M_time: e.M_time, Removed: true}, true);
     this.toast('The Trash is empty.', 'info');
     this.render();
+    if (this.quota.full) this.sync(); // the mailbox may have room again
     $('mail-folders').querySelector('[data-folder=trash]').focus();
   }
 
