@@ -183,6 +183,9 @@ func smtpLine(t *testing.T, c net.Conn, r *bufio.Reader) string {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
 	line, err := r.ReadString('\n')
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return "still open"
+	}
 	if err != nil {
 		return "closed: " + err.Error()
 	}
@@ -275,4 +278,19 @@ func TestSlowSMTPMessageIsCutOff(t *testing.T) {
 		t.Fatalf("a dripping message was not cut off (ended %v, cut off %d)", ended, g.cutOff.Load())
 	}
 	waitUntil(t, "the parse place to be given back", func() bool { return g.reading.Load() == 0 })
+}
+
+// Mandrill's form is limited near the mail limit: a larger one is refused from its
+// Content-Length, before it is read.
+func TestMandrillFormLimit(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MailDomain, cfg.MandrillKey = testMailDomain, "mandrill-key"
+	srv := startServer(t, cfg)
+	c := rawPost(t, srv, "/inbound/mandrill", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 40<<20, 0)
+	if code := responseStatus(t, c); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a 40 MiB form: %d, want 413", code)
+	}
+	if maxMandrillBody > maxInboundMail*3/2 {
+		t.Fatalf("the Mandrill form limit %d is far above the mail limit %d", maxMandrillBody, maxInboundMail)
+	}
 }
