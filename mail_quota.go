@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -125,4 +126,28 @@ func formatBytes(n int64) string {
 		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// quotaPrecheck refuses a message that one of its recipients' mailboxes cannot take, before
+// any is stored, so that a refusal refuses it for all (delivery checks again under the lock).
+func (db *Database) quotaPrecheck(ctx context.Context, rcpts []string, p *parsedMail) error {
+	if db.cfg.MailQuota <= 0 {
+		return nil
+	}
+	size := p.storedSize()
+	for _, addr := range rcpts {
+		t, ok, err := db.resolveRecipient(ctx, strings.TrimSpace(addr))
+		if err != nil || !ok || t.user == "" {
+			continue // receiveMail answers for these
+		}
+		used, err := mailboxUsed(ctx, db.pool, upperName(t.user))
+		if err != nil {
+			return err
+		}
+		if size > db.cfg.MailQuota-used {
+			db.noticeMailboxFull(ctx, t.user)
+			return errMailboxFull
+		}
+	}
+	return nil
 }

@@ -180,8 +180,13 @@ func TestMailboxQuota(t *testing.T) {
 	if rep := c.ok("GetAllEmails", nil); rep["MailboxFull"] != false || rep["MailQuota"] != float64(40_000) || rep["MailUsed"].(float64) < 30_000 {
 		t.Fatalf("a mailbox with room: %v %v %v", rep["MailboxFull"], rep["MailQuota"], rep["MailUsed"])
 	}
-	if err := smtpSend(t, srv, "x@example.net", []string{addr}, big("second", 30_000)); err == nil || !strings.Contains(err.Error(), "552") {
+	// To two mailboxes, one of which cannot take it: refused for both.
+	d := register(t, srv, "roomy")
+	if err := smtpSend(t, srv, "x@example.net", []string{d.name + "@" + testMailDomain, addr}, big("second", 30_000)); err == nil || !strings.Contains(err.Error(), "552") {
 		t.Fatalf("past the quota over SMTP: %v", err)
+	}
+	if got := emails(d.ok("GetAllEmails", nil)); len(got) != 0 {
+		t.Fatalf("the other recipient got a message refused for one: %v", got)
 	}
 	notice := c.waitPush("the notice", func(m map[string]any) bool {
 		return m["cmd"] == "EmailReceived" && m["Email"].(map[string]any)["Subject"] == mailFullSubject

@@ -161,7 +161,11 @@ func (s *smtpSession) Data(r io.Reader) error {
 	if err := s.b.db.admitMessage(p, len(s.rcpts), s.from, s.key); err != nil {
 		return smtpErrorFor(err)
 	}
-	if _, err := s.b.db.receiveMail(ctx, s.rcpts, p, "smtp"); err != nil {
+	err = s.b.db.quotaPrecheck(ctx, s.rcpts, p)
+	if err == nil {
+		_, err = s.b.db.receiveMail(ctx, s.rcpts, p, "smtp")
+	}
+	if err != nil {
 		if e := smtpErrorFor(err); e != nil {
 			return e
 		}

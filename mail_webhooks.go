@@ -175,7 +175,11 @@ func inboundError(w http.ResponseWriter, err error) {
 
 // deliverInbound stores p for rcpts and answers how many took it.
 func (s *Server) deliverInbound(w http.ResponseWriter, r *http.Request, rcpts []string, p *parsedMail, via string) int {
-	n, err := s.db.receiveMail(r.Context(), rcpts, p, via)
+	err := s.db.quotaPrecheck(r.Context(), rcpts, p)
+	n := 0
+	if err == nil {
+		n, err = s.db.receiveMail(r.Context(), rcpts, p, via)
+	}
 	if code := httpStatusFor(err); code != 0 {
 		inboundError(w, err)
 		return -1
