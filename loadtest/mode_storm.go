@@ -446,7 +446,9 @@ func (t *target) stormReads() (*stormReads, error) {
 		return nil, fmt.Errorf("reference: the quick store %q: %w", t.quickArgs[1], err)
 	}
 	port, _ := strconv.Atoi(portStr)
-	client, err := as.NewClient(host, port)
+	policy := as.NewClientPolicy()
+	policy.Timeout = 30 * time.Second // aerotest shares this process with 10,000 sessions
+	client, err := as.NewClientWithPolicy(policy, host, port)
 	if err != nil {
 		return nil, fmt.Errorf("reference: connecting to Aerospike: %w", err)
 	}
