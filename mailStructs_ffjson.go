@@ -552,6 +552,11 @@ func (j *Email) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		fflib.WriteJsonString(buf, string(j.HTML))
 		buf.WriteByte(',')
 	}
+	if len(j.Preview) != 0 {
+		buf.WriteString(`"Preview":`)
+		fflib.WriteJsonString(buf, string(j.Preview))
+		buf.WriteByte(',')
+	}
 	if len(j.Date) != 0 {
 		buf.WriteString(`"Date":`)
 		fflib.WriteJsonString(buf, string(j.Date))
@@ -613,6 +618,11 @@ func (j *Email) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		}
 		buf.WriteByte(',')
 	}
+	if j.AttachCount != 0 {
+		buf.WriteString(`"AttachmentCount":`)
+		fflib.FormatBits2(buf, uint64(j.AttachCount), 10, j.AttachCount < 0)
+		buf.WriteByte(',')
+	}
 	if len(j.MessageID) != 0 {
 		buf.WriteString(`"MessageID":`)
 		fflib.WriteJsonString(buf, string(j.MessageID))
@@ -652,6 +662,8 @@ const (
 
 	ffjtEmailHTML
 
+	ffjtEmailPreview
+
 	ffjtEmailDate
 
 	ffjtEmailUnread
@@ -663,6 +675,8 @@ const (
 	ffjtEmailRemoved
 
 	ffjtEmailAttachments
+
+	ffjtEmailAttachCount
 
 	ffjtEmailMessageID
 
@@ -689,6 +703,8 @@ var ffjKeyEmailText = []byte("Text")
 
 var ffjKeyEmailHTML = []byte("HTML")
 
+var ffjKeyEmailPreview = []byte("Preview")
+
 var ffjKeyEmailDate = []byte("Date")
 
 var ffjKeyEmailUnread = []byte("Unread")
@@ -700,6 +716,8 @@ var ffjKeyEmailDeleted = []byte("Deleted")
 var ffjKeyEmailRemoved = []byte("Removed")
 
 var ffjKeyEmailAttachments = []byte("Attachments")
+
+var ffjKeyEmailAttachCount = []byte("AttachmentCount")
 
 var ffjKeyEmailMessageID = []byte("MessageID")
 
@@ -770,6 +788,11 @@ mainparse:
 
 					if bytes.Equal(ffjKeyEmailAttachments, kn) {
 						currentKey = ffjtEmailAttachments
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyEmailAttachCount, kn) {
+						currentKey = ffjtEmailAttachCount
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -847,6 +870,14 @@ mainparse:
 						goto mainparse
 					}
 
+				case 'P':
+
+					if bytes.Equal(ffjKeyEmailPreview, kn) {
+						currentKey = ffjtEmailPreview
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
 				case 'R':
 
 					if bytes.Equal(ffjKeyEmailRemoved, kn) {
@@ -903,6 +934,12 @@ mainparse:
 					goto mainparse
 				}
 
+				if fflib.SimpleLetterEqualFold(ffjKeyEmailAttachCount, kn) {
+					currentKey = ffjtEmailAttachCount
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
 				if fflib.EqualFoldRight(ffjKeyEmailAttachments, kn) {
 					currentKey = ffjtEmailAttachments
 					state = fflib.FFParse_want_colon
@@ -935,6 +972,12 @@ mainparse:
 
 				if fflib.SimpleLetterEqualFold(ffjKeyEmailDate, kn) {
 					currentKey = ffjtEmailDate
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyEmailPreview, kn) {
+					currentKey = ffjtEmailPreview
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -1046,6 +1089,9 @@ mainparse:
 				case ffjtEmailHTML:
 					goto handle_HTML
 
+				case ffjtEmailPreview:
+					goto handle_Preview
+
 				case ffjtEmailDate:
 					goto handle_Date
 
@@ -1063,6 +1109,9 @@ mainparse:
 
 				case ffjtEmailAttachments:
 					goto handle_Attachments
+
+				case ffjtEmailAttachCount:
+					goto handle_AttachCount
 
 				case ffjtEmailMessageID:
 					goto handle_MessageID
@@ -1444,6 +1493,32 @@ handle_HTML:
 	state = fflib.FFParse_after_value
 	goto mainparse
 
+handle_Preview:
+
+	/* handler: j.Preview type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Preview = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
 handle_Date:
 
 	/* handler: j.Date type=string kind=string quoted=false*/
@@ -1672,6 +1747,36 @@ handle_Attachments:
 
 				wantVal = false
 			}
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_AttachCount:
+
+	/* handler: j.AttachCount type=int kind=int quoted=false*/
+
+	{
+		if tok != fflib.FFTok_integer && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for int", tok))
+		}
+	}
+
+	{
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			tval, err := fflib.ParseInt(fs.Output.Bytes(), 10, 64)
+
+			if err != nil {
+				return fs.WrapErr(err)
+			}
+
+			j.AttachCount = int(tval)
+
 		}
 	}
 

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -110,9 +112,10 @@ func limitText(s string) string {
 }
 
 // mailPolicy is the allow-list HTML mail is sanitised with: structure and text formatting,
-// links (http, https, mailto; rel=nofollow noopener), and images only from the message itself
-// (cid:) or inline data — never a remote URL, which would tell the sender when it was read.
-// No scripts, styles, event attributes, forms, frames or objects.
+// links (http, https, mailto only; rel=nofollow noopener), and images only from the message
+// itself (cid:) or inline raster data (PNG, JPEG, GIF, WebP) — never a remote URL, which would
+// tell the sender when it was read, nor an SVG or any other data: document, which can carry
+// script. No scripts, styles, event attributes, forms, frames or objects.
 var mailPolicy = func() *bluemonday.Policy {
 	p := bluemonday.NewPolicy()
 	p.AllowElements("p", "br", "div", "span", "b", "i", "u", "s", "strong", "em", "small", "big",
@@ -123,11 +126,13 @@ var mailPolicy = func() *bluemonday.Policy {
 	p.AllowAttrs("align", "valign", "width", "height", "colspan", "rowspan", "bgcolor", "border",
 		"cellpadding", "cellspacing").OnElements("table", "tr", "td", "th", "div", "p", "img")
 	p.AllowAttrs("color", "face", "size").OnElements("font")
-	p.AllowAttrs("href").OnElements("a")
+	p.AllowAttrs("href").Matching(linkHref).OnElements("a")
 	p.AllowAttrs("src").Matching(inlineImageSrc).OnElements("img")
 	p.AllowAttrs("alt").OnElements("img")
 	p.AllowURLSchemes("http", "https", "mailto", "cid")
-	p.AllowDataURIImages()
+	// data: is a scheme of every URL attribute to bluemonday: allowed for raster images only,
+	// and linkHref keeps it out of links.
+	p.AllowURLSchemeWithCustomPolicy("data", rasterDataURI)
 	p.RequireParseableURLs(true)
 	p.RequireNoFollowOnLinks(true)
 	p.RequireNoReferrerOnLinks(true)
@@ -135,7 +140,21 @@ var mailPolicy = func() *bluemonday.Policy {
 	return p
 }()
 
-var inlineImageSrc = regexp.MustCompile(`^(?i:cid:[^\s"'<>]+|data:image/(png|gif|jpeg|webp);base64,[A-Za-z0-9+/=\s]+)$`)
+var (
+	inlineImageSrc = regexp.MustCompile(`^(?i:cid:[^\s"'<>]+|data:image/(png|gif|jpeg|webp);base64,[A-Za-z0-9+/=\s]+)$`)
+	linkHref       = regexp.MustCompile(`^\s*(?i:https?://|mailto:)`)
+	rasterDataType = regexp.MustCompile(`^(?i:image/(png|gif|jpeg|webp);base64,)`)
+)
+
+// rasterDataURI accepts a data: URL only of a base64 PNG, JPEG, GIF or WebP image.
+func rasterDataURI(u *url.URL) bool {
+	prefix := rasterDataType.FindString(u.Opaque)
+	if prefix == "" || u.RawQuery != "" || u.Fragment != "" {
+		return false
+	}
+	_, err := base64.StdEncoding.DecodeString(u.Opaque[len(prefix):])
+	return err == nil
+}
 
 // sanitizeHTML keeps what mailPolicy allows of an HTML body.
 func sanitizeHTML(html string) string {

@@ -45,7 +45,7 @@ func TestInboundEmailEndpoint(t *testing.T) {
 	if code := postMail(t, srv, "/inbound/email", "message/rfc822", sampleMail(t, "shiftjis.eml", addr), nil); code != http.StatusOK {
 		t.Fatalf("good mail: %d", code)
 	}
-	e := c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)
+	e := fetchEmail(c, c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)["ID"])
 	if e["Subject"] != "会議の件" || !strings.Contains(e["Text"].(string), "会議は明日です") {
 		t.Fatalf("Shift_JIS mail: %v", e)
 	}
@@ -107,7 +107,7 @@ func TestMandrillWebhook(t *testing.T) {
 	if code := post(form, sign(cfg.MandrillKey)); code != http.StatusOK {
 		t.Fatalf("signed webhook: %d", code)
 	}
-	e := c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)
+	e := fetchEmail(c, c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)["ID"])
 	if e["Subject"] != "Lunch on Friday?" || e["From"] != "dana@example.org" || e["FromName"] != "Dana Sender" ||
 		!strings.Contains(e["HTML"].(string), "<b>lunch</b>") {
 		t.Fatalf("Mandrill mail: %v", e)
