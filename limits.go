@@ -372,6 +372,9 @@ type countedConn struct {
 	release func()
 }
 
+// NetConn is the connection it counts (so that callers can reach TCP's CloseRead).
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *countedConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
@@ -389,6 +392,7 @@ type limits struct {
 	codes         *budget      // verification codes sent per user, per day
 	mails         *budget      // e-mails and invitations sent per user, per day
 	nameChecks    *budget      // CheckUsername per address, per hour
+	unknownRcpts  *budget      // inbound mail recipients that lead nowhere, per address, per hour
 	logins        *gate        // pre-login commands running on the instance
 }
 
@@ -469,6 +473,7 @@ func newLimits(cfg Config) *limits {
 		codes:         newBudget(codesPerDay, 24*time.Hour),
 		mails:         newBudget(cfg.MailsPerDay, 24*time.Hour),
 		nameChecks:    newBudget(nameChecksPerHour, time.Hour),
+		unknownRcpts:  newBudget(unknownRcptsPerHour, time.Hour),
 		logins:        newGate(loginsAtOnce, loginQueueMax),
 	}
 }

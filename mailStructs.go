@@ -90,7 +90,9 @@ type MandrillMsg struct {
 	Email     string `json:"email"`
 	FromEmail string `json:"from_email"`
 	FromName  string `json:"from_name"`
-	Subject   string `json:"subject"`
-	Text      string `json:"text"`
-	HTML      string `json:"html"`
+	// Sender is the envelope sender where Mandrill gives one (SMS replies need it).
+	Sender  string `json:"sender"`
+	Subject string `json:"subject"`
+	Text    string `json:"text"`
+	HTML    string `json:"html"`
 }

@@ -3891,6 +3891,8 @@ func (j *MandrillMsg) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	fflib.WriteJsonString(buf, string(j.FromEmail))
 	buf.WriteString(`,"from_name":`)
 	fflib.WriteJsonString(buf, string(j.FromName))
+	buf.WriteString(`,"sender":`)
+	fflib.WriteJsonString(buf, string(j.Sender))
 	buf.WriteString(`,"subject":`)
 	fflib.WriteJsonString(buf, string(j.Subject))
 	buf.WriteString(`,"text":`)
@@ -3913,6 +3915,8 @@ const (
 
 	ffjtMandrillMsgFromName
 
+	ffjtMandrillMsgSender
+
 	ffjtMandrillMsgSubject
 
 	ffjtMandrillMsgText
@@ -3927,6 +3931,8 @@ var ffjKeyMandrillMsgEmail = []byte("email")
 var ffjKeyMandrillMsgFromEmail = []byte("from_email")
 
 var ffjKeyMandrillMsgFromName = []byte("from_name")
+
+var ffjKeyMandrillMsgSender = []byte("sender")
 
 var ffjKeyMandrillMsgSubject = []byte("subject")
 
@@ -4034,7 +4040,12 @@ mainparse:
 
 				case 's':
 
-					if bytes.Equal(ffjKeyMandrillMsgSubject, kn) {
+					if bytes.Equal(ffjKeyMandrillMsgSender, kn) {
+						currentKey = ffjtMandrillMsgSender
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyMandrillMsgSubject, kn) {
 						currentKey = ffjtMandrillMsgSubject
 						state = fflib.FFParse_want_colon
 						goto mainparse
@@ -4064,6 +4075,12 @@ mainparse:
 
 				if fflib.EqualFoldRight(ffjKeyMandrillMsgSubject, kn) {
 					currentKey = ffjtMandrillMsgSubject
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyMandrillMsgSender, kn) {
+					currentKey = ffjtMandrillMsgSender
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -4120,6 +4137,9 @@ mainparse:
 
 				case ffjtMandrillMsgFromName:
 					goto handle_FromName
+
+				case ffjtMandrillMsgSender:
+					goto handle_Sender
 
 				case ffjtMandrillMsgSubject:
 					goto handle_Subject
@@ -4241,6 +4261,32 @@ handle_FromName:
 			outBuf := fs.Output.Bytes()
 
 			j.FromName = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Sender:
+
+	/* handler: j.Sender type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Sender = string(string(outBuf))
 
 		}
 	}

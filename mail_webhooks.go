@@ -36,10 +36,14 @@ func (s *Server) inboundAllowed(r *http.Request) bool {
 }
 
 // inboundEmail answers POST /inbound/email: the body is one RFC 5322 message; it goes to the
-// mail domain's addresses among ?to= (repeatable) or, without it, its To and Cc headers.
+// mail domain's addresses among ?to= (repeatable) or, without it, its To and Cc headers. ?from=
+// is the envelope sender (SMS replies are taken only with it).
 func (s *Server) inboundEmail(w http.ResponseWriter, r *http.Request) {
 	if !s.inboundAllowed(r) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if !s.unknownAllowance(w, r) {
 		return
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "message/rfc822" {
@@ -56,11 +60,28 @@ func (s *Server) inboundEmail(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	p.envFrom, p.remote = r.URL.Query().Get("from"), s.inboundRemote(r)
 	rcpts := r.URL.Query()["to"]
 	if len(rcpts) == 0 {
 		rcpts = p.headerRecipients()
 	}
 	s.deliverInbound(w, r, rcpts, p, "http")
+}
+
+// inboundRemote is the limit key of the client handing mail in over HTTP.
+func (s *Server) inboundRemote(r *http.Request) string {
+	return limitKey(s.db.limits.proxies.clientAddr(r))
+}
+
+// unknownAllowance answers 429 when the client has named too many unknown recipients lately
+// (the SMTP receiver's limit, mail_smtpd.go): nothing is read or delivered.
+func (s *Server) unknownAllowance(w http.ResponseWriter, r *http.Request) bool {
+	if s.db.limits.unknownRcpts.has(s.inboundRemote(r)) {
+		return true
+	}
+	w.Header().Set("Retry-After", "120")
+	http.Error(w, "too many unknown recipients; try again later", http.StatusTooManyRequests)
+	return false
 }
 
 // deliverInbound stores p for rcpts and answers how many took it.
@@ -85,6 +106,9 @@ func (s *Server) inboundMandrill(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
+	if !s.unknownAllowance(w, r) {
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxMandrillBody)
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "malformed form", http.StatusBadRequest)
@@ -100,23 +124,31 @@ func (s *Server) inboundMandrill(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "mandrill_events must be a JSON array of events", http.StatusBadRequest)
 		return
 	}
-	parsed, err := parseMandrill(events)
+	inbound, err := parseMandrill(events)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	for i, p := range parsed {
-		if s.deliverInbound(w, r, []string{events[i].Msg.Email}, p, "mandrill") < 0 {
+	for _, in := range inbound {
+		in.p.remote = s.inboundRemote(r)
+		if s.deliverInbound(w, r, []string{in.to}, in.p, "mandrill") < 0 {
 			return
 		}
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
+// mandrillInbound is one inbound event's message with the address it came to: kept together,
+// so that other events in the batch (clicks, opens) cannot shift one onto another's recipient.
+type mandrillInbound struct {
+	to string
+	p  *parsedMail
+}
+
 // parseMandrill parses every inbound event before any is stored, so that a malformed payload
 // stores nothing.
-func parseMandrill(events []MandrillEvent) ([]*parsedMail, error) {
-	out := make([]*parsedMail, 0, len(events))
+func parseMandrill(events []MandrillEvent) ([]mandrillInbound, error) {
+	var out []mandrillInbound
 	for _, ev := range events {
 		if ev.Event != "inbound" {
 			continue
@@ -128,7 +160,8 @@ func parseMandrill(events []MandrillEvent) ([]*parsedMail, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		p.envFrom = ev.Msg.Sender
+		out = append(out, mandrillInbound{to: ev.Msg.Email, p: p})
 	}
 	return out, nil
 }

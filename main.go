@@ -358,6 +358,10 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := db.checkMailFrom(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	web, err := webFS(cfg.WebDir)
 	if err != nil {
 		db.Close()
