@@ -226,6 +226,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.IntVar(&cfg.ConvosPerHour, "convos-per-hour", cfg.ConvosPerHour, "conversations a user may create, or add people to, per hour; 0 for no limit")
 	fset.IntVar(&cfg.MaxSessionsPerUser, "max-sessions-per-user", cfg.MaxSessionsPerUser, "resume tokens kept per user (the oldest is revoked); 0 for no limit")
 	fset.IntVar(&cfg.MaxScheduledPerUser, "max-scheduled-per-user", cfg.MaxScheduledPerUser, "pending scheduled messages per user; 0 for no limit")
+	secretFiles := addSecretFileFlags(fset) // secretflags.go
 	fset.Usage = func() {
 		fmt.Fprintf(fset.Output(), "Usage: pingedchat [flags]\n\nEvery flag can also be set by the environment variable PINGED_<FLAG>, e.g. PINGED_POSTGRES.\n\n")
 		fset.PrintDefaults()
@@ -249,6 +250,9 @@ func parseFlags(args []string) (Config, error) {
 	})
 	if envErr != nil {
 		return cfg, envErr
+	}
+	if err := applySecretFiles(fset, secretFiles, given); err != nil {
+		return cfg, err
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return cfg, errors.New("-tls-cert and -tls-key go together")
