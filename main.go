@@ -80,6 +80,8 @@ type Config struct {
 	MandrillKey  string
 	InboundToken string
 	MailsPerDay  int
+	// MailRcptsPerDay bounds recipients of a user's outbound mail and invitations per day.
+	MailRcptsPerDay int
 
 	// Files (uploads, mail attachments) and administrators.
 	FilesDir     string
@@ -137,6 +139,7 @@ func defaultConfig() Config {
 		MailDomain:          "localhost",
 		FilesDir:            "./data/files",
 		MailsPerDay:         200,
+		MailRcptsPerDay:     500,
 		PushConfig:          PushConfig{FCMURL: defaultFCMURL, APNsURL: defaultAPNsURL, PushWorkers: 4, PushQueue: 1024},
 		BotConfig:           BotConfig{GiphyURL: defaultGiphyURL, GeocodingURL: defaultGeocodingURL, ForecastURL: defaultForecastURL},
 		DefaultQuota:        2 << 30,
@@ -187,6 +190,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MandrillKey, "mandrill-key", cfg.MandrillKey, "Mandrill webhook key: POST /inbound/mandrill checks X-Mandrill-Signature with it; empty or FILL_ME: not checked")
 	fset.StringVar(&cfg.InboundToken, "inbound-token", cfg.InboundToken, "if set, POST /inbound/email and /inbound/mandrill need 'Authorization: Bearer <token>' (or ?token=)")
 	fset.IntVar(&cfg.MailsPerDay, "mails-per-day", cfg.MailsPerDay, "e-mails and invitations a user may send per day; 0 for no limit")
+	fset.IntVar(&cfg.MailRcptsPerDay, "mail-recipients-per-day", cfg.MailRcptsPerDay, "recipients (To and Cc of each e-mail, each invitation) a user may send to per day; 0 for no limit")
 	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
