@@ -97,6 +97,8 @@ type Config struct {
 
 	// EditWindow is how long after sending a message its author may edit it (0: always).
 	EditWindow time.Duration
+	// SearchTimeout bounds each statement of a search (search.go; 0: no bound).
+	SearchTimeout time.Duration
 
 	// Set by tests only.
 	bcryptCost       int
@@ -144,6 +146,7 @@ func defaultConfig() Config {
 		BotConfig:           BotConfig{GiphyURL: defaultGiphyURL, GeocodingURL: defaultGeocodingURL, ForecastURL: defaultForecastURL},
 		DefaultQuota:        2 << 30,
 		S3Region:            "us-east-1",
+		SearchTimeout:       2 * time.Second,
 	}
 }
 
@@ -218,6 +221,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.GeocodingURL, "geocoding-url", cfg.GeocodingURL, "Open-Meteo geocoding API base URL (@forecast)")
 	fset.StringVar(&cfg.ForecastURL, "forecast-url", cfg.ForecastURL, "Open-Meteo forecast API base URL (@forecast)")
 	fset.DurationVar(&cfg.EditWindow, "edit-window", cfg.EditWindow, "how long after sending a message its author may edit it (0: no limit)")
+	fset.DurationVar(&cfg.SearchTimeout, "search-timeout", cfg.SearchTimeout, "how long each statement of a search may run before the user is told to use more specific words; 0 for no limit")
 	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")
