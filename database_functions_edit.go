@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,21 @@ const (
 	maxEmojiRunes    = 8
 	maxEmojiBytes    = 32
 	maxReactionKinds = 20 // different emoji on one message
+
+	// Reaction changes are bounded twice (DESIGN §3.2). Stored: a user's reaction change to a
+	// message replaces their previous reaction row on it when that row is younger than
+	// reactionCoalesce and among the conversation's newest reactionCoalesceScan rows (so the
+	// look for it is bounded, under the lock); the new row carries the message's whole reaction
+	// state, so nobody misses anything. Pushed: reactionBurst changes per user per message,
+	// then one per reactionEvery.
+	reactionCoalesceScan = 256
+	reactionBurst        = 10
+	reactionEvery        = 6 * time.Second
 )
+
+// reactionCoalesce is the window in which a user's reaction rows on one message coalesce (a
+// variable for the tests; 0: never).
+var reactionCoalesce = time.Minute
 
 // changeKinds are the kinds of change rows: never shown as messages, never searched.
 var changeKinds = map[string]bool{"edit": true, "delete": true, "reaction": true}
@@ -255,6 +270,9 @@ func react(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if err := checkEmoji(req.Emoji); err != nil {
 		return nil, err
 	}
+	if !s.db.limits.reactions.spend(s.upper+"\x00"+req.CID+"\x00"+strconv.FormatInt(req.ID, 10), 1) {
+		return nil, clientErr("You are changing your reaction to this message too often; wait a moment.")
+	}
 	return s.change(ctx, req, "reaction", func(s *Session, _ *ConvoRecord, t, row *Message) error {
 		r, err := setReaction(t.Reactions, s.user, req.Emoji, req.On)
 		if err != nil {
@@ -420,6 +438,15 @@ func storeChange(ctx context.Context, tx pgx.Tx, t, row *Message) error {
 	case "edit":
 		b.Queue(`UPDATE message_search SET tsv = to_tsvector('simple', $3) WHERE cid = $1 AND m_time = $2`,
 			t.CID, at, t.Content)
+	case "reaction":
+		if reactionCoalesce > 0 {
+			// Inserted first, so the new row comes after the one it replaces whatever the clock.
+			b.Queue(fmt.Sprintf(`DELETE FROM %[1]s WHERE m_time = (SELECT m_time FROM (
+					SELECT m_time, kind, target, f_username FROM %[1]s WHERE m_time < $1 AND m_time > $2
+					ORDER BY m_time DESC LIMIT %[2]d) r
+				WHERE kind = 'reaction' AND target = $3 AND upper(f_username) = upper($4) ORDER BY m_time DESC LIMIT 1)`,
+				tbl, reactionCoalesceScan), mt, mt.Add(-reactionCoalesce), t.ID, row.FUsername)
+		}
 	case "delete":
 		b.Queue(`DELETE FROM message_search WHERE cid = $1 AND m_time = $2`, t.CID, at)
 		// Replies come after what they answer: the scan stops at the target.

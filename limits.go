@@ -412,6 +412,7 @@ type limits struct {
 	codes         *budget      // verification codes sent per user, per day
 	mails         *budget      // e-mails and invitations sent per user, per day
 	mailRcpts     *budget      // their recipients, per user, per day
+	reactions     *budget      // reaction changes per user per message (database_functions_edit.go)
 	nameChecks    *budget      // CheckUsername per address, per hour
 	logins        *gate        // pre-login commands running on the instance
 }
@@ -493,6 +494,7 @@ func newLimits(cfg Config) *limits {
 		codes:         newBudget(codesPerDay, 24*time.Hour),
 		mails:         newBudget(cfg.MailsPerDay, 24*time.Hour),
 		mailRcpts:     newBudget(cfg.MailRcptsPerDay, 24*time.Hour),
+		reactions:     newBudget(reactionBurst, reactionBurst*reactionEvery),
 		nameChecks:    newBudget(nameChecksPerHour, time.Hour),
 		logins:        newGate(loginsAtOnce, loginQueueMax),
 	}
