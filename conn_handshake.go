@@ -129,6 +129,9 @@ func (db *Database) hashSecQuests(qs []SecQuest) ([]SecQuest, error) {
 		if question == "" || answer == "" || len(question) > maxSecQuestion || len(answer) > maxPassword {
 			return nil, clientErr("Each security question needs a question and an answer (at most %d characters).", maxSecQuestion)
 		}
+		if hasHiddenRune(question) {
+			return nil, errHiddenChars("A security question")
+		}
 		h, err := bcrypt.GenerateFromPassword([]byte(answer), db.cfg.bcryptCost)
 		if err != nil {
 			return nil, err

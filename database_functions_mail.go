@@ -376,8 +376,8 @@ func sendEmailMessage(ctx context.Context, s *Session, req *Request) (reply, err
 		addr, _ := cleanAddress(a)
 		rcpts = append(rcpts, addr)
 	}
-	if !s.db.limits.mails.spend(s.upper, 1) {
-		return nil, clientErr("Too many e-mails today; try again tomorrow.")
+	if err := s.db.limits.spendMail(s.upper, len(rcpts)); err != nil {
+		return nil, err
 	}
 	from := s.db.mailAddress(s.user)
 	out := outMail{From: from, FromName: s.user, To: mr.To, Cc: mr.Cc, Subject: mr.Subject, Body: mr.Text}
@@ -442,8 +442,8 @@ func sendEmailInvite(ctx context.Context, s *Session, req *Request) (reply, erro
 	if utf8.RuneCountInString(note) > 500 || strings.ContainsRune(note, 0) {
 		return nil, clientErr("The invitation's message is too long (at most 500 characters).")
 	}
-	if !s.db.limits.mails.spend(s.upper, 1) {
-		return nil, clientErr("Too many e-mails today; try again tomorrow.")
+	if err := s.db.limits.spendMail(s.upper, 1); err != nil {
+		return nil, err
 	}
 	body := fmt.Sprintf(inviteBody, s.user, s.db.publicURL())
 	subject := s.user + " invites you to pingedchat"

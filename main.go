@@ -80,6 +80,8 @@ type Config struct {
 	MandrillKey  string
 	InboundToken string
 	MailsPerDay  int
+	// MailRcptsPerDay bounds recipients of a user's outbound mail and invitations per day.
+	MailRcptsPerDay int
 
 	// Files (uploads, mail attachments) and administrators.
 	FilesDir     string
@@ -95,6 +97,8 @@ type Config struct {
 
 	// EditWindow is how long after sending a message its author may edit it (0: always).
 	EditWindow time.Duration
+	// SearchTimeout bounds each statement of a search (search.go; 0: no bound).
+	SearchTimeout time.Duration
 
 	// Set by tests only.
 	bcryptCost       int
@@ -137,10 +141,12 @@ func defaultConfig() Config {
 		MailDomain:          "localhost",
 		FilesDir:            "./data/files",
 		MailsPerDay:         200,
+		MailRcptsPerDay:     500,
 		PushConfig:          PushConfig{FCMURL: defaultFCMURL, APNsURL: defaultAPNsURL, PushWorkers: 4, PushQueue: 1024},
 		BotConfig:           BotConfig{GiphyURL: defaultGiphyURL, GeocodingURL: defaultGeocodingURL, ForecastURL: defaultForecastURL},
 		DefaultQuota:        2 << 30,
 		S3Region:            "us-east-1",
+		SearchTimeout:       2 * time.Second,
 	}
 }
 
@@ -187,6 +193,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MandrillKey, "mandrill-key", cfg.MandrillKey, "Mandrill webhook key: POST /inbound/mandrill checks X-Mandrill-Signature with it; empty or FILL_ME: not checked")
 	fset.StringVar(&cfg.InboundToken, "inbound-token", cfg.InboundToken, "if set, POST /inbound/email and /inbound/mandrill need 'Authorization: Bearer <token>' (or ?token=)")
 	fset.IntVar(&cfg.MailsPerDay, "mails-per-day", cfg.MailsPerDay, "e-mails and invitations a user may send per day; 0 for no limit")
+	fset.IntVar(&cfg.MailRcptsPerDay, "mail-recipients-per-day", cfg.MailRcptsPerDay, "recipients (To and Cc of each e-mail, each invitation) a user may send to per day; 0 for no limit")
 	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
@@ -214,6 +221,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.GeocodingURL, "geocoding-url", cfg.GeocodingURL, "Open-Meteo geocoding API base URL (@forecast)")
 	fset.StringVar(&cfg.ForecastURL, "forecast-url", cfg.ForecastURL, "Open-Meteo forecast API base URL (@forecast)")
 	fset.DurationVar(&cfg.EditWindow, "edit-window", cfg.EditWindow, "how long after sending a message its author may edit it (0: no limit)")
+	fset.DurationVar(&cfg.SearchTimeout, "search-timeout", cfg.SearchTimeout, "how long each statement of a search may run before the user is told to use more specific words; 0 for no limit")
 	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")
@@ -226,6 +234,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.IntVar(&cfg.ConvosPerHour, "convos-per-hour", cfg.ConvosPerHour, "conversations a user may create, or add people to, per hour; 0 for no limit")
 	fset.IntVar(&cfg.MaxSessionsPerUser, "max-sessions-per-user", cfg.MaxSessionsPerUser, "resume tokens kept per user (the oldest is revoked); 0 for no limit")
 	fset.IntVar(&cfg.MaxScheduledPerUser, "max-scheduled-per-user", cfg.MaxScheduledPerUser, "pending scheduled messages per user; 0 for no limit")
+	secretFiles := addSecretFileFlags(fset) // secretflags.go
 	fset.Usage = func() {
 		fmt.Fprintf(fset.Output(), "Usage: pingedchat [flags]\n\nEvery flag can also be set by the environment variable PINGED_<FLAG>, e.g. PINGED_POSTGRES.\n\n")
 		fset.PrintDefaults()
@@ -249,6 +258,9 @@ func parseFlags(args []string) (Config, error) {
 	})
 	if envErr != nil {
 		return cfg, envErr
+	}
+	if err := applySecretFiles(fset, secretFiles, given); err != nil {
+		return cfg, err
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return cfg, errors.New("-tls-cert and -tls-key go together")
