@@ -32,9 +32,18 @@ type backupManifest struct {
 
 const backupPGDir = "postgres"
 
-// runTool is how backup and restore run pg_dump and pg_restore; a failure carries their output.
-func runTool(ctx context.Context, name string, args ...string) error {
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+// runTool is how backup and restore run pg_dump and pg_restore, connected to conninfo through a
+// service file in their environment (pgconninfo.go), never through their arguments, which any
+// local user sees in the process list; a failure carries their output.
+func runTool(ctx context.Context, conninfo, name string, args ...string) error {
+	env, cleanup, err := serviceFileEnv(conninfo)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
 	if errors.Is(err, exec.ErrNotFound) {
 		return fmt.Errorf("%s is not installed: it comes with PostgreSQL's client tools (apt install postgresql-client)", name)
 	}
@@ -56,8 +65,8 @@ func backup(ctx context.Context, cfg Config, dir string) error {
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	if err := runTool(ctx, "pg_dump", "--format=directory", "--jobs=2", "--no-owner",
-		"--file="+filepath.Join(dir, backupPGDir), "--dbname="+cfg.Postgres); err != nil {
+	if err := runTool(ctx, cfg.Postgres, "pg_dump", "--format=directory", "--jobs=2", "--no-owner",
+		"--file="+filepath.Join(dir, backupPGDir)); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	m := backupManifest{Created: formatTime(time.Now()), Version: versionString(), SchemaVersion: schema, QuickStore: redactURL(cfg.QuickStore)}
@@ -98,11 +107,12 @@ func restore(ctx context.Context, cfg Config, dir string, force bool) error {
 	if used && !force {
 		return errors.New("restore: the database already holds pingedchat data; restore into a new database, or add -force to replace it")
 	}
-	args := []string{"--jobs=2", "--no-owner", "--dbname=" + cfg.Postgres}
+	// --dbname names the service: the connection itself is in the tool's environment.
+	args := []string{"--jobs=2", "--no-owner", "--dbname=service=" + backupService}
 	if force {
 		args = append(args, "--clean", "--if-exists")
 	}
-	if err := runTool(ctx, "pg_restore", append(args, filepath.Join(dir, backupPGDir))...); err != nil {
+	if err := runTool(ctx, cfg.Postgres, "pg_restore", append(args, filepath.Join(dir, backupPGDir))...); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	return nil

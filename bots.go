@@ -38,6 +38,7 @@ const (
 
 	botDeadline    = 2 * time.Second
 	botsInFlight   = 32
+	botsPerUser    = 4 // of botsInFlight: one user cannot take every slot
 	maxBotQuery    = 200
 	maxBotResponse = 1 << 20
 	forecastDays   = 3
@@ -68,13 +69,15 @@ type ForecastDay struct {
 }
 
 type botRunner struct {
-	db     *Database
-	client *http.Client
-	slots  chan struct{}
+	db      *Database
+	client  *http.Client
+	slots   chan struct{}
+	perUser *addrCounter // requests in flight per user (upper case), at most botsPerUser
 }
 
 func newBots(db *Database) *botRunner {
-	return &botRunner{db: db, client: &http.Client{Timeout: 2 * botDeadline}, slots: make(chan struct{}, botsInFlight)}
+	return &botRunner{db: db, client: &http.Client{Timeout: 2 * botDeadline}, slots: make(chan struct{}, botsInFlight),
+		perUser: newAddrCounter(botsPerUser)}
 }
 
 // parseBotCommand finds "@giphy q" or "@forecast q" at the start of a message.
@@ -109,16 +112,24 @@ func (db *Database) runBots(c *ConvoRecord, m *Message) {
 				slog.Error("bot panicked", "bot", bot, "panic", r, "stack", string(debug.Stack()))
 			}
 		}()
-		var ans *BotAnswer
-		select {
-		case b.slots <- struct{}{}:
-			ans = b.ask(bot, query)
-			<-b.slots
-		default:
-			ans = botError(bot, query, "The bot is busy, try again in a moment.")
-		}
-		b.post(c.CID, bot, ans)
+		b.post(c.CID, bot, b.askWithin(upperName(m.FUsername), bot, query))
 	}()
+}
+
+// askWithin runs a bot if the instance has a slot free and the user has fewer than botsPerUser
+// requests in flight; otherwise the answer says to try again, at once (nothing waits).
+func (b *botRunner) askWithin(user, bot, query string) *BotAnswer {
+	if !b.perUser.acquire(user) {
+		return botError(bot, query, fmt.Sprintf("You have %d bot requests running; try again when they have answered.", botsPerUser))
+	}
+	defer b.perUser.release(user)
+	select {
+	case b.slots <- struct{}{}:
+		defer func() { <-b.slots }()
+		return b.ask(bot, query)
+	default:
+		return botError(bot, query, "The bot is busy, try again in a moment.")
+	}
 }
 
 // ask runs one bot within its deadline; any failure becomes an answer that says so.

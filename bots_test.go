@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -165,4 +166,45 @@ func TestBotsFailSoftly(t *testing.T) {
 	if ackAt < 0 || botAt < 0 || ackAt > botAt {
 		t.Fatalf("ack at %d, bot answer at %d (ack %v)", ackAt, botAt, rep)
 	}
+}
+
+// TestBotsSharePerUser: one user has at most botsPerUser requests in flight; the next is answered
+// at once that it must wait, and another user's request still gets a slot.
+func TestBotsSharePerUser(t *testing.T) {
+	cfg := testConfig(t)
+	svc := startBotServices(t, &cfg)
+	cfg.botTimeout = time.Minute // the hanging service holds the slots until it closes
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "bsa")
+	bob := register(t, srv, "bsb")
+	cid := newConvo(t, alice, "bots", bob)
+
+	svc.Hang(true)
+	for i := range botsPerUser + 1 {
+		alice.ok("SendMessage", map[string]any{"CID": cid, "content": fmt.Sprintf("@forecast town%d", i)})
+	}
+	busy := bob.waitPush("an answer that alice must wait", func(p map[string]any) bool {
+		return p["kind"] == "bot" && strings.Contains(fmt.Sprint(p["content"]), "bot requests running")
+	})
+	var ans BotAnswer
+	if err := json.Unmarshal([]byte(busy["content"].(string)), &ans); err != nil || ans.Type != "error" ||
+		ans.Text != fmt.Sprintf("You have %d bot requests running; try again when they have answered.", botsPerUser) {
+		t.Fatalf("busy answer %+v (%v)", ans, err)
+	}
+	waitUntil(t, "alice's requests at the service", func() bool { return svc.Hanging() == botsPerUser })
+	bob.ok("SendMessage", map[string]any{"CID": cid, "content": "@forecast Paris"})
+	waitUntil(t, "bob's request at the service", func() bool { return svc.Hanging() == botsPerUser+1 })
+
+	svc.Close() // the held requests fail: every one is answered, and alice's share is free again
+	answered := 0
+	bob.waitFor("the held requests' answers", func() bool {
+		for _, p := range bob.pushes {
+			if p["kind"] == "bot" && strings.Contains(fmt.Sprint(p["content"]), "forecast service") {
+				answered++
+			}
+		}
+		done := answered == botsPerUser+1
+		answered = 0
+		return done
+	})
 }

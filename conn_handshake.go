@@ -44,6 +44,9 @@ func checkUsername(ctx context.Context, s *Session, req *Request) (reply, error)
 	if !s.db.limits.nameChecks.spend(s.remote, 1) {
 		return nil, clientErr("Too many checks from your address; try again later.")
 	}
+	if s.db.reservedName(req.Username) {
+		return &NameCheck{Username: req.Username, Available: false}, nil
+	}
 	_, err := s.db.getUserData(ctx, req.Username)
 	if err != nil && !isNotFound(err) {
 		return nil, err
@@ -56,6 +59,9 @@ func checkUsername(ctx context.Context, s *Session, req *Request) (reply, error)
 func (db *Database) checkNewUser(ctx context.Context, req *Request) error {
 	if !validUsername(req.Username) {
 		return clientErr("Invalid username: use 3 to 32 letters, digits or underscores.")
+	}
+	if db.reservedName(req.Username) {
+		return clientErr("The name %q is reserved for the server's own mail; choose another.", req.Username)
 	}
 	if err := checkPassword(req.Password); err != nil {
 		return err
@@ -122,6 +128,9 @@ func (db *Database) hashSecQuests(qs []SecQuest) ([]SecQuest, error) {
 		question, answer := strings.TrimSpace(q.Question), normalAnswer(q.Answer)
 		if question == "" || answer == "" || len(question) > maxSecQuestion || len(answer) > maxPassword {
 			return nil, clientErr("Each security question needs a question and an answer (at most %d characters).", maxSecQuestion)
+		}
+		if hasHiddenRune(question) {
+			return nil, errHiddenChars("A security question")
 		}
 		h, err := bcrypt.GenerateFromPassword([]byte(answer), db.cfg.bcryptCost)
 		if err != nil {

@@ -378,6 +378,7 @@ func init() {
 		"RemoveFriend":        removeFriend,
 		// mail (database_functions_mail.go)
 		"GetAllEmails":        getAllEmails,
+		"GetEmail":            getEmail, // mail_read.go
 		"MarkEmailUnread":     markEmail("unread", func(m *MailRequest) *bool { return m.Unread }),
 		"MarkEmailStarred":    markEmail("starred", func(m *MailRequest) *bool { return m.Starred }),
 		"MarkEmailDeleted":    markEmail("deleted", func(m *MailRequest) *bool { return m.Deleted }),

@@ -102,6 +102,9 @@ func checkConvoName(name string) (string, error) {
 	if utf8.RuneCountInString(name) > maxConvoName || strings.ContainsRune(name, 0) {
 		return "", clientErr("Conversation name must be at most %d characters.", maxConvoName)
 	}
+	if hasHiddenRune(name) {
+		return "", errHiddenChars("A conversation's name")
+	}
 	return name, nil
 }
 

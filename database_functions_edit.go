@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -24,7 +26,21 @@ const (
 	maxEmojiRunes    = 8
 	maxEmojiBytes    = 32
 	maxReactionKinds = 20 // different emoji on one message
+
+	// Reaction changes are bounded twice (DESIGN §3.2). Stored: a user's reaction change to a
+	// message replaces their previous reaction row on it when that row is younger than
+	// reactionCoalesce and among the conversation's newest reactionCoalesceScan rows (so the
+	// look for it is bounded, under the lock); the new row carries the message's whole reaction
+	// state, so nobody misses anything. Pushed: reactionBurst changes per user per message,
+	// then one per reactionEvery.
+	reactionCoalesceScan = 256
+	reactionBurst        = 10
+	reactionEvery        = 6 * time.Second
 )
+
+// reactionCoalesce is the window in which a user's reaction rows on one message coalesce (a
+// variable for the tests; 0: never).
+var reactionCoalesce = time.Minute
 
 // changeKinds are the kinds of change rows: never shown as messages, never searched.
 var changeKinds = map[string]bool{"edit": true, "delete": true, "reaction": true}
@@ -130,12 +146,22 @@ func (s *Session) addReplyAndMentions(ctx context.Context, c *ConvoRecord, req *
 	return nil
 }
 
-// findTarget reads the message with the given id: one probe of the key when its m_time is
-// given (and right), else a scan back from the newest row (ids increase with m_time, so recent
-// messages are found at once). Change rows are not messages.
+// errNoSuchMessage answers a change or reply that names no message of the conversation.
+var errNoSuchMessage = clientErr("no such message in this conversation")
+
+// targetSearchHook, when set (tests), is called as a target's search begins.
+var targetSearchHook atomic.Pointer[func(cid string, id int64)]
+
+// findTarget reads the message with the given id, taking no lock: one probe of the key when its
+// m_time is given (and right), else a binary search over the key (findByIDSQL), since ids
+// increase with m_time. Change rows are not messages. Its cost does not grow with the
+// conversation: an id that does not exist costs as little as one that does.
 func findTarget(ctx context.Context, q querier, cid string, id int64, mtime string) (*Message, error) {
 	if id <= 0 {
-		return nil, clientErr("no such message")
+		return nil, errNoSuchMessage
+	}
+	if hook := targetSearchHook.Load(); hook != nil {
+		(*hook)(cid, id)
 	}
 	t := &Message{CID: cid}
 	var err error = pgx.ErrNoRows
@@ -144,14 +170,64 @@ func findTarget(ctx context.Context, q querier, cid string, id int64, mtime stri
 			messageColumns, convTable(cid)), at, id), t)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = scanMessage(q.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE id = $1 ORDER BY m_time DESC LIMIT 1",
-			messageColumns, convTable(cid)), id), t)
+		err = scanMessage(q.QueryRow(ctx, findByIDSQL(cid), id), t)
 	}
 	if errors.Is(err, pgx.ErrNoRows) || err == nil && changeKinds[t.Kind] {
-		return nil, clientErr("no such message")
+		return nil, errNoSuchMessage
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading message %d of %s: %w", id, cid, err)
+	}
+	return t, nil
+}
+
+// findByIDSQL finds the row with id $1 without an index on id (DESIGN §4: a conversation stays
+// five relations) and without scanning: ids increase with m_time, so a binary search over the
+// m_time key finds it, one probe of the key per step, at most 64 steps (the µs between the
+// first and the newest row halve at each; about 45 for ten years). lo is always the time of a
+// row whose id is at most $1, and every row at or after hi has a greater id; the search ends
+// when lo's row is $1 or nothing lies between lo and hi. An id beyond the newest row's, or
+// before the first's, ends it at once. The rows next to where it ended are looked at too, so
+// that tables from the first release, whose ids may be slightly out of m_time order, still
+// find their messages. Times are µs since the epoch in bigints: exact, whatever the time zone.
+func findByIDSQL(cid string) string {
+	return fmt.Sprintf(`WITH RECURSIVE
+	ends AS (SELECT f.m_time AS lo_t, f.id AS lo_id, l.m_time AS hi_t, l.id AS hi_id
+		FROM (SELECT m_time, id FROM %[2]s ORDER BY m_time LIMIT 1) f,
+			(SELECT m_time, id FROM %[2]s ORDER BY m_time DESC LIMIT 1) l),
+	s(lo, lo_id, hi, n) AS (
+		SELECT (extract(epoch FROM lo_t) * 1000000)::bigint, lo_id, (extract(epoch FROM hi_t) * 1000000)::bigint + 1, 0
+		FROM ends WHERE lo_id <= $1 AND hi_id >= $1
+		UNION ALL
+		SELECT CASE WHEN p.id <= $1 THEN p.us ELSE s.lo END, CASE WHEN p.id <= $1 THEN p.id ELSE s.lo_id END,
+			CASE WHEN p.id <= $1 THEN s.hi ELSE m.mid END, s.n + 1
+		FROM s CROSS JOIN LATERAL (SELECT s.lo + (s.hi - s.lo) / 2 AS mid) m
+			LEFT JOIN LATERAL (SELECT id, (extract(epoch FROM m_time) * 1000000)::bigint AS us FROM %[2]s
+				WHERE m_time >= to_timestamp(0) + m.mid * interval '1 microsecond' ORDER BY m_time LIMIT 1) p ON true
+		WHERE s.lo_id <> $1 AND s.hi - s.lo > 1 AND s.n < 64),
+	at AS (SELECT to_timestamp(0) + lo * interval '1 microsecond' AS t FROM s ORDER BY n DESC LIMIT 1)
+	SELECT %[1]s FROM (
+		(SELECT * FROM %[2]s WHERE m_time <= (SELECT t FROM at) ORDER BY m_time DESC LIMIT 16)
+		UNION ALL
+		(SELECT * FROM %[2]s WHERE m_time > (SELECT t FROM at) ORDER BY m_time LIMIT 16)) w
+	WHERE id = $1 LIMIT 1`, messageColumns, convTable(cid))
+}
+
+// readTarget reads the target found by findTarget again, under the conversation's lock, for its
+// current state: one probe of the key.
+func readTarget(ctx context.Context, q querier, found *Message) (*Message, error) {
+	at, err := parseTime(found.MTime)
+	if err != nil {
+		return nil, err
+	}
+	t := &Message{CID: found.CID}
+	err = scanMessage(q.QueryRow(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE m_time = $1 AND id = $2",
+		messageColumns, convTable(found.CID)), at, found.ID), t)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNoSuchMessage
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading message %d of %s: %w", found.ID, found.CID, err)
 	}
 	return t, nil
 }
@@ -194,6 +270,9 @@ func react(ctx context.Context, s *Session, req *Request) (reply, error) {
 	if err := checkEmoji(req.Emoji); err != nil {
 		return nil, err
 	}
+	if !s.db.limits.reactions.spend(s.upper+"\x00"+req.CID+"\x00"+strconv.FormatInt(req.ID, 10), 1) {
+		return nil, clientErr("You are changing your reaction to this message too often; wait a moment.")
+	}
 	return s.change(ctx, req, "reaction", func(s *Session, _ *ConvoRecord, t, row *Message) error {
 		r, err := setReaction(t.Reactions, s.user, req.Emoji, req.On)
 		if err != nil {
@@ -206,14 +285,20 @@ func react(ctx context.Context, s *Session, req *Request) (reply, error) {
 }
 
 // checkEmoji accepts a short string of printable characters without spaces: an emoji (with
-// its modifiers and joiners) or a few characters.
+// its modifiers and joiners) or a few characters. Bidirectional controls and invisible format
+// characters are refused (validate.go, hiddenRune) but for the joiner, and for tag characters
+// in a subdivision flag (U+1F3F4 then tags: 🏴󠁧󠁢󠁳󠁣󠁴󠁿), the one emoji that needs them.
 func checkEmoji(e string) error {
 	if e == "" || len(e) > maxEmojiBytes || utf8.RuneCountInString(e) > maxEmojiRunes || !utf8.ValidString(e) {
 		return clientErr("a reaction is one emoji")
 	}
+	flag := strings.HasPrefix(e, "\U0001F3F4")
 	for _, r := range e {
-		if unicode.IsControl(r) || unicode.IsSpace(r) || r == utf8.RuneError {
+		if unicode.IsSpace(r) || r == utf8.RuneError {
 			return clientErr("a reaction is one emoji")
+		}
+		if hiddenRune(r) && !(flag && r >= 0xE0020 && r <= 0xE007F) {
+			return errHiddenChars("A reaction")
 		}
 	}
 	return nil
@@ -263,6 +348,13 @@ func (s *Session) change(ctx context.Context, req *Request, kind string, apply c
 	if err := s.db.ensureConvTable(ctx, c.CID); err != nil {
 		return nil, err
 	}
+	// The target is found before the lock is taken, so that no search, however long the
+	// conversation and whatever the id, holds up the conversation's sends; under the lock it is
+	// read again by its key for its current state.
+	found, err := findTarget(ctx, s.db.pool, c.CID, req.ID, req.MTime)
+	if err != nil {
+		return nil, err
+	}
 	row := &Message{Cmd: "SendMessage", CID: c.CID, FUsername: s.user, Kind: kind, ClientID: req.ClientID}
 	err = pgx.BeginFunc(ctx, s.db.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey(c.CID)); err != nil {
@@ -278,7 +370,7 @@ func (s *Session) change(ctx context.Context, req *Request, kind string, apply c
 			}
 			row.FUsername, row.Kind = s.user, kind
 		}
-		t, err := findTarget(ctx, tx, c.CID, req.ID, req.MTime)
+		t, err := readTarget(ctx, tx, found)
 		if err != nil {
 			return err
 		}
@@ -346,6 +438,15 @@ func storeChange(ctx context.Context, tx pgx.Tx, t, row *Message) error {
 	case "edit":
 		b.Queue(`UPDATE message_search SET tsv = to_tsvector('simple', $3) WHERE cid = $1 AND m_time = $2`,
 			t.CID, at, t.Content)
+	case "reaction":
+		if reactionCoalesce > 0 {
+			// Inserted first, so the new row comes after the one it replaces whatever the clock.
+			b.Queue(fmt.Sprintf(`DELETE FROM %[1]s WHERE m_time = (SELECT m_time FROM (
+					SELECT m_time, kind, target, f_username FROM %[1]s WHERE m_time < $1 AND m_time > $2
+					ORDER BY m_time DESC LIMIT %[2]d) r
+				WHERE kind = 'reaction' AND target = $3 AND upper(f_username) = upper($4) ORDER BY m_time DESC LIMIT 1)`,
+				tbl, reactionCoalesceScan), mt, mt.Add(-reactionCoalesce), t.ID, row.FUsername)
+		}
 	case "delete":
 		b.Queue(`DELETE FROM message_search WHERE cid = $1 AND m_time = $2`, t.CID, at)
 		// Replies come after what they answer: the scan stops at the target.

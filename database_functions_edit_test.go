@@ -154,16 +154,19 @@ func TestOfflineClientGetsEveryChangeOnceInOrder(t *testing.T) {
 		}
 		last = r["m_time"].(string)
 	}
-	want := "[edit reaction reaction reaction edit text delete reaction reaction]"
+	// Bob's 🎉 replaced his 👍 row, and his ❤️ taken back its adding row: a user's reaction
+	// rows on a message coalesce within a minute.
+	want := "[edit reaction reaction edit text delete reaction]"
 	if fmt.Sprint(kinds) != want {
 		t.Fatalf("rows since the sync point: %v, want %s", kinds, want)
 	}
 	// The reply carries the quote and the mention; the deletion emptied the quote.
-	if r := rows[5]; r["reply_to"] != ids[1] || fmt.Sprint(r["mentions"]) != fmt.Sprintf("[%s]", alice.name) {
+	if r := rows[4]; r["reply_to"] != ids[1] || fmt.Sprint(r["mentions"]) != fmt.Sprintf("[%s]", alice.name) {
 		t.Fatalf("the reply: %v", r)
 	}
-	if rows[7]["on"] != true || rows[8]["on"] != nil || rows[8]["content"] != "❤️" || rows[8]["f_username"] != bob.name {
-		t.Fatalf("a reaction added and taken back: %v, %v", rows[7], rows[8])
+	if rows[2]["content"] != "🎉" || rows[2]["f_username"] != bob.name ||
+		rows[6]["on"] != nil || rows[6]["content"] != "❤️" || rows[6]["f_username"] != bob.name {
+		t.Fatalf("reactions changed and taken back: %v, %v", rows[2], rows[6])
 	}
 	applyRows(carolView, rows)
 
@@ -334,5 +337,67 @@ func TestReplyPushCarriesQuoteAndMentions(t *testing.T) {
 	rows := rowsOf(alice.ok("GetConvoData", map[string]any{"CID": cid}))
 	if h := rows[len(rows)-1]; fmt.Sprint(h["quote"]) != fmt.Sprint(q) || fmt.Sprint(h["mentions"]) != fmt.Sprint(p["mentions"]) {
 		t.Fatalf("the reply in history: %v", h)
+	}
+}
+
+// TestReactionChangesAreBounded: a user's reaction changes to one message within a minute leave
+// one row (each replaces the one before; every client still ends in the same state, live or
+// syncing), and after reactionBurst changes the next is refused until time has passed; other
+// users and other messages have budgets of their own.
+func TestReactionChangesAreBounded(t *testing.T) {
+	srv := startServer(t, testConfig(t))
+	alice := register(t, srv, "rbalice")
+	bob := register(t, srv, "rbbob")
+	carol := register(t, srv, "rbcarol")
+	cid := newConvo(t, alice, "reactions", bob, carol)
+	ack := alice.ok("SendMessage", map[string]any{"CID": cid, "content": "react to me"})
+	id, mt := ack["id"], ack["m_time"]
+	syncPoint := mt.(string)
+	other := alice.ok("SendMessage", map[string]any{"CID": cid, "content": "and to me"})
+
+	for i := range reactionBurst - 1 { // on, off, on … on
+		bob.ok("React", map[string]any{"CID": cid, "ID": id, "M_time": mt, "emoji": "👍", "on": i%2 == 0})
+	}
+	bob.ok("React", map[string]any{"CID": cid, "ID": id, "M_time": mt, "emoji": "❤️", "on": true})
+	carol.ok("React", map[string]any{"CID": cid, "ID": id, "M_time": mt, "emoji": "👍", "on": true})
+	bob.fails("React", map[string]any{"CID": cid, "ID": id, "M_time": mt, "emoji": "👍", "on": true},
+		"You are changing your reaction to this message too often; wait a moment.")
+	bob.ok("React", map[string]any{"CID": cid, "ID": other["id"], "emoji": "😀", "on": true})
+
+	var rows map[string]int64 = map[string]int64{}
+	r, err := srv.db.pool.Query(t.Context(), fmt.Sprintf(`SELECT f_username, count(*) FROM %s
+		WHERE kind = 'reaction' AND target = $1 GROUP BY f_username`, convTable(cid)), int64(id.(float64)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var who string
+		var n int64
+		if err := r.Scan(&who, &n); err != nil {
+			t.Fatal(err)
+		}
+		rows[who] = n
+	}
+	r.Close()
+	if len(rows) != 2 || rows[bob.name] != 1 || rows[carol.name] != 1 {
+		t.Fatalf("reaction rows per user: %v, want one each", rows)
+	}
+
+	want := fmt.Sprintf("[map[emoji:❤️ users:[%s]] map[emoji:👍 users:[%s]]]", bob.name, carol.name)
+	// Alice saw every change live and ends where the rows end.
+	live := map[int64]*viewMsg{}
+	applyRows(live, []map[string]any{{"id": id, "f_username": alice.name, "content": "react to me", "m_time": mt}})
+	for range reactionBurst + 1 {
+		p := alice.waitPush("a reaction", func(p map[string]any) bool { return p["kind"] == "reaction" && p["target"] == id })
+		applyRows(live, []map[string]any{p})
+	}
+	synced := map[int64]*viewMsg{}
+	applyRows(synced, []map[string]any{{"id": id, "f_username": alice.name, "content": "react to me", "m_time": mt}})
+	applyRows(synced, syncSince(alice, cid, syncPoint))
+	fresh := map[int64]*viewMsg{}
+	applyRows(fresh, rowsOf(alice.ok("GetConvoData", map[string]any{"CID": cid})))
+	idn := int64(id.(float64))
+	if live[idn].Reactions != want || synced[idn].Reactions != want || fresh[idn].Reactions != want {
+		t.Fatalf("reactions live %s, synced %s, fresh %s; want %s", live[idn].Reactions, synced[idn].Reactions, fresh[idn].Reactions, want)
 	}
 }

@@ -132,11 +132,10 @@ func (db *Database) deliverEmail(ctx context.Context, owner string, e *Email, si
 	return nil
 }
 
-// pushEmail sends e to the owner's sessions (but skip) as cmd.
+// pushEmail sends e's summary to the owner's sessions (but skip) as cmd: never the bodies, which
+// GetEmail fetches, so that a push stays far below NATS's maximum payload (mail_read.go).
 func (db *Database) pushEmail(owner string, e *Email, cmd, skip string) {
-	v := *e
-	db.signAttachments(owner, &v)
-	payload, err := ffjson.Marshal(&EmailReply{Cmd: cmd, Email: v})
+	payload, err := ffjson.Marshal(&EmailReply{Cmd: cmd, Email: summarize(e)})
 	if err != nil {
 		slog.Error("encoding an e-mail push", "err", err)
 		return
@@ -198,6 +197,16 @@ func queueUnreadEmails(b *pgx.Batch, user string, n *int64) {
 	})
 }
 
+// The list queries (summaries: mail_read.go), each for at most $last rows.
+var (
+	mailListSince = "SELECT " + summaryColumns + ` FROM mail WHERE owner = $1 AND m_time > $2
+		ORDER BY m_time LIMIT $3`
+	mailListBefore = "SELECT " + summaryColumns + ` FROM mail WHERE owner = $1 AND id < $2
+		AND NOT removed ORDER BY id DESC LIMIT $3`
+	mailListNewest = "SELECT " + summaryColumns + ` FROM mail WHERE owner = $1
+		AND NOT removed ORDER BY id DESC LIMIT $2`
+)
+
 func getAllEmails(ctx context.Context, s *Session, req *Request) (reply, error) {
 	mr, err := mailRequest(req)
 	if err != nil {
@@ -216,38 +225,20 @@ func getAllEmails(ctx context.Context, s *Session, req *Request) (reply, error) 
 		if err != nil {
 			return nil, err
 		}
-		rows, err = s.db.pool.Query(ctx, "SELECT "+emailColumns+` FROM mail WHERE owner = $1 AND m_time > $2
-			ORDER BY m_time LIMIT $3`, owner, since.UnixMicro(), mailPage+1)
+		rows, err = s.db.pool.Query(ctx, mailListSince, owner, since.UnixMicro(), mailPage+1)
 		if err != nil {
 			return nil, fmt.Errorf("reading mail since %s: %w", mr.MTime, err)
 		}
 	case mr.BeforeID > 0:
-		rows, err = s.db.pool.Query(ctx, "SELECT "+emailColumns+` FROM mail WHERE owner = $1 AND id < $2
-			AND NOT removed ORDER BY id DESC LIMIT $3`, owner, mr.BeforeID, mailPage+1)
+		rows, err = s.db.pool.Query(ctx, mailListBefore, owner, mr.BeforeID, mailPage+1)
 	default:
-		rows, err = s.db.pool.Query(ctx, "SELECT "+emailColumns+` FROM mail WHERE owner = $1
-			AND NOT removed ORDER BY id DESC LIMIT $2`, owner, mailPage+1)
+		rows, err = s.db.pool.Query(ctx, mailListNewest, owner, mailPage+1)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading mail: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		e, err := scanEmail(rows)
-		if err != nil {
-			return nil, fmt.Errorf("reading mail: %w", err)
-		}
-		if e.Removed {
-			*e = Email{ID: e.ID, MTime: e.MTime, Removed: true}
-		}
-		s.db.signAttachments(s.user, e)
-		rep.Emails = append(rep.Emails, *e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading mail: %w", err)
-	}
-	if len(rep.Emails) > mailPage {
-		rep.Emails, rep.More = rep.Emails[:mailPage], true
+	if err := readSummaries(rows, rep); err != nil {
+		return nil, err
 	}
 	if rep.MailUsed, rep.MailboxFull, err = s.db.mailboxState(ctx, owner); err != nil {
 		return nil, err
@@ -290,14 +281,13 @@ func (s *Session) changeEmail(ctx context.Context, id int64, update string, args
 		if tag.RowsAffected() == 0 {
 			return clientErr("No such e-mail.")
 		}
-		e, err = scanEmail(tx.QueryRow(ctx, "SELECT "+emailColumns+" FROM mail WHERE owner = $1 AND id = $2", s.upper, id))
+		e, err = emailSummary(ctx, tx, s.upper, id)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.db.pushEmail(s.user, e, "EmailUpdated", s.id)
-	s.db.signAttachments(s.user, e)
 	return &EmailReply{Email: *e}, nil
 }
 
@@ -398,14 +388,12 @@ func addNewDraft(ctx context.Context, s *Session, req *Request) (reply, error) {
 	e := &Email{Folder: folderDrafts, From: s.db.mailAddress(s.user), To: mr.To, Cc: mr.Cc,
 		Subject: mr.Subject, Text: mr.Text}
 	if mr.InReplyTo > 0 {
-		if orig, err := s.db.emailByID(ctx, s.upper, mr.InReplyTo); err == nil {
-			e.InReplyTo = orig.MessageID
-		}
+		e.InReplyTo = s.db.messageIDOf(ctx, s.upper, mr.InReplyTo)
 	}
 	if err := s.db.deliverEmail(ctx, s.user, e, int64(len(e.Text)), "EmailUpdated", s.id); err != nil {
 		return nil, err
 	}
-	return &EmailReply{Email: *e}, nil
+	return &EmailReply{Email: summarize(e)}, nil
 }
 
 // emailByID reads one e-mail of a mailbox.
@@ -433,15 +421,13 @@ func sendEmailMessage(ctx context.Context, s *Session, req *Request) (reply, err
 		addr, _ := cleanAddress(a)
 		rcpts = append(rcpts, addr)
 	}
-	if !s.db.limits.mails.spend(s.upper, 1) {
-		return nil, clientErr("Too many e-mails today; try again tomorrow.")
+	if err := s.db.limits.spendMail(s.upper, len(rcpts)); err != nil {
+		return nil, err
 	}
 	from := s.db.mailAddress(s.user)
 	out := outMail{From: from, FromName: s.user, To: mr.To, Cc: mr.Cc, Subject: mr.Subject, Body: mr.Text}
 	if mr.InReplyTo > 0 {
-		if orig, err := s.db.emailByID(ctx, s.upper, mr.InReplyTo); err == nil {
-			out.InReplyTo = orig.MessageID
-		}
+		out.InReplyTo = s.db.messageIDOf(ctx, s.upper, mr.InReplyTo)
 	}
 	data, msgID, err := formatMail(out)
 	if err != nil {
@@ -470,7 +456,7 @@ func sendEmailMessage(ctx context.Context, s *Session, req *Request) (reply, err
 		s.db.pushEmail(s.user, &Email{ID: mr.ID, MTime: e.MTime, Removed: true}, "EmailUpdated", s.id)
 	}
 	s.db.pushEmail(s.user, e, "EmailUpdated", s.id)
-	return &EmailReply{Email: *e}, nil
+	return &EmailReply{Email: summarize(e)}, nil
 }
 
 const inviteBody = "%s invites you to chat on pingedchat.\n\nJoin here: %s\n"
@@ -501,8 +487,8 @@ func sendEmailInvite(ctx context.Context, s *Session, req *Request) (reply, erro
 	if utf8.RuneCountInString(note) > 500 || strings.ContainsRune(note, 0) {
 		return nil, clientErr("The invitation's message is too long (at most 500 characters).")
 	}
-	if !s.db.limits.mails.spend(s.upper, 1) {
-		return nil, clientErr("Too many e-mails today; try again tomorrow.")
+	if err := s.db.limits.spendMail(s.upper, 1); err != nil {
+		return nil, err
 	}
 	body := fmt.Sprintf(inviteBody, s.user, s.db.publicURL())
 	subject := s.user + " invites you to pingedchat"

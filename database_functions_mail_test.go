@@ -75,6 +75,12 @@ func emails(rep map[string]any) []map[string]any {
 	return out
 }
 
+// fetchEmail reads one e-mail whole (GetEmail).
+func fetchEmail(c *client, id any) map[string]any {
+	c.t.Helper()
+	return c.ok("GetEmail", map[string]any{"ID": id})["Email"].(map[string]any)
+}
+
 func TestMailboxCommands(t *testing.T) {
 	srv, relay := mailServer(t)
 	alice := register(t, srv, "alice")
@@ -122,6 +128,11 @@ func TestMailboxCommands(t *testing.T) {
 	// Someone else's mailbox is out of reach.
 	mallory := register(t, srv, "mallory")
 	mallory.fails("MarkEmailDeleted", map[string]any{"ID": id, "Deleted": true}, "No such e-mail.")
+	mallory.fails("GetEmail", map[string]any{"ID": id}, "No such e-mail.")
+	mallory.fails("GetEmail", nil, "ID is required.")
+	if e := fetchEmail(alice, id); !strings.Contains(e["Text"].(string), "Grüße aus Köln, à bientôt!") || e["Subject"] != "Grüße aus Köln" {
+		t.Fatalf("GetEmail: %v", e)
+	}
 	if got := emails(mallory.ok("GetAllEmails", nil)); len(got) != 0 {
 		t.Fatalf("mallory sees %v", got)
 	}
@@ -131,7 +142,10 @@ func TestMailboxCommands(t *testing.T) {
 	if d["Folder"] != "drafts" {
 		t.Fatalf("draft: %v", d)
 	}
-	alice.ok("AddNewDraft", map[string]any{"ID": d["ID"], "To": []string{"Bob <bob@example.com>"}, "Subject": "Hello Bob", "Text": "Hi!\nSee you."})
+	d = alice.ok("AddNewDraft", map[string]any{"ID": d["ID"], "To": []string{"Bob <bob@example.com>"}, "Subject": "Hello Bob", "Text": "Hi!\nSee you."})["Email"].(map[string]any)
+	if d["Preview"] != "Hi! See you." || d["Text"] != nil || fetchEmail(alice, d["ID"])["Text"] != "Hi!\nSee you." {
+		t.Fatalf("the draft updated: %v", d)
+	}
 	sent := alice.ok("SendEmailMessage", map[string]any{"ID": d["ID"], "To": []string{"Bob <bob@example.com>"},
 		"Subject": "Hello Bob", "Text": "Hi!\nSee you.", "InReplyTo": id})["Email"].(map[string]any)
 	if sent["Folder"] != "sent" || sent["MessageID"] == "" || sent["InReplyTo"] != "<latin1@example.de>" {
@@ -178,6 +192,7 @@ func TestMailboxCommands(t *testing.T) {
 			t.Fatalf("removed e-mail still listed: %v", e)
 		}
 	}
+	alice.fails("GetEmail", map[string]any{"ID": id}, "No such e-mail.")
 }
 
 // Pages of 50, newest first, and an incremental sync that pages forward with More.

@@ -150,6 +150,9 @@ func checkFileName(name string) error {
 	if bad {
 		return clientErr("Name must be a file name of 1 to %d bytes, without / \\ or control characters.", maxFileName)
 	}
+	if hasHiddenRune(name) {
+		return errHiddenChars("A file name")
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"runtime/debug"
@@ -21,7 +22,9 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz answers 200 when PostgreSQL, the quick store and NATS are reachable and the server is
-// not shutting down, else 503 with what is wrong, so a load balancer sends sessions elsewhere.
+// not shutting down, else 503 naming what is down, so a load balancer sends sessions elsewhere.
+// The body says only which dependency is unavailable: the errors themselves (host names,
+// addresses, database and role names) go to the log, never to whoever asks.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -34,6 +37,8 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
+// readiness is the status of each dependency that is not ready ("postgres: unavailable"); the
+// reasons are logged.
 func (s *Server) readiness(ctx context.Context) []string {
 	if s.draining.Load() {
 		return []string{"draining: shutting down"}
@@ -41,14 +46,18 @@ func (s *Server) readiness(ctx context.Context) []string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var problems []string
+	down := func(what string, err error) {
+		slog.Warn("not ready", "dependency", what, "err", err)
+		problems = append(problems, what+": unavailable")
+	}
 	if err := s.db.pool.Ping(ctx); err != nil {
-		problems = append(problems, "postgres: "+err.Error())
+		down("postgres", err)
 	}
 	if _, err := s.db.quick.Get(ctx, Key{nsUsers, "health", "probe"}); err != nil && !isNotFound(err) {
-		problems = append(problems, "quick store: "+err.Error())
+		down("quick store", err)
 	}
 	if st := s.db.nc.Status(); st != nats.CONNECTED {
-		problems = append(problems, "nats: "+st.String())
+		down("nats", fmt.Errorf("connection %s", st))
 	}
 	return problems
 }

@@ -215,6 +215,29 @@ func (b *budget) spend(key string, n int) bool {
 	return b.set.take(key, float64(n), time.Now())
 }
 
+// refund gives back n that spend took.
+func (b *budget) refund(key string, n int) {
+	if b.set.burst <= 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.set.refund(key, float64(n))
+}
+
+// spendMail spends one outbound mail and its recipients from user's daily budgets (-mails-per-day,
+// -mail-recipients-per-day): 50 recipients a message would otherwise make 10,000 a day.
+func (l *limits) spendMail(user string, rcpts int) error {
+	if !l.mails.spend(user, 1) {
+		return clientErr("Too many e-mails today; try again tomorrow.")
+	}
+	if !l.mailRcpts.spend(user, rcpts) {
+		l.mails.refund(user, 1)
+		return clientErr("Too many recipients today; try again tomorrow, or write to fewer people.")
+	}
+	return nil
+}
+
 // has reports whether key's budget has a token left.
 func (b *budget) has(key string) bool {
 	if b.set.burst <= 0 {
@@ -372,6 +395,9 @@ type countedConn struct {
 	release func()
 }
 
+// NetConn is the connection it counts (so that callers can reach TCP's CloseRead).
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *countedConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
@@ -388,7 +414,10 @@ type limits struct {
 	handshakes    *addrCounter // pre-login commands in progress per address
 	codes         *budget      // verification codes sent per user, per day
 	mails         *budget      // e-mails and invitations sent per user, per day
+	mailRcpts     *budget      // their recipients, per user, per day
+	reactions     *budget      // reaction changes per user per message (database_functions_edit.go)
 	nameChecks    *budget      // CheckUsername per address, per hour
+	unknownRcpts  *budget      // inbound mail recipients that lead nowhere, per address, per hour
 	logins        *gate        // pre-login commands running on the instance
 }
 
@@ -468,7 +497,10 @@ func newLimits(cfg Config) *limits {
 		handshakes:    newAddrCounter(cfg.HandshakesPerAddr),
 		codes:         newBudget(codesPerDay, 24*time.Hour),
 		mails:         newBudget(cfg.MailsPerDay, 24*time.Hour),
+		mailRcpts:     newBudget(cfg.MailRcptsPerDay, 24*time.Hour),
+		reactions:     newBudget(reactionBurst, reactionBurst*reactionEvery),
 		nameChecks:    newBudget(nameChecksPerHour, time.Hour),
+		unknownRcpts:  newBudget(unknownRcptsPerHour, time.Hour),
 		logins:        newGate(loginsAtOnce, loginQueueMax),
 	}
 }

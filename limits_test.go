@@ -337,3 +337,46 @@ func TestLoginGate(t *testing.T) {
 		t.Fatal("no place after one left")
 	}
 }
+
+// TestMailRecipientsPerDay: outbound mail counts its recipients against a daily budget
+// (-mail-recipients-per-day), so that 50 recipients a message cannot make 10,000 a day; the
+// refused message is neither sent nor stored, and invitations count too.
+func TestMailRecipientsPerDay(t *testing.T) {
+	cfg := testConfig(t)
+	relay := withMailRelay(t, &cfg)
+	cfg.MailsPerDay, cfg.MailRcptsPerDay = 0, 60
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "rcpts")
+	to := func(n, from int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("r%d@example.com", from+i))
+		}
+		return out
+	}
+	alice.ok("SendEmailMessage", map[string]any{"To": to(40, 0), "Cc": to(10, 40), "Subject": "fifty"})
+	alice.fails("SendEmailMessage", map[string]any{"To": to(11, 50), "Subject": "sixty-one"}, "Too many recipients today")
+	alice.ok("SendEmailMessage", map[string]any{"To": to(10, 50), "Subject": "sixty"})
+	alice.fails("SendEmailInvite", map[string]any{"email": "friend@example.com"}, "Too many recipients today")
+	alice.fails("SendEmailMessage", map[string]any{"To": to(1, 60), "Subject": "one more"}, "Too many recipients today")
+
+	msgs, err := relay.Wait(t.Context(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcpts := 0
+	for _, m := range msgs {
+		rcpts += len(m.To)
+	}
+	sent := 0
+	for _, e := range emails(alice.ok("GetAllEmails", nil)) {
+		if e["Folder"] == "sent" {
+			sent++
+		}
+	}
+	if len(msgs) != 2 || rcpts != 60 || sent != 2 {
+		t.Fatalf("relayed %d messages to %d recipients, %d in Sent; want 2, 60, 2", len(msgs), rcpts, sent)
+	}
+	// Another user has a budget of their own.
+	register(t, srv, "rcpts2").ok("SendEmailMessage", map[string]any{"To": to(50, 0), "Subject": "mine"})
+}

@@ -31,7 +31,10 @@ type Attachment struct {
 	CID  string `json:"ContentID,omitempty"`
 }
 
-// Email is one e-mail of a mailbox, as stored and as sent to its owner.
+// Email is one e-mail of a mailbox, as stored and as sent to its owner: whole in GetEmail's
+// answer; in lists, pushes and the other commands' answers a summary (mail_read.go) without Text
+// and HTML, with Preview, at most 20 of To, Cc and Attachments (without URLs), and
+// AttachmentCount.
 type Email struct {
 	ID          int64        `json:"ID"`
 	MTime       string       `json:"M_time"`
@@ -43,12 +46,14 @@ type Email struct {
 	Subject     string       `json:"Subject,omitempty"`
 	Text        string       `json:"Text,omitempty"`
 	HTML        string       `json:"HTML,omitempty"`
+	Preview     string       `json:"Preview,omitempty"`
 	Date        string       `json:"Date,omitempty"`
 	Unread      bool         `json:"Unread,omitempty"`
 	Starred     bool         `json:"Starred,omitempty"`
 	Deleted     bool         `json:"Deleted,omitempty"`
 	Removed     bool         `json:"Removed,omitempty"`
 	Attachments []Attachment `json:"Attachments,omitempty"`
+	AttachCount int          `json:"AttachmentCount,omitempty"`
 	MessageID   string       `json:"MessageID,omitempty"`
 	InReplyTo   string       `json:"InReplyTo,omitempty"`
 	// Auth is inbound mail's SPF, DKIM and DMARC verdict ("spf=pass dkim=none dmarc=none");
@@ -71,7 +76,8 @@ type EmailsReply struct {
 	MailboxFull bool  `json:"MailboxFull"`
 }
 
-// EmailReply answers a command about one e-mail, and is the EmailReceived and EmailUpdated push.
+// EmailReply answers a command about one e-mail (GetEmail with the whole e-mail, the others with
+// its summary), and is the EmailReceived and EmailUpdated push (a summary).
 type EmailReply struct {
 	Cmd   string `json:"cmd"`
 	Rid   string `json:"rid,omitempty"`
@@ -92,10 +98,12 @@ type MandrillMsg struct {
 	Email     string `json:"email"`
 	FromEmail string `json:"from_email"`
 	FromName  string `json:"from_name"`
-	Subject   string `json:"subject"`
-	Text      string `json:"text"`
-	HTML      string `json:"html"`
-	SPF       struct {
+	// Sender is the envelope sender where Mandrill gives one (SMS replies need it).
+	Sender  string `json:"sender"`
+	Subject string `json:"subject"`
+	Text    string `json:"text"`
+	HTML    string `json:"html"`
+	SPF     struct {
 		Result string `json:"result"`
 	} `json:"spf"`
 }

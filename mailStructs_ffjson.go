@@ -553,6 +553,11 @@ func (j *Email) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		fflib.WriteJsonString(buf, string(j.HTML))
 		buf.WriteByte(',')
 	}
+	if len(j.Preview) != 0 {
+		buf.WriteString(`"Preview":`)
+		fflib.WriteJsonString(buf, string(j.Preview))
+		buf.WriteByte(',')
+	}
 	if len(j.Date) != 0 {
 		buf.WriteString(`"Date":`)
 		fflib.WriteJsonString(buf, string(j.Date))
@@ -614,6 +619,11 @@ func (j *Email) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		}
 		buf.WriteByte(',')
 	}
+	if j.AttachCount != 0 {
+		buf.WriteString(`"AttachmentCount":`)
+		fflib.FormatBits2(buf, uint64(j.AttachCount), 10, j.AttachCount < 0)
+		buf.WriteByte(',')
+	}
 	if len(j.MessageID) != 0 {
 		buf.WriteString(`"MessageID":`)
 		fflib.WriteJsonString(buf, string(j.MessageID))
@@ -666,6 +676,8 @@ const (
 
 	ffjtEmailHTML
 
+	ffjtEmailPreview
+
 	ffjtEmailDate
 
 	ffjtEmailUnread
@@ -677,6 +689,8 @@ const (
 	ffjtEmailRemoved
 
 	ffjtEmailAttachments
+
+	ffjtEmailAttachCount
 
 	ffjtEmailMessageID
 
@@ -707,6 +721,8 @@ var ffjKeyEmailText = []byte("Text")
 
 var ffjKeyEmailHTML = []byte("HTML")
 
+var ffjKeyEmailPreview = []byte("Preview")
+
 var ffjKeyEmailDate = []byte("Date")
 
 var ffjKeyEmailUnread = []byte("Unread")
@@ -718,6 +734,8 @@ var ffjKeyEmailDeleted = []byte("Deleted")
 var ffjKeyEmailRemoved = []byte("Removed")
 
 var ffjKeyEmailAttachments = []byte("Attachments")
+
+var ffjKeyEmailAttachCount = []byte("AttachmentCount")
 
 var ffjKeyEmailMessageID = []byte("MessageID")
 
@@ -792,6 +810,11 @@ mainparse:
 
 					if bytes.Equal(ffjKeyEmailAttachments, kn) {
 						currentKey = ffjtEmailAttachments
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyEmailAttachCount, kn) {
+						currentKey = ffjtEmailAttachCount
 						state = fflib.FFParse_want_colon
 						goto mainparse
 
@@ -874,6 +897,14 @@ mainparse:
 						goto mainparse
 					}
 
+				case 'P':
+
+					if bytes.Equal(ffjKeyEmailPreview, kn) {
+						currentKey = ffjtEmailPreview
+						state = fflib.FFParse_want_colon
+						goto mainparse
+					}
+
 				case 'R':
 
 					if bytes.Equal(ffjKeyEmailRemoved, kn) {
@@ -947,6 +978,12 @@ mainparse:
 					goto mainparse
 				}
 
+				if fflib.SimpleLetterEqualFold(ffjKeyEmailAttachCount, kn) {
+					currentKey = ffjtEmailAttachCount
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
 				if fflib.EqualFoldRight(ffjKeyEmailAttachments, kn) {
 					currentKey = ffjtEmailAttachments
 					state = fflib.FFParse_want_colon
@@ -979,6 +1016,12 @@ mainparse:
 
 				if fflib.SimpleLetterEqualFold(ffjKeyEmailDate, kn) {
 					currentKey = ffjtEmailDate
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyEmailPreview, kn) {
+					currentKey = ffjtEmailPreview
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -1090,6 +1133,9 @@ mainparse:
 				case ffjtEmailHTML:
 					goto handle_HTML
 
+				case ffjtEmailPreview:
+					goto handle_Preview
+
 				case ffjtEmailDate:
 					goto handle_Date
 
@@ -1107,6 +1153,9 @@ mainparse:
 
 				case ffjtEmailAttachments:
 					goto handle_Attachments
+
+				case ffjtEmailAttachCount:
+					goto handle_AttachCount
 
 				case ffjtEmailMessageID:
 					goto handle_MessageID
@@ -1494,6 +1543,32 @@ handle_HTML:
 	state = fflib.FFParse_after_value
 	goto mainparse
 
+handle_Preview:
+
+	/* handler: j.Preview type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Preview = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
 handle_Date:
 
 	/* handler: j.Date type=string kind=string quoted=false*/
@@ -1722,6 +1797,36 @@ handle_Attachments:
 
 				wantVal = false
 			}
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_AttachCount:
+
+	/* handler: j.AttachCount type=int kind=int quoted=false*/
+
+	{
+		if tok != fflib.FFTok_integer && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for int", tok))
+		}
+	}
+
+	{
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			tval, err := fflib.ParseInt(fs.Output.Bytes(), 10, 64)
+
+			if err != nil {
+				return fs.WrapErr(err)
+			}
+
+			j.AttachCount = int(tval)
+
 		}
 	}
 
@@ -4055,6 +4160,8 @@ func (j *MandrillMsg) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	fflib.WriteJsonString(buf, string(j.FromEmail))
 	buf.WriteString(`,"from_name":`)
 	fflib.WriteJsonString(buf, string(j.FromName))
+	buf.WriteString(`,"sender":`)
+	fflib.WriteJsonString(buf, string(j.Sender))
 	buf.WriteString(`,"subject":`)
 	fflib.WriteJsonString(buf, string(j.Subject))
 	buf.WriteString(`,"text":`)
@@ -4081,6 +4188,8 @@ const (
 
 	ffjtMandrillMsgFromName
 
+	ffjtMandrillMsgSender
+
 	ffjtMandrillMsgSubject
 
 	ffjtMandrillMsgText
@@ -4097,6 +4206,8 @@ var ffjKeyMandrillMsgEmail = []byte("email")
 var ffjKeyMandrillMsgFromEmail = []byte("from_email")
 
 var ffjKeyMandrillMsgFromName = []byte("from_name")
+
+var ffjKeyMandrillMsgSender = []byte("sender")
 
 var ffjKeyMandrillMsgSubject = []byte("subject")
 
@@ -4206,7 +4317,12 @@ mainparse:
 
 				case 's':
 
-					if bytes.Equal(ffjKeyMandrillMsgSubject, kn) {
+					if bytes.Equal(ffjKeyMandrillMsgSender, kn) {
+						currentKey = ffjtMandrillMsgSender
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyMandrillMsgSubject, kn) {
 						currentKey = ffjtMandrillMsgSubject
 						state = fflib.FFParse_want_colon
 						goto mainparse
@@ -4247,6 +4363,12 @@ mainparse:
 
 				if fflib.EqualFoldRight(ffjKeyMandrillMsgSubject, kn) {
 					currentKey = ffjtMandrillMsgSubject
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyMandrillMsgSender, kn) {
+					currentKey = ffjtMandrillMsgSender
 					state = fflib.FFParse_want_colon
 					goto mainparse
 				}
@@ -4303,6 +4425,9 @@ mainparse:
 
 				case ffjtMandrillMsgFromName:
 					goto handle_FromName
+
+				case ffjtMandrillMsgSender:
+					goto handle_Sender
 
 				case ffjtMandrillMsgSubject:
 					goto handle_Subject
@@ -4427,6 +4552,32 @@ handle_FromName:
 			outBuf := fs.Output.Bytes()
 
 			j.FromName = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Sender:
+
+	/* handler: j.Sender type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Sender = string(string(outBuf))
 
 		}
 	}

@@ -136,9 +136,22 @@ func TestSenderVerification(t *testing.T) {
 	if e := receive("httpnone"); e["Unverified"] != true {
 		t.Errorf("HTTP without evidence: %v %v", e["Auth"], e["Unverified"])
 	}
+	// The list's summaries (read without bodies) and GetEmail carry the verdict too.
+	listed := 0
 	for _, e := range emails(c.ok("GetAllEmails", nil)) {
 		if e["Subject"] == "forged" {
 			t.Fatalf("a forged e-mail was stored: %v", e)
 		}
+		if e["Subject"] == "nothing" || e["Subject"] == "spf" {
+			listed++
+			whole := fetchEmail(c, e["ID"])
+			want := e["Subject"] == "nothing"
+			if (e["Unverified"] == true) != want || e["Auth"] == nil || whole["Auth"] != e["Auth"] || (whole["Unverified"] == true) != want {
+				t.Errorf("%v: listed Auth %v, Unverified %v; GetEmail Auth %v, Unverified %v", e["Subject"], e["Auth"], e["Unverified"], whole["Auth"], whole["Unverified"])
+			}
+		}
+	}
+	if listed != 2 {
+		t.Fatalf("listed %d of the two e-mails looked for", listed)
 	}
 }

@@ -185,6 +185,9 @@ type smtpConn struct {
 	timer   *time.Timer
 }
 
+// NetConn is the accepted connection, so that a session can half-close it (hangUp).
+func (c *smtpConn) NetConn() net.Conn { return c.Conn }
+
 func (c *smtpConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {

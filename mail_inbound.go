@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -38,7 +40,11 @@ type parsedMail struct {
 	inReplyTo      string
 	parts          []*enmime.Part // attachments and inline parts, stored once (mail_attachments.go)
 	size           int64
+	fromCount      int        // addresses in the From header
 	auth           senderAuth // set by the way in (mail_auth.go)
+	// Set by the way in: the envelope sender (SMTP's MAIL FROM, /inbound/email's ?from=,
+	// Mandrill's msg.sender), and the per-address limit key of who handed the message in.
+	envFrom, remote string
 }
 
 // parseMail reads an RFC 5322 message: charsets, RFC 2047 words, multipart alternative and
@@ -64,7 +70,7 @@ func parseMail(raw []byte) (*parsedMail, error) {
 		text: limitText(env.Text), html: sanitizeHTML(limitText(env.HTML)),
 		messageID: cleanLine(env.GetHeader("Message-Id")), inReplyTo: cleanLine(env.GetHeader("In-Reply-To"))}
 	if from, err := env.AddressList("From"); err == nil && len(from) > 0 {
-		p.from, p.fromName = from[0].Address, cleanLine(from[0].Name)
+		p.from, p.fromName, p.fromCount = from[0].Address, cleanLine(from[0].Name), len(from)
 	} else {
 		p.from = cleanLine(env.GetHeader("From"))
 	}
@@ -112,9 +118,10 @@ func limitText(s string) string {
 }
 
 // mailPolicy is the allow-list HTML mail is sanitised with: structure and text formatting,
-// links (http, https, mailto; rel=nofollow noopener), and images only from the message itself
-// (cid:) or inline data — never a remote URL, which would tell the sender when it was read.
-// No scripts, styles, event attributes, forms, frames or objects.
+// links (http, https, mailto only; rel=nofollow noopener), and images only from the message
+// itself (cid:) or inline raster data (PNG, JPEG, GIF, WebP) — never a remote URL, which would
+// tell the sender when it was read, nor an SVG or any other data: document, which can carry
+// script. No scripts, styles, event attributes, forms, frames or objects.
 var mailPolicy = func() *bluemonday.Policy {
 	p := bluemonday.NewPolicy()
 	p.AllowElements("p", "br", "div", "span", "b", "i", "u", "s", "strong", "em", "small", "big",
@@ -125,11 +132,13 @@ var mailPolicy = func() *bluemonday.Policy {
 	p.AllowAttrs("align", "valign", "width", "height", "colspan", "rowspan", "bgcolor", "border",
 		"cellpadding", "cellspacing").OnElements("table", "tr", "td", "th", "div", "p", "img")
 	p.AllowAttrs("color", "face", "size").OnElements("font")
-	p.AllowAttrs("href").OnElements("a")
+	p.AllowAttrs("href").Matching(linkHref).OnElements("a")
 	p.AllowAttrs("src").Matching(inlineImageSrc).OnElements("img")
 	p.AllowAttrs("alt").OnElements("img")
 	p.AllowURLSchemes("http", "https", "mailto", "cid")
-	p.AllowDataURIImages()
+	// data: is a scheme of every URL attribute to bluemonday: allowed for raster images only,
+	// and linkHref keeps it out of links.
+	p.AllowURLSchemeWithCustomPolicy("data", rasterDataURI)
 	p.RequireParseableURLs(true)
 	p.RequireNoFollowOnLinks(true)
 	p.RequireNoReferrerOnLinks(true)
@@ -137,7 +146,21 @@ var mailPolicy = func() *bluemonday.Policy {
 	return p
 }()
 
-var inlineImageSrc = regexp.MustCompile(`^(?i:cid:[^\s"'<>]+|data:image/(png|gif|jpeg|webp);base64,[A-Za-z0-9+/=\s]+)$`)
+var (
+	inlineImageSrc = regexp.MustCompile(`^(?i:cid:[^\s"'<>]+|data:image/(png|gif|jpeg|webp);base64,[A-Za-z0-9+/=\s]+)$`)
+	linkHref       = regexp.MustCompile(`^\s*(?i:https?://|mailto:)`)
+	rasterDataType = regexp.MustCompile(`^(?i:image/(png|gif|jpeg|webp);base64,)`)
+)
+
+// rasterDataURI accepts a data: URL only of a base64 PNG, JPEG, GIF or WebP image.
+func rasterDataURI(u *url.URL) bool {
+	prefix := rasterDataType.FindString(u.Opaque)
+	if prefix == "" || u.RawQuery != "" || u.Fragment != "" {
+		return false
+	}
+	_, err := base64.StdEncoding.DecodeString(u.Opaque[len(prefix):])
+	return err == nil
+}
 
 // sanitizeHTML keeps what mailPolicy allows of an HTML body.
 func sanitizeHTML(html string) string {
@@ -147,21 +170,34 @@ func sanitizeHTML(html string) string {
 	return mailPolicy.Sanitize(html)
 }
 
-// mailTarget is where an inbound address leads: a user's mailbox, or a conversation (SMS
-// replies).
+// mailTarget is where an inbound address leads: a user's mailbox, the -admins' mailboxes
+// (postmaster@ and abuse@), or a conversation as one of its members (SMS replies).
 type mailTarget struct {
 	user string // the user's name as registered
+	role string // "postmaster" or "abuse": delivered to the -admins
 	cid  string
+	// member and uid: whose reply address it is (sms.go)
+	member, uid string
+}
+
+func (t mailTarget) key() string {
+	return upperName(t.user) + "|" + t.role + "|" + t.cid + "|" + upperName(t.member)
 }
 
 // resolveRecipient maps an address of the mail domain to a mailbox or a conversation; ok is
 // false for anything else.
 func (db *Database) resolveRecipient(ctx context.Context, addr string) (mailTarget, bool, error) {
+	if strings.EqualFold(addr, "postmaster") { // RFC 5321 §4.5.1: accepted without a domain
+		addr += "@" + db.cfg.MailDomain
+	}
 	at := strings.LastIndexByte(addr, '@')
 	if at <= 0 || !strings.EqualFold(addr[at+1:], db.cfg.MailDomain) {
 		return mailTarget{}, false, nil
 	}
 	local := addr[:at]
+	if role := strings.ToLower(local); role == "postmaster" || role == "abuse" {
+		return mailTarget{role: role}, len(db.cfg.adminNames()) > 0, nil
+	}
 	if validUsername(local) {
 		u, err := db.getUserData(ctx, local)
 		if err == nil {
@@ -171,18 +207,13 @@ func (db *Database) resolveRecipient(ctx context.Context, addr string) (mailTarg
 			return mailTarget{}, false, err
 		}
 	}
-	if cid := strings.ToLower(local); validCID(cid) {
-		if _, err := db.getConvo(ctx, cid); err == nil {
-			return mailTarget{cid: cid}, true, nil
-		} else if !isNotFound(err) {
-			return mailTarget{}, false, err
-		}
-	}
-	return mailTarget{}, false, nil
+	// A plain <CID>@ is nobody: replies come only to a member's own reply address.
+	return db.resolveSMSReply(ctx, local)
 }
 
 // receiveMail delivers one parsed message to each recipient address (envelope recipients, or
-// the headers' when the way in has no envelope). It returns how many took it.
+// the headers' when the way in has no envelope). It returns how many took it. Addresses that
+// lead nowhere are counted against p.remote's allowance of unknown recipients.
 func (db *Database) receiveMail(ctx context.Context, rcpts []string, p *parsedMail, via string) (int, error) {
 	if len(rcpts) > maxMailRcpts {
 		return 0, errTooManyRcpts
@@ -194,29 +225,46 @@ func (db *Database) receiveMail(ctx context.Context, rcpts []string, p *parsedMa
 		if err != nil {
 			return n, err
 		}
-		key := upperName(t.user) + "|" + t.cid
-		if !ok || seen[key] {
-			if !ok {
-				slog.Info("dropping inbound mail for nobody", "via", via, "to", truncate(addr, 80), "from", truncate(p.from, 80))
-				db.metrics.mailSent("dropped")
-			}
+		if !ok {
+			slog.Info("dropping inbound mail for nobody", "via", via, "to", truncate(addr, 80), "from", truncate(p.from, 80))
+			db.metrics.mailSent("dropped")
+			db.countUnknownRecipient(p.remote)
 			continue
 		}
-		seen[key] = true
-		if t.cid != "" {
-			if err := db.smsReply(ctx, t.cid, p); err != nil {
-				return n, err
-			}
-			n++
+		if seen[t.key()] {
 			continue
 		}
-		if err := db.storeInbound(ctx, t.user, p); err != nil {
+		seen[t.key()] = true
+		took, err := db.deliverTo(ctx, t, p, seen)
+		if errors.Is(err, errSMSRefused) {
+			db.countUnknownRecipient(p.remote)
+			continue
+		}
+		if err != nil {
 			return n, err
 		}
-		db.metrics.mailSent("received")
-		n++
+		n += took
 	}
 	return n, nil
+}
+
+// deliverTo delivers p to one target: a conversation, a mailbox, or each admin's mailbox (once
+// per user, with seen).
+func (db *Database) deliverTo(ctx context.Context, t mailTarget, p *parsedMail, seen map[string]bool) (int, error) {
+	if t.cid != "" {
+		return 1, db.smsReply(ctx, t, p)
+	}
+	users := []string{t.user}
+	if t.role != "" {
+		users = db.adminMailboxes(ctx, t.role, p, seen)
+	}
+	for _, user := range users {
+		if err := db.storeInbound(ctx, user, p); err != nil {
+			return 0, err
+		}
+		db.metrics.mailSent("received")
+	}
+	return len(users), nil
 }
 
 // storeInbound puts p in user's inbox within the mailbox's quota, its parts stored once and

@@ -79,7 +79,17 @@ func TestInboundAttachmentsAreServedSafely(t *testing.T) {
 	if err := smtpSend(t, srv, "carol@example.net", []string{addr}, uniqueAttachments(t, addr, c.name)); err != nil {
 		t.Fatal(err)
 	}
-	e := c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)
+	pushed := c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)
+	// The push is the summary: attachments described, without URLs; GetEmail has them.
+	for _, a := range pushed["Attachments"].([]any) {
+		if a.(map[string]any)["URL"] != nil {
+			t.Fatalf("a URL in the push: %v", pushed)
+		}
+	}
+	if pushed["AttachmentCount"] != 2.0 || pushed["Text"] != nil || !strings.Contains(pushed["Preview"].(string), "Café at noon?") {
+		t.Fatalf("pushed: %v", pushed)
+	}
+	e := fetchEmail(c, pushed["ID"])
 	atts := e["Attachments"].([]any)
 	if len(atts) != 2 || !strings.Contains(e["Text"].(string), "Café at noon?") {
 		t.Fatalf("received: %v", e)

@@ -78,7 +78,7 @@ func TestPermanentRefusalBounces(t *testing.T) {
 	srv := startServer(t, cfg)
 	c := register(t, srv, "jay")
 	c.ok("SendEmailMessage", map[string]any{"To": []string{"gone@example.com"}, "Subject": "hi"})
-	e := c.waitPush("bounce", isCmd("EmailReceived"))["Email"].(map[string]any)
+	e := fetchEmail(c, c.waitPush("bounce", isCmd("EmailReceived"))["Email"].(map[string]any)["ID"])
 	if !strings.HasPrefix(e["Subject"].(string), bounceSubject) || !strings.Contains(e["Text"].(string), "550") {
 		t.Fatalf("bounce: %v", e)
 	}

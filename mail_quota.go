@@ -137,17 +137,32 @@ func (db *Database) quotaPrecheck(ctx context.Context, rcpts []string, p *parsed
 	size := p.storedSize()
 	for _, addr := range rcpts {
 		t, ok, err := db.resolveRecipient(ctx, strings.TrimSpace(addr))
-		if err != nil || !ok || t.user == "" {
+		if err != nil || !ok || t.cid != "" {
 			continue // receiveMail answers for these
 		}
-		used, err := mailboxUsed(ctx, db.pool, upperName(t.user))
-		if err != nil {
-			return err
+		users := []string{t.user}
+		if t.role != "" {
+			users = db.cfg.adminNames() // postmaster@ and abuse@ go to the admins' mailboxes
 		}
-		if size > db.cfg.MailQuota-used {
-			db.noticeMailboxFull(ctx, t.user)
-			return errMailboxFull
+		for _, user := range users {
+			if err := db.quotaRoom(ctx, user, size); err != nil {
+				return err
+			}
 		}
+	}
+	return nil
+}
+
+// quotaRoom refuses size more bytes for user's mailbox when it cannot take them (nil for a
+// user who does not exist: delivery skips them).
+func (db *Database) quotaRoom(ctx context.Context, user string, size int64) error {
+	used, err := mailboxUsed(ctx, db.pool, upperName(user))
+	if err != nil {
+		return err
+	}
+	if size > db.cfg.MailQuota-used {
+		db.noticeMailboxFull(ctx, user)
+		return errMailboxFull
 	}
 	return nil
 }

@@ -63,7 +63,7 @@ func TestAttachmentsAreStoredOnce(t *testing.T) {
 	}
 	got := emails(b.ok("GetAllEmails", nil))
 	var url string
-	for _, att := range got[0]["Attachments"].([]any) {
+	for _, att := range fetchEmail(b, got[0]["ID"])["Attachments"].([]any) {
 		if att.(map[string]any)["Name"] == "report.pdf" {
 			url = "http://" + srv.addr + att.(map[string]any)["URL"].(string)
 		}
@@ -191,7 +191,7 @@ func TestMailboxQuota(t *testing.T) {
 	notice := c.waitPush("the notice", func(m map[string]any) bool {
 		return m["cmd"] == "EmailReceived" && m["Email"].(map[string]any)["Subject"] == mailFullSubject
 	})["Email"].(map[string]any)
-	if !strings.Contains(notice["Text"].(string), "39 KiB") || notice["Unverified"] == true {
+	if !strings.Contains(fetchEmail(c, notice["ID"])["Text"].(string), "39 KiB") || notice["Unverified"] == true || notice["Auth"] != "local" {
 		t.Fatalf("the notice: %v", notice)
 	}
 	if code := postMail(t, srv, "/inbound/email?to="+addr, "message/rfc822", big("third", 30_000), withToken); code != http.StatusRequestEntityTooLarge {

@@ -15,15 +15,24 @@ import (
 )
 
 // The built-in SMTP receiver (-smtp-listen), on emersion/go-smtp's server: it takes mail only
-// for the mail domain's users and conversation addresses (550 at RCPT for anything else), at
+// for the mail domain's users and SMS reply addresses (550 at RCPT for anything else), at
 // most 25 MB a message and 50 recipients. Connections are counted when accepted (8 per client
 // address, -smtp-max-conns in all) and live at most smtpSessionLifetime; a message is read only
 // in one of the parse places (mail_guard.go) and within smtpDataTimeout (DESIGN §5.1).
+// Unknown recipients are limited per connection and per address, so that RCPT is no cheaper a
+// way than CheckUsername to list the users.
 
 const (
 	smtpConnsPerAddr = 8
 	smtpMaxRcpts     = maxMailRcpts
 	smtpTimeout      = 60 * time.Second
+	// smtpUnknownPerConn unknown recipients are answered 550; the last of them also ends the
+	// connection (any command still buffered is answered 421).
+	smtpUnknownPerConn = 5
+	// unknownRcptsPerHour unknown recipients per client address, over SMTP and the HTTP
+	// inbound endpoints together; once spent, the address gets 421 (HTTP 429) for everything,
+	// known recipients too, until it refills, so the answers tell nothing.
+	unknownRcptsPerHour = 30
 )
 
 // smtpd is the running receiver.
@@ -98,32 +107,49 @@ func (b *smtpBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 
 // smtpSession is one connection's transaction state.
 type smtpSession struct {
-	b     *smtpBackend
-	c     *smtp.Conn
-	key   string // the client address, for its limits
-	ip    net.IP
-	from  string
-	rcpts []string
+	b       *smtpBackend
+	c       *smtp.Conn
+	key     string // the client address, for its limits
+	ip      net.IP
+	from    string
+	rcpts   []string
+	unknown int  // unknown recipients named on this connection
+	closing bool // the connection is being ended: every command is answered 421
 }
 
+var errProbing = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many unknown recipients; closing"}
+
 func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.closing || !s.b.db.limits.unknownRcpts.has(s.key) {
+		s.hangUp()
+		return errProbing
+	}
 	s.from = from
 	return nil
 }
 
 var errNoSuchUser = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user here"}
 
-// Rcpt accepts only the mail domain's users and conversation addresses.
+// Rcpt accepts only the mail domain's users and the reply addresses of members' phones (for
+// those, only from the member's gateway address: the header From is checked at DATA).
 func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.closing || !s.b.db.limits.unknownRcpts.has(s.key) {
+		s.hangUp()
+		return errProbing
+	}
 	ctx, cancel := context.WithTimeout(s.b.ctx, 10*time.Second)
 	defer cancel()
-	t, ok, err := s.b.db.resolveRecipient(ctx, to)
+	t, ok, err := s.acceptable(ctx, to)
 	if err != nil {
 		slog.Error("SMTP: resolving a recipient", "err", err)
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
 	}
 	if !ok {
 		s.b.db.metrics.mailSent("dropped")
+		s.b.db.countUnknownRecipient(s.key)
+		if s.unknown++; s.unknown >= smtpUnknownPerConn {
+			s.hangUp()
+		}
 		return errNoSuchUser
 	}
 	if t.user != "" && s.b.db.mailboxFull(ctx, t.user) {
@@ -133,9 +159,53 @@ func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
+// acceptable resolves `to` and reports whether mail to it from the session's envelope sender
+// is taken.
+func (s *smtpSession) acceptable(ctx context.Context, to string) (mailTarget, bool, error) {
+	t, ok, err := s.b.db.resolveRecipient(ctx, to)
+	if err != nil || !ok || t.cid == "" {
+		return t, ok, err
+	}
+	_, _, err = s.b.db.smsSender(ctx, t, s.from)
+	if errors.Is(err, errSMSRefused) {
+		slog.Info("SMTP: refusing an SMS reply", "cid", t.cid, "envelope", truncate(s.from, 80), "why", err)
+		return t, false, nil
+	}
+	return t, err == nil, err
+}
+
+// hangUp ends the connection after the answer being written: reading stops (TCP's CloseRead),
+// so go-smtp sees the end of input and closes, and commands already buffered get 421.
+func (s *smtpSession) hangUp() {
+	s.closing = true
+	var c net.Conn = s.c.Conn()
+	for {
+		if cr, ok := c.(interface{ CloseRead() error }); ok {
+			_ = cr.CloseRead()
+			return
+		}
+		inner, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			_ = c.Close() // no half-close here: the answer may be lost, the connection is not kept
+			return
+		}
+		c = inner.NetConn()
+	}
+}
+
+// countUnknownRecipient spends one of key's unknown recipients ("" for none).
+func (db *Database) countUnknownRecipient(key string) {
+	if key != "" {
+		db.limits.unknownRcpts.spend(key, 1)
+	}
+}
+
 // Data reads the message in a parse place within smtpDataTimeout, parses and checks it once
 // and delivers it to every accepted recipient.
 func (s *smtpSession) Data(r io.Reader) error {
+	if s.closing {
+		return errProbing
+	}
 	g := s.b.db.inbound
 	if !g.enter(s.b.ctx, s.key) {
 		return smtpErrorFor(errInboundBusy)
@@ -154,6 +224,7 @@ func (s *smtpSession) Data(r io.Reader) error {
 	if err != nil {
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message"}
 	}
+	p.envFrom, p.remote = s.from, s.key
 	ctx, cancel := context.WithTimeout(s.b.ctx, 60*time.Second)
 	defer cancel()
 	p.auth = s.b.db.checkSender(ctx, buf.Bytes(), p, senderEvidence{ip: s.ip, helo: s.c.Hostname(), envFrom: s.from})

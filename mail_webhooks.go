@@ -63,7 +63,7 @@ func (s *Server) inboundToken(r *http.Request) bool {
 // inboundEmail answers POST /inbound/email: the body is one RFC 5322 message; it goes to the
 // mail domain's addresses among ?to= (repeatable, at most 50) or, without it, its To and Cc
 // headers. The mail server piping it may say where it came from, for SPF: ?ip= (the client's
-// address), ?helo= and ?from= (the envelope sender).
+// address), ?helo= and ?from= (the envelope sender; SMS replies are taken only with it).
 func (s *Server) inboundEmail(w http.ResponseWriter, r *http.Request) {
 	if notConfigured(s.cfg.InboundToken) {
 		http.NotFound(w, r)
@@ -71,6 +71,9 @@ func (s *Server) inboundEmail(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.inboundToken(r) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if !s.unknownAllowance(w, r) {
 		return
 	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "message/rfc822" {
@@ -94,7 +97,8 @@ func (s *Server) inboundEmail(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	ev := senderEvidence{ip: net.ParseIP(q.Get("ip")), helo: q.Get("helo"), envFrom: q.Get("from")}
+	p.envFrom, p.remote = q.Get("from"), s.inboundRemote(r)
+	ev := senderEvidence{ip: net.ParseIP(q.Get("ip")), helo: q.Get("helo"), envFrom: p.envFrom}
 	p.auth = s.db.checkSender(r.Context(), raw.Bytes(), p, ev)
 	raw.Reset()
 	if len(rcpts) == 0 {
@@ -173,6 +177,22 @@ func inboundError(w http.ResponseWriter, err error) {
 	http.Error(w, err.Error(), code)
 }
 
+// inboundRemote is the limit key of the client handing mail in over HTTP.
+func (s *Server) inboundRemote(r *http.Request) string {
+	return limitKey(s.db.limits.proxies.clientAddr(r))
+}
+
+// unknownAllowance answers 429 when the client has named too many unknown recipients lately
+// (the SMTP receiver's limit, mail_smtpd.go): nothing is read or delivered.
+func (s *Server) unknownAllowance(w http.ResponseWriter, r *http.Request) bool {
+	if s.db.limits.unknownRcpts.has(s.inboundRemote(r)) {
+		return true
+	}
+	w.Header().Set("Retry-After", "120")
+	http.Error(w, "too many unknown recipients; try again later", http.StatusTooManyRequests)
+	return false
+}
+
 // deliverInbound stores p for rcpts and answers how many took it.
 func (s *Server) deliverInbound(w http.ResponseWriter, r *http.Request, rcpts []string, p *parsedMail, via string) int {
 	err := s.db.quotaPrecheck(r.Context(), rcpts, p)
@@ -207,10 +227,13 @@ func (s *Server) inboundMandrill(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
-		addr = limitKey(s.db.limits.proxies.clientAddr(r))
+		addr = s.inboundRemote(r)
 	}
 	if r.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
+		return
+	}
+	if !s.unknownAllowance(w, r) {
 		return
 	}
 	_, done, err := s.readInbound(w, r, addr, maxMandrillBody, true)
@@ -229,17 +252,18 @@ func (s *Server) inboundMandrill(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "mandrill_events must be a JSON array of events", http.StatusBadRequest)
 		return
 	}
-	parsed, err := parseMandrill(events)
+	inbound, err := parseMandrill(events)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	for i, p := range parsed {
-		if err := s.admitMandrill(r.Context(), &events[i], p); err != nil {
+	for _, in := range inbound {
+		in.p.remote = s.inboundRemote(r)
+		if err := s.admitMandrill(r.Context(), in.ev, in.p); err != nil {
 			inboundError(w, err)
 			return
 		}
-		if s.deliverInbound(w, r, []string{events[i].Msg.Email}, p, "mandrill") < 0 {
+		if s.deliverInbound(w, r, []string{in.ev.Msg.Email}, in.p, "mandrill") < 0 {
 			return
 		}
 	}
@@ -247,18 +271,30 @@ func (s *Server) inboundMandrill(w http.ResponseWriter, r *http.Request) {
 }
 
 // admitMandrill verifies one Mandrill message's sender (DKIM ourselves; SPF as Mandrill found
-// it, for the Return-Path Mandrill wrote) and applies admitMessage.
+// it, for the Return-Path Mandrill wrote) and applies admitMessage. ev must be p's own event.
 func (s *Server) admitMandrill(ctx context.Context, ev *MandrillEvent, p *parsedMail) error {
 	raw := []byte(ev.Msg.RawMsg)
 	p.auth = s.db.checkSender(ctx, raw, p, senderEvidence{spf: ev.Msg.SPF.Result, spfFrom: returnPathDomain(raw)})
-	return s.db.admitMessage(p, 1, p.from, "")
+	sender := p.envFrom
+	if sender == "" {
+		sender = p.from
+	}
+	return s.db.admitMessage(p, 1, sender, "")
+}
+
+// mandrillInbound is one inbound event with its parsed message: kept together, so that other
+// events in the batch (clicks, opens) cannot shift one onto another's recipient or verdict.
+type mandrillInbound struct {
+	ev *MandrillEvent
+	p  *parsedMail
 }
 
 // parseMandrill parses every inbound event before any is stored, so that a malformed payload
 // stores nothing.
-func parseMandrill(events []MandrillEvent) ([]*parsedMail, error) {
-	out := make([]*parsedMail, 0, len(events))
-	for _, ev := range events {
+func parseMandrill(events []MandrillEvent) ([]mandrillInbound, error) {
+	var out []mandrillInbound
+	for i := range events {
+		ev := &events[i]
 		if ev.Event != "inbound" {
 			continue
 		}
@@ -269,7 +305,8 @@ func parseMandrill(events []MandrillEvent) ([]*parsedMail, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		p.envFrom = ev.Msg.Sender
+		out = append(out, mandrillInbound{ev: ev, p: p})
 	}
 	return out, nil
 }

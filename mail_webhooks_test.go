@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -51,7 +52,7 @@ func TestInboundEmailEndpoint(t *testing.T) {
 	if code := postMail(t, srv, "/inbound/email", "message/rfc822", sampleMail(t, "shiftjis.eml", addr), withToken); code != http.StatusOK {
 		t.Fatalf("good mail: %d", code)
 	}
-	e := c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)
+	e := fetchEmail(c, c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)["ID"])
 	if e["Subject"] != "会議の件" || !strings.Contains(e["Text"].(string), "会議は明日です") {
 		t.Fatalf("Shift_JIS mail: %v", e)
 	}
@@ -113,9 +114,49 @@ func TestMandrillWebhook(t *testing.T) {
 	if code := post(form, sign(cfg.MandrillKey)); code != http.StatusOK {
 		t.Fatalf("signed webhook: %d", code)
 	}
-	e := c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)
+	e := fetchEmail(c, c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)["ID"])
 	if e["Subject"] != "Lunch on Friday?" || e["From"] != "dana@example.org" || e["FromName"] != "Dana Sender" ||
 		!strings.Contains(e["HTML"].(string), "<b>lunch</b>") {
 		t.Fatalf("Mandrill mail: %v", e)
+	}
+}
+
+// A Mandrill batch mixing event types: each inbound event's message goes to that event's
+// recipient, whatever other events (clicks, opens) come before it.
+func TestMandrillBatchKeepsEventsWithTheirMessages(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MailDomain, cfg.MandrillKey = testMailDomain, "mandrill-webhook-key"
+	srv := startServer(t, cfg)
+	a := register(t, srv, "ann")
+	b := register(t, srv, "ben")
+	addrA, addrB := a.name+"@"+testMailDomain, b.name+"@"+testMailDomain
+	raw := func(to, subject string) string {
+		return "From: dana@example.org\r\nTo: " + to + "\r\nSubject: " + subject + "\r\nMessage-ID: <" + randomToken() + "@example.org>\r\n\r\n" + subject + "\r\n"
+	}
+	events := []map[string]any{
+		{"event": "click", "msg": map[string]any{"email": addrA, "url": "https://example.org/"}},
+		{"event": "inbound", "msg": map[string]any{"email": addrB, "raw_msg": raw(addrB, "only for ben")}},
+		{"event": "open", "msg": map[string]any{"email": addrA}},
+		{"event": "inbound", "msg": map[string]any{"email": addrA, "raw_msg": raw(addrA, "only for ann")}},
+	}
+	js, err := json.Marshal(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"mandrill_events": {string(js)}}
+	sig := base64.StdEncoding.EncodeToString(mandrillSignature(cfg.MandrillKey, "http://"+testMailDomain+"/inbound/mandrill", form))
+	if code := postMail(t, srv, "/inbound/mandrill", "application/x-www-form-urlencoded", []byte(form.Encode()),
+		map[string]string{"X-Mandrill-Signature": sig}); code != http.StatusOK {
+		t.Fatalf("signed batch: %d", code)
+	}
+	for c, want := range map[*client]string{a: "only for ann", b: "only for ben"} {
+		got := emails(c.ok("GetAllEmails", nil))
+		if len(got) != 1 || got[0]["Subject"] != want {
+			var subjects []any
+			for _, e := range got {
+				subjects = append(subjects, e["Subject"])
+			}
+			t.Errorf("%s's mailbox: %v, want only %q", c.name, subjects, want)
+		}
 	}
 }

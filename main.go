@@ -80,6 +80,8 @@ type Config struct {
 	MandrillKey  string
 	InboundToken string
 	MailsPerDay  int
+	// MailRcptsPerDay bounds recipients of a user's outbound mail and invitations per day.
+	MailRcptsPerDay int
 
 	// Inbound mail's bounds (mail_guard.go, mail_quota.go; SECURITY.md).
 	InboundParses  int
@@ -101,6 +103,8 @@ type Config struct {
 
 	// EditWindow is how long after sending a message its author may edit it (0: always).
 	EditWindow time.Duration
+	// SearchTimeout bounds each statement of a search (search.go; 0: no bound).
+	SearchTimeout time.Duration
 
 	// Set by tests only.
 	bcryptCost       int
@@ -148,6 +152,7 @@ func defaultConfig() Config {
 		MailDomain:          "localhost",
 		FilesDir:            "./data/files",
 		MailsPerDay:         200,
+		MailRcptsPerDay:     500,
 		InboundParses:       4,
 		InboundPerHour:      300,
 		SMTPMaxConns:        256,
@@ -156,6 +161,7 @@ func defaultConfig() Config {
 		BotConfig:           BotConfig{GiphyURL: defaultGiphyURL, GeocodingURL: defaultGeocodingURL, ForecastURL: defaultForecastURL},
 		DefaultQuota:        2 << 30,
 		S3Region:            "us-east-1",
+		SearchTimeout:       2 * time.Second,
 	}
 }
 
@@ -202,6 +208,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MandrillKey, "mandrill-key", cfg.MandrillKey, "Mandrill webhook key: POST /inbound/mandrill is served, and checks X-Mandrill-Signature with it; empty or FILL_ME: the endpoint is off (404)")
 	fset.StringVar(&cfg.InboundToken, "inbound-token", cfg.InboundToken, "POST /inbound/email is served, to requests with 'Authorization: Bearer <token>' (or ?token=), as is /inbound/mandrill when -mandrill-key is set too; empty or FILL_ME: /inbound/email is off (404)")
 	fset.IntVar(&cfg.MailsPerDay, "mails-per-day", cfg.MailsPerDay, "e-mails and invitations a user may send per day; 0 for no limit")
+	fset.IntVar(&cfg.MailRcptsPerDay, "mail-recipients-per-day", cfg.MailRcptsPerDay, "recipients (To and Cc of each e-mail, each invitation) a user may send to per day; 0 for no limit")
 	fset.IntVar(&cfg.InboundParses, "inbound-parses", cfg.InboundParses, "inbound messages read and parsed at once (SMTP and HTTP together); the rest wait briefly, then hear 451 or 503")
 	fset.IntVar(&cfg.InboundPerHour, "inbound-mails-per-hour", cfg.InboundPerHour, "inbound deliveries per sender address per hour (5 times that per SMTP client address); 0 for no limit")
 	fset.IntVar(&cfg.SMTPMaxConns, "smtp-max-conns", cfg.SMTPMaxConns, "connections the SMTP receiver holds at once (8 per client address); 0 for no global limit")
@@ -233,6 +240,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.GeocodingURL, "geocoding-url", cfg.GeocodingURL, "Open-Meteo geocoding API base URL (@forecast)")
 	fset.StringVar(&cfg.ForecastURL, "forecast-url", cfg.ForecastURL, "Open-Meteo forecast API base URL (@forecast)")
 	fset.DurationVar(&cfg.EditWindow, "edit-window", cfg.EditWindow, "how long after sending a message its author may edit it (0: no limit)")
+	fset.DurationVar(&cfg.SearchTimeout, "search-timeout", cfg.SearchTimeout, "how long each statement of a search may run before the user is told to use more specific words; 0 for no limit")
 	fset.BoolVar(&cfg.ShowVersion, "version", false, "print the version, commit and Go version, and exit")
 	fset.BoolVar(&cfg.LegacyTransports, "legacy-transports", cfg.LegacyTransports, "also offer SockJS's JSONP, htmlfile, EventSource and iframe transports (for very old browsers)")
 	fset.StringVar(&cfg.TrustedProxies, "trusted-proxies", cfg.TrustedProxies, "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client")
@@ -245,6 +253,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.IntVar(&cfg.ConvosPerHour, "convos-per-hour", cfg.ConvosPerHour, "conversations a user may create, or add people to, per hour; 0 for no limit")
 	fset.IntVar(&cfg.MaxSessionsPerUser, "max-sessions-per-user", cfg.MaxSessionsPerUser, "resume tokens kept per user (the oldest is revoked); 0 for no limit")
 	fset.IntVar(&cfg.MaxScheduledPerUser, "max-scheduled-per-user", cfg.MaxScheduledPerUser, "pending scheduled messages per user; 0 for no limit")
+	secretFiles := addSecretFileFlags(fset) // secretflags.go
 	fset.Usage = func() {
 		fmt.Fprintf(fset.Output(), "Usage: pingedchat [flags]\n\nEvery flag can also be set by the environment variable PINGED_<FLAG>, e.g. PINGED_POSTGRES.\n\n")
 		fset.PrintDefaults()
@@ -268,6 +277,9 @@ func parseFlags(args []string) (Config, error) {
 	})
 	if envErr != nil {
 		return cfg, envErr
+	}
+	if err := applySecretFiles(fset, secretFiles, given); err != nil {
+		return cfg, err
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return cfg, errors.New("-tls-cert and -tls-key go together")
@@ -375,6 +387,10 @@ type Server struct {
 func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	db, err := Connect(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := db.checkMailFrom(ctx); err != nil {
+		db.Close()
 		return nil, err
 	}
 	web, err := webFS(cfg.WebDir)

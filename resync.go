@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -110,7 +111,14 @@ func (db *Database) repairMissed() {
 
 // publishMsg publishes one message, remembering it when NATS refuses it.
 func (db *Database) publishMsg(msg *nats.Msg) {
-	if err := db.nc.PublishMsg(msg); err != nil {
+	err := db.nc.PublishMsg(msg)
+	if errors.Is(err, nats.ErrMaxPayload) && len(msg.Data) > len(resyncPayload) {
+		// Too large for NATS, which no retry mends: the sessions are told to fetch what they
+		// missed instead, with the headers kept (a cache invalidation, a close).
+		slog.Error("an event was too large for NATS; sending a Resync instead", "subject", msg.Subject, "bytes", len(msg.Data))
+		err = db.nc.PublishMsg(&nats.Msg{Subject: msg.Subject, Header: msg.Header, Data: resyncPayload})
+	}
+	if err != nil {
 		db.metrics.natsError()
 		slog.Error("publishing event", "subject", msg.Subject, "err", err)
 		db.missed.add(msg)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // SearchMessages (DESIGN §3.2, §4): full-text search over the conversations the user is a
@@ -70,17 +72,50 @@ func searchMessages(ctx context.Context, s *Session, req *Request) (reply, error
 	if len(cids) == 0 {
 		return out, nil
 	}
-	hits, err := s.db.searchIndex(ctx, q, cids, before)
+	err = s.db.searchTx(ctx, func(tx pgx.Tx) error {
+		hits, err := searchIndex(ctx, tx, q, cids, before)
+		if err != nil {
+			return err
+		}
+		if len(hits) > searchPage {
+			hits, out.More = hits[:searchPage], true
+		}
+		out.Results, err = snippets(ctx, tx, q, hits)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if len(hits) > searchPage {
-		hits, out.More = hits[:searchPage], true
-	}
-	if out.Results, err = s.db.snippets(ctx, q, hits); err != nil {
-		return nil, err
-	}
 	return out, nil
+}
+
+// errSearchTooLong answers a search that ran into -search-timeout.
+var errSearchTooLong = clientErr("The search took too long; try more specific words.")
+
+// searchTx runs a search's statements in one read-only transaction in which each may run for
+// -search-timeout at most (statement_timeout), so that no search, however common its words,
+// holds a connection and a core for long; one that runs out answers errSearchTooLong.
+func (db *Database) searchTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if d := db.cfg.SearchTimeout; d > 0 {
+			ms := strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+			if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", ms); err != nil {
+				return fmt.Errorf("setting the search's time limit: %w", err)
+			}
+		}
+		return fn(tx)
+	})
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "57014" /* query_canceled */ && ctx.Err() == nil {
+		return errSearchTooLong
+	}
+	return err
+}
+
+// searchQuerier is a pool or a transaction, as searches use them.
+type searchQuerier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // searchScope is the conversations a search may look in: the one named, if the user is a
@@ -125,11 +160,11 @@ var searchFewConvos = 10
 //
 // A search in a few conversations (one, with CID) goes straight to the second query: the
 // primary key (cid, m_time) walks each conversation newest first.
-func (db *Database) searchIndex(ctx context.Context, q string, cids []string, before time.Time) ([]SearchResult, error) {
+func searchIndex(ctx context.Context, db searchQuerier, q string, cids []string, before time.Time) ([]SearchResult, error) {
 	if len(cids) <= searchFewConvos {
-		return db.searchNewestFirst(ctx, q, cids, before)
+		return searchNewestFirst(ctx, db, q, cids, before)
 	}
-	rows, err := db.pool.Query(ctx, `WITH hits AS MATERIALIZED (
+	rows, err := db.Query(ctx, `WITH hits AS MATERIALIZED (
 			SELECT cid, m_time, id FROM message_search
 			WHERE tsv @@ to_tsquery('simple', $1) AND m_time < $3 LIMIT $4)
 		SELECT n.n, h.cid::text, h.m_time, h.id FROM (SELECT count(*) AS n FROM hits) n
@@ -143,13 +178,13 @@ func (db *Database) searchIndex(ctx context.Context, q string, cids []string, be
 	if err != nil || n < int64(searchCap) {
 		return hits, err
 	}
-	return db.searchNewestFirst(ctx, q, cids, before)
+	return searchNewestFirst(ctx, db, q, cids, before)
 }
 
 // searchNewestFirst is the second phase: the user's matches, newest first, by whatever index the
 // planner picks for these values.
-func (db *Database) searchNewestFirst(ctx context.Context, q string, cids []string, before time.Time) ([]SearchResult, error) {
-	rows, err := db.pool.Query(ctx, `SELECT cid::text, m_time, id FROM message_search
+func searchNewestFirst(ctx context.Context, db searchQuerier, q string, cids []string, before time.Time) ([]SearchResult, error) {
+	rows, err := db.Query(ctx, `SELECT cid::text, m_time, id FROM message_search
 		WHERE tsv @@ to_tsquery('simple', $1) AND cid = ANY($2::uuid[]) AND m_time < $3
 		ORDER BY m_time DESC LIMIT $4`, pgx.QueryExecModeExec, q, cids, before, searchPage+1)
 	if err != nil {
@@ -188,7 +223,7 @@ func scanHits(rows pgx.Rows, withCount bool) ([]SearchResult, int64, error) {
 
 // snippets reads the hits' authors and current text, marked where they match, in one batch.
 // A hit deleted since it was indexed (a race with its deletion) is left out.
-func (db *Database) snippets(ctx context.Context, q string, hits []SearchResult) ([]SearchResult, error) {
+func snippets(ctx context.Context, db searchQuerier, q string, hits []SearchResult) ([]SearchResult, error) {
 	out := []SearchResult{}
 	if len(hits) == 0 {
 		return out, nil
@@ -201,7 +236,7 @@ func (db *Database) snippets(ctx context.Context, q string, hits []SearchResult)
 			FROM %s WHERE m_time = $1 AND id = $2 AND deleted IS NOT TRUE`, convTable(h.CID)),
 			at, h.ID, markStart+markStop, q, opts)
 	}
-	res := db.pool.SendBatch(ctx, b)
+	res := db.SendBatch(ctx, b)
 	defer res.Close()
 	for _, h := range hits {
 		var text string

@@ -233,8 +233,8 @@ func measureSearch(t *testing.T, srv *testServer, runs, convos, member int) {
 	}
 	t.Logf("| query | user in %d conversations p50 / p99 | one conversation p50 / p99 | reference: the whole table, no membership filter p50 / p99 |", member)
 	for _, qq := range queries {
-		u50, u99 := measure(func(q string) error { _, err := srv.db.searchIndex(ctx, q, mine, far); return err }, qq.query)
-		c50, c99 := measure(func(q string) error { _, err := srv.db.searchIndex(ctx, q, mine[:1], far); return err }, qq.query)
+		u50, u99 := measure(func(q string) error { _, err := searchIndex(ctx, srv.db.pool, q, mine, far); return err }, qq.query)
+		c50, c99 := measure(func(q string) error { _, err := searchIndex(ctx, srv.db.pool, q, mine[:1], far); return err }, qq.query)
 		r50, r99 := measure(reference, qq.query)
 		t.Logf("| %s | %s / %s | %s / %s | %s / %s |", qq.name, ms(u50), ms(u99), ms(c50), ms(c99), ms(r50), ms(r99))
 		var plan string
@@ -254,3 +254,39 @@ func measureSearch(t *testing.T, srv *testServer, runs, convos, member int) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// TestSearchTimeout: each statement of a search runs for -search-timeout at most; one that runs
+// out (here: held up by a lock the test takes, first on the index, then on the conversation's
+// table that the snippets come from) answers that the search took too long, and frees its
+// connection. The same search works once the lock is gone.
+func TestSearchTimeout(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SearchTimeout = 200 * time.Millisecond
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "slowsearch")
+	cid := newConvo(t, alice, "haystack")
+	alice.ok("SendMessage", map[string]any{"CID": cid, "content": "a needle in it"})
+	if got := searchTexts(alice.ok("SearchMessages", map[string]any{"query": "needle"})); len(got) != 1 {
+		t.Fatalf("search before the lock: %v", got)
+	}
+	pool := testPool(t)
+	ctx := context.Background()
+	for _, table := range []string{"message_search", convTable(cid)} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(ctx) }) // before the pool closes, should the test fail
+		if _, err := tx.Exec(ctx, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Fatal(err)
+		}
+		alice.fails("SearchMessages", map[string]any{"query": "needle"}, "The search took too long; try more specific words.")
+		alice.fails("SearchMessages", map[string]any{"query": "needle", "CID": cid}, "The search took too long")
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := searchTexts(alice.ok("SearchMessages", map[string]any{"query": "needle"})); len(got) != 1 {
+			t.Fatalf("search after the lock on %s: %v", table, got)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -35,6 +36,34 @@ const (
 )
 
 func validUsername(name string) bool { return usernameRe.MatchString(name) }
+
+// Hidden characters. Names that others see (conversations, files), reactions and security
+// questions must show what they say: bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE turns
+// "invoice\u202Efdp.exe" into "invoiceexe.pdf" on screen, U+2066–U+2069, U+200E/F, U+061C) and
+// the other invisible format characters (zero-width space U+200B, word joiner U+2060, BOM U+FEFF,
+// soft hyphen U+00AD, the tags U+E0000–U+E007F …) are refused there, with C0/C1 controls. Two
+// format characters are kept because scripts and emoji need them: ZERO WIDTH NON-JOINER (U+200C,
+// Persian, Indic scripts) and ZERO WIDTH JOINER (U+200D, emoji sequences, Indic scripts).
+// Message bodies keep them all: refusing would lose what people wrote (mixed-direction text uses
+// them rightly), and the web client shows each body in an element of its own with dir="auto",
+// which isolates whatever the body's controls do from the text around it (DESIGN §7).
+
+// hiddenRune reports a control, bidirectional control or invisible format character.
+func hiddenRune(r rune) bool {
+	switch r {
+	case '\u200c', '\u200d':
+		return false
+	}
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || unicode.Is(unicode.Cf, r)
+}
+
+// hasHiddenRune reports whether s holds a hiddenRune.
+func hasHiddenRune(s string) bool { return strings.ContainsFunc(s, hiddenRune) }
+
+// errHiddenChars is the answer to a name that holds hidden characters.
+func errHiddenChars(what string) error {
+	return clientErr("%s may not contain control characters or invisible formatting characters (such as U+202E, which reverses text).", what)
+}
 
 // validCID reports whether s is a lower-case UUID, the only form a conversation id takes.
 func validCID(s string) bool { return cidRe.MatchString(s) }

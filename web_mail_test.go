@@ -83,6 +83,8 @@ func TestWebMail(t *testing.T) {
 		})
 		alice.waitJS(t, "sender and recipients", `[...document.querySelectorAll('#mail-headers dd')].map((d) => d.textContent).join('|')`+
 			fmt.Sprintf(`.startsWith(%s)`, js("Carol Example <carol@example.net>|"+addr+"|someone@example.net|")))
+		// The download links come with the body (GetEmail), a moment after the headers.
+		alice.waitJS(t, "the attachments' links", `document.querySelectorAll('#mail-attachments a').length === 2`)
 		var atts []string
 		alice.eval(t, `[...document.querySelectorAll('#mail-attachments a')].map((a) => a.getAttribute('download') + ' ' + new URL(a.href).pathname + ' ' + a.textContent)`, &atts)
 		if len(atts) != 2 || !strings.Contains(atts[0], " /mail/attachments/") {
@@ -170,19 +172,23 @@ func TestWebMail(t *testing.T) {
 		}
 		alice.typeInto(t, "#compose-text", "Yes, see you there.")
 		alice.waitJS(t, "the draft saved", textIs("#compose-state", "Draft saved."))
+		// Pushes carry the draft's summary (its preview); its text is GetEmail's.
 		draft := other.waitPush("the draft on the other device", func(p map[string]any) bool {
 			e, _ := p["Email"].(map[string]any)
-			text, _ := e["Text"].(string)
-			return p["cmd"] == "EmailUpdated" && e["Folder"] == "drafts" && strings.HasPrefix(text, "Yes, see you there.\n")
+			text, _ := e["Preview"].(string)
+			return p["cmd"] == "EmailUpdated" && e["Folder"] == "drafts" && strings.HasPrefix(text, "Yes, see you there. On ")
 		})["Email"].(map[string]any)
 		alice.typeInto(t, "#compose-text", " Bring the slides.")
 		updated := other.waitPush("the draft updated", func(p map[string]any) bool {
 			e, _ := p["Email"].(map[string]any)
-			text, _ := e["Text"].(string)
+			text, _ := e["Preview"].(string)
 			return p["cmd"] == "EmailUpdated" && strings.HasPrefix(text, "Yes, see you there. Bring the slides.")
 		})["Email"].(map[string]any)
 		if updated["ID"] != draft["ID"] {
 			t.Errorf("a second draft (%v) instead of updating the first (%v)", updated["ID"], draft["ID"])
+		}
+		if text, _ := fetchEmail(other, draft["ID"])["Text"].(string); !strings.HasPrefix(text, "Yes, see you there. Bring the slides.\n") {
+			t.Errorf("the draft's text: %q", text)
 		}
 		alice.screenshot(t, "mail-compose.png")
 		// Closed, the draft waits in Drafts; opened from there, it is edited and sent as it is.
@@ -306,4 +312,98 @@ func TestWebMail(t *testing.T) {
 			`document.querySelectorAll('#mail-list .mail-item').length === 52`)
 	})
 	t.Logf("web mail test took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// The list carries summaries: an e-mail's body comes when it is opened (GetEmail), with a
+// loading state meanwhile, is kept on the device (IndexedDB) so that it opens without the
+// server next time, and an e-mail opened offline whose body never came says so, then loads once
+// the connection is back.
+func TestWebMailBodyOnOpen(t *testing.T) {
+	browser := startBrowser(t)
+	srv, _ := mailServer(t)
+	p := newPage(t, browser, "http://"+srv.addr, 1280, 800)
+	name := uniqueName("reader")
+	p.register(t, name)
+	addr := name + "@" + testMailDomain
+	const report, latin = "Quarterly report ✓", "Grüße aus Köln"
+	// Every request the page makes is recorded; a GetEmail waits while window.hold is pending.
+	const record = `(() => { const chat = pingedchat.chat; const orig = chat.request.bind(chat);
+		window.sent = []; window.hold = null;
+		chat.request = (cmd, fields, opts) => { window.sent.push(cmd);
+			return cmd === 'GetEmail' && window.hold ? window.hold.then(() => orig(cmd, fields, opts)) : orig(cmd, fields, opts); };
+		return true; })()`
+	fetched := func() int {
+		var n int
+		p.eval(t, `window.sent.filter((c) => c === 'GetEmail').length`, &n)
+		return n
+	}
+	p.eval(t, record, nil)
+	p.click(t, "#mail-btn")
+	for _, f := range []string{"multipart_attachments.eml", "latin1.eml"} {
+		if err := smtpSend(t, srv, "sender@example.net", []string{addr}, sampleMail(t, f, addr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.waitJS(t, "both listed with their previews", mailItem(report)+` && `+mailItem(latin)+` && `+mailItem(report)+
+		`.querySelector('.mi-snippet').textContent.startsWith('Hello, the report is attached. Café at noon?')`)
+	var id int
+	p.eval(t, mailItem(report)+`.dataset.id * 1`, &id)
+	var kept bool
+	p.eval(t, fmt.Sprintf(`!!pingedchat.chat.store.mailBody(%d)`, id), &kept)
+	if n := fetched(); n != 0 || kept {
+		t.Fatalf("bodies fetched before anything was opened: %d GetEmail, kept %v", n, kept)
+	}
+
+	// Opened: the headers at once, the body loading (announced, busy), then shown.
+	p.eval(t, `window.hold = new Promise((r) => (window.release = r)); true`, nil)
+	p.openMail(t, report)
+	p.waitJS(t, "the loading state", textIs("#mail-content [role=status]", "Loading the message…")+
+		` && document.getElementById('mail-content').getAttribute('aria-busy') === 'true'`+
+		` && document.querySelector('#mail-attachments .mail-att.pending') && !document.querySelector('#mail-attachments a')`)
+	p.screenshot(t, "mail-body-loading.png")
+	p.eval(t, `window.release(); window.hold = null; true`, nil)
+	p.waitJS(t, "the body shown", `(document.querySelector('#mail-content iframe.mail-html') || {dataset: {}}).dataset.loaded`+
+		` && document.getElementById('mail-content').getAttribute('aria-busy') === 'false'`+
+		` && document.querySelectorAll('#mail-attachments a[download]').length === 2`)
+	p.eval(t, fmt.Sprintf(`!!pingedchat.chat.store.mailBody(%d)`, id), &kept)
+	if n := fetched(); n != 1 || !kept {
+		t.Fatalf("after opening: %d GetEmail, kept %v", n, kept)
+	}
+
+	// Offline, an e-mail whose body never came says so, and loads when the connection is back.
+	p.setNetwork(t, true, nil)
+	p.waitJS(t, "offline", `document.body.dataset.conn === 'offline'`)
+	p.openMail(t, latin)
+	p.waitJS(t, "not downloaded", textIs("#mail-content [role=status]", "This e-mail has not been downloaded yet. It loads when you are back online."))
+	p.screenshot(t, "mail-body-offline.png")
+	// Answering it needs its text: said too.
+	p.click(t, "#mail-message [data-act=reply]")
+	p.waitJS(t, "no reply without the text", `document.getElementById('toasts').innerText.includes('has not been downloaded yet')`+
+		` && !document.getElementById('compose-dialog').open`)
+	p.setNetwork(t, false, nil)
+	p.waitJS(t, "loaded once online", `(document.querySelector('#mail-content .mail-text') || {}).textContent.includes('Grüße aus Köln, à bientôt!')`)
+	// …and one read before opens offline from the device.
+	p.setNetwork(t, true, nil)
+	p.waitJS(t, "offline", `document.body.dataset.conn === 'offline'`)
+	p.openMail(t, report)
+	p.waitJS(t, "the body from the device", `(document.querySelector('#mail-content iframe.mail-html') || {dataset: {}}).dataset.loaded`)
+	p.setNetwork(t, false, nil)
+	p.waitJS(t, "online", `document.body.dataset.conn === 'online'`)
+
+	// After a reload the bodies read are still on the device: opening one asks the server nothing.
+	p.eval(t, `pingedchat.chat.store.save().then(() => true)`, nil)
+	p.do(t, chromedp.Reload())
+	p.waitJS(t, "online again", `document.body.dataset.conn === 'online'`)
+	p.eval(t, record, nil)
+	p.click(t, "#mail-btn")
+	p.openMail(t, report)
+	p.waitJS(t, "the body from the device", `(document.querySelector('#mail-content iframe.mail-html') || {dataset: {}}).dataset.loaded`+
+		` && document.querySelectorAll('#mail-attachments a[download]').length === 2`)
+	if n := fetched(); n != 0 {
+		t.Fatalf("%d GetEmail for a body kept on the device", n)
+	}
+	// Reply quotes the whole text.
+	p.click(t, "#mail-message [data-act=reply]")
+	p.waitJS(t, "the reply quoting the text", `document.getElementById('compose-dialog').open && `+
+		`document.getElementById('compose-text').value.includes('\n> the report is attached. Café at noon?\n')`)
 }

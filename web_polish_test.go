@@ -257,5 +257,21 @@ func TestWebPolish(t *testing.T) {
 		carol.typeInto(t, "#reg-username", "x")
 		carol.waitJS(t, "a free name clears it", textIs("#reg-username-hint", "3 to 32 letters, digits or underscores."))
 	})
+
+	t.Run("a name reserved for the server's own mail", func(t *testing.T) {
+		dave := newPage(t, browser, base, 390, 844)
+		dave.do(t, chromedp.Navigate(base+"/"))
+		dave.waitVisible(t, "#auth-view")
+		dave.click(t, "#tab-register")
+		dave.waitJS(t, "connected (the name check needs an open connection)", `document.body.dataset.conn === 'connected'`)
+		dave.typeInto(t, "#reg-username", "Postmaster")
+		dave.waitJS(t, "the name reported taken", textIs("#reg-username-hint", "“Postmaster” is taken; try another.")+
+			` && document.getElementById('reg-username').getAttribute('aria-invalid') === 'true'`)
+		dave.typeInto(t, "#reg-password", testPassword)
+		dave.click(t, "#register-form button[type=submit]")
+		dave.waitJS(t, "the server's reason", textIs("#register-form .form-error",
+			`Couldn't create your account: The name "Postmaster" is reserved for the server's own mail; choose another.`))
+		dave.waitJS(t, "still on the registration form", `!document.getElementById('register-form').hidden && document.getElementById('chat-view').hidden`)
+	})
 	t.Logf("browser tests took %v", time.Since(start).Round(time.Millisecond))
 }

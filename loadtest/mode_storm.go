@@ -8,13 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	as "github.com/aerospike/aerospike-client-go/v7"
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 )
@@ -361,11 +364,19 @@ func lastMTime(f *frame) string {
 	return m.MTime
 }
 
-// stormReference issues the storm's reads straight at PostgreSQL from 8 connections: per
+// stormReference issues the storm's reads straight at the stores from 8 connections: per
 // session its session and user records, then per conversation its record and its messages
-// since the sync point.
+// since the sync point. The records come from where the server keeps them: PostgreSQL's
+// quickstore table (each session's two records in one round trip, each conversation's record
+// and messages in one), or the Aerospike node (-quickstore aerotest, asd or aerospike://: one
+// Get per record, the messages from PostgreSQL).
 func stormReference(ctx context.Context, tgt *target, sessions []*stormSession, rep *Report) (time.Duration, error) {
-	logf("reference: the same reads straight at PostgreSQL from 8 connections")
+	reads, err := tgt.stormReads()
+	if err != nil {
+		return 0, err
+	}
+	defer reads.close()
+	logf("reference: the same reads straight at the stores from 8 connections")
 	watch := startCPUWatch(0, tgt.dbname)
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -378,19 +389,12 @@ func stormReference(ctx context.Context, tgt *target, sessions []*stormSession, 
 					return nil
 				}
 				s := sessions[i]
-				b := &pgx.Batch{}
-				b.Queue(`SELECT bins::text FROM quickstore WHERE ns = 'users' AND set_name = 'session' AND key = $1`, tokenHashOf(s.u.session))
-				b.Queue(`SELECT bins::text FROM quickstore WHERE ns = 'users' AND set_name = 'username' AND key = upper($1)`, s.u.name)
-				if err := tgt.pool.SendBatch(gctx, b).Close(); err != nil {
+				if err := reads.session(gctx, tokenHashOf(s.u.session), strings.ToUpper(s.u.name)); err != nil {
 					return fmt.Errorf("reference: reading records: %w", err)
 				}
 				for _, sc := range s.convos {
-					b := &pgx.Batch{}
-					b.Queue(`SELECT bins::text FROM quickstore WHERE ns = 'convos' AND set_name = 'convos' AND key = $1`, sc.cid)
-					b.Queue(fmt.Sprintf(`SELECT id, f_username, m_time, content, kind FROM %s
-						WHERE m_time > $1::timestamptz ORDER BY m_time LIMIT 51`, convTableName(sc.cid)), sc.since)
-					if err := tgt.pool.SendBatch(gctx, b).Close(); err != nil {
-						return fmt.Errorf("reference: reading messages: %w", err)
+					if err := reads.convo(gctx, sc.cid, sc.since); err != nil {
+						return fmt.Errorf("reference: reading a conversation: %w", err)
 					}
 				}
 			}
@@ -400,10 +404,78 @@ func stormReference(ctx context.Context, tgt *target, sessions []*stormSession, 
 		return 0, err
 	}
 	elapsed := time.Since(start)
-	s := rep.section(fmt.Sprintf("reference: the same reads straight at PostgreSQL, 8 connections, %d sessions", len(sessions)))
+	s := rep.section(fmt.Sprintf("reference: the same reads straight at the stores, 8 connections, %d sessions", len(sessions)))
 	s.add("time", elapsed.Seconds(), "s")
 	watch.report(s)
 	return elapsed, nil
+}
+
+// stormReads are the reference's reads against the server's stores.
+type stormReads struct {
+	session func(ctx context.Context, tokenHash, upperName string) error
+	convo   func(ctx context.Context, cid, since string) error
+	close   func()
+}
+
+func messagesSince(cid string) string {
+	return fmt.Sprintf(`SELECT id, f_username, m_time, content, kind FROM %s
+		WHERE m_time > $1::timestamptz ORDER BY m_time LIMIT 51`, convTableName(cid))
+}
+
+func (t *target) stormReads() (*stormReads, error) {
+	if len(t.quickArgs) == 0 {
+		const rec = `SELECT bins::text FROM quickstore WHERE ns = $1 AND set_name = $2 AND key = $3`
+		return &stormReads{
+			session: func(ctx context.Context, hash, name string) error {
+				b := &pgx.Batch{}
+				b.Queue(rec, "users", "session", hash)
+				b.Queue(rec, "users", "username", name)
+				return t.pool.SendBatch(ctx, b).Close()
+			},
+			convo: func(ctx context.Context, cid, since string) error {
+				b := &pgx.Batch{}
+				b.Queue(rec, "convos", "convos", cid)
+				b.Queue(messagesSince(cid), since)
+				return t.pool.SendBatch(ctx, b).Close()
+			},
+			close: func() {},
+		}, nil
+	}
+	host, portStr, err := net.SplitHostPort(strings.Split(strings.TrimPrefix(t.quickArgs[1], "aerospike://"), ",")[0])
+	if err != nil {
+		return nil, fmt.Errorf("reference: the quick store %q: %w", t.quickArgs[1], err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	policy := as.NewClientPolicy()
+	policy.Timeout = 30 * time.Second // aerotest shares this process with 10,000 sessions
+	client, err := as.NewClientWithPolicy(policy, host, port)
+	if err != nil {
+		return nil, fmt.Errorf("reference: connecting to Aerospike: %w", err)
+	}
+	get := func(ns, set, key string) error {
+		k, err := as.NewKey(ns, set, key)
+		if err == nil {
+			_, err = client.Get(nil, k)
+		}
+		return err
+	}
+	return &stormReads{
+		session: func(ctx context.Context, hash, name string) error {
+			return errors.Join(get("users", "session", hash), get("users", "username", name))
+		},
+		convo: func(ctx context.Context, cid, since string) error {
+			if err := get("convos", "convos", cid); err != nil {
+				return err
+			}
+			rows, err := t.pool.Query(ctx, messagesSince(cid), since)
+			if err != nil {
+				return err
+			}
+			rows.Close()
+			return rows.Err()
+		},
+		close: client.Close,
+	}, nil
 }
 
 // tokenHashOf is how the server keys a resume token: its SHA-256 in hex.

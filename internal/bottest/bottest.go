@@ -23,6 +23,7 @@ type Server struct {
 	dir  string
 	mu   sync.Mutex
 	hang bool
+	held int // requests hanging now
 	stop chan struct{}
 	errs []string
 }
@@ -50,6 +51,13 @@ func (s *Server) Hang(on bool) {
 	s.hang = on
 }
 
+// Hanging is how many requests are being held by Hang now.
+func (s *Server) Hanging() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
+}
+
 // Errors are the requests the real APIs would refuse.
 func (s *Server) Errors() []string {
 	s.mu.Lock()
@@ -73,8 +81,16 @@ func (s *Server) hangable(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		hang := s.hang && !strings.HasPrefix(r.URL.Path, "/media/")
+		if hang {
+			s.held++
+		}
 		s.mu.Unlock()
 		if hang {
+			defer func() {
+				s.mu.Lock()
+				s.held--
+				s.mu.Unlock()
+			}()
 			select {
 			case <-r.Context().Done():
 			case <-s.stop:

@@ -3,12 +3,12 @@
 
 import {eventText} from './events.js';
 import {filePreview, avatarPic} from './files.js';
-import {el, icon, ICONS, parseWireTime, shortTime, hue, initials, sameUser} from './util.js';
+import {el, icon, ICONS, parseWireTime, shortTime, hue, initials, sameUser, visibleText} from './util.js';
 import {botSummary} from './bots.js';
 
 /** convoTitle is a conversation's name, or its other members when it has none. */
 export function convoTitle(c, me) {
-  if (c.Name) return c.Name;
+  if (c.Name) return visibleText(c.Name) || 'Unnamed'; // a name stored before they were refused
   const others = c.Members.map((m) => m.username).filter((n) => !sameUser(n, me));
   return others.length ? others.join(', ') : 'Just you';
 }

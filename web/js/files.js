@@ -7,7 +7,7 @@
 // message. Names and sizes are put in as text. Conversation files are fetched with ?t=<token>
 // (GetFileToken), so that <img src> works without cookies.
 
-import {el, icon} from './util.js';
+import {el, icon, visibleText} from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,7 +32,9 @@ export function parseFileMessage(content) {
   if (!f || typeof f !== 'object' || typeof f.url !== 'string' || !FILE_URL_RE.test(f.url)) return null;
   return {
     url: f.url,
-    name: typeof f.name === 'string' && f.name ? f.name : 'file',
+    // A file message is written by a client: its name may hide characters the server refuses in
+    // the names of uploads.
+    name: (typeof f.name === 'string' && visibleText(f.name)) || 'file',
     size: Number.isFinite(f.size) && f.size >= 0 ? f.size : 0,
     type: typeof f.type === 'string' ? f.type : '',
     thumb: f.thumb === true,
@@ -81,7 +83,7 @@ export function fileView(content) {
   }
   const chip = el('a', {class: 'file-chip', download: f.name, rel: 'noopener noreferrer'},
     icon(DOC_ICON, 'ico file-icon'),
-    el('span', {class: 'file-name'}, f.name),
+    el('span', {class: 'file-name', dir: 'auto'}, f.name),
     el('span', {class: 'file-size'}, formatSize(f.size)));
   withToken((t) => { chip.href = `${f.url}?t=${encodeURIComponent(t)}`; });
   return el('div', {class: 'file-msg'}, chip);
@@ -280,10 +282,13 @@ export class Files {
   async upload(cid, file, onProgress = () => {}) {
     this.chat.requireOnline('GetS3PolicyData');
     const type = /^[\w!#$&^.+-]+\/[\w!#$&^.+-]+$/.test(file.type) ? file.type : 'application/octet-stream';
-    const t = await this.chat.request('GetS3PolicyData', {CID: cid, Name: file.name, Size: file.size, ContentType: type});
+    // Invisible characters in a file's name (a zero-width space pasted in, say) would have the
+    // server refuse the upload: the name goes without them.
+    const name = visibleText(file.name) || 'file';
+    const t = await this.chat.request('GetS3PolicyData', {CID: cid, Name: name, Size: file.size, ContentType: type});
     const res = await send(t, file, type, onProgress);
     return {
-      url: t.FileURL, name: file.name, size: file.size,
+      url: t.FileURL, name, size: file.size,
       type: res && res.Type ? res.Type : type, thumb: !!(res && res.Thumb),
     };
   }

@@ -3,12 +3,17 @@
 // iframe without scripts, under a CSP of its own), flags, empty trash, and what a reply or a
 // forward starts with; the composer and invitations are mailcompose.js's.
 //
-// The mailbox lives in memory: the newest 50 on the first login of the page (GetAllEmails),
+// The mailbox lives in memory: the newest page on the first login of the page (GetAllEmails),
 // older pages on demand (BeforeID), and afterwards only what changed since the sync point
 // (GetAllEmails {M_time}, following More) after every login and on the server's Resync. Live
 // EmailReceived and EmailUpdated pushes come in between. An e-mail is replaced only by a version
 // with an M_time at least as new, so a late reply never undoes a newer push; removed e-mails
 // stay as markers for the same reason.
+//
+// Lists and pushes carry summaries (headers, flags, Preview, attachment names): an e-mail's
+// bodies, every address and the attachments' download links come with GetEmail when it is
+// opened (or answered, forwarded, edited as a draft), and are kept on the device (store.js
+// mailbodies), so it opens offline next time. One whose body never came says so offline.
 
 import {ConnectionError} from './conn.js';
 import {describeError} from './chat.js';
@@ -52,6 +57,27 @@ const unreadInInbox = (e) => !!(e && !e.Removed && e.Folder === 'inbox' && e.Unr
 function sender(e) {
   if (e.FromName && e.From && e.FromName !== e.From) return `${e.FromName} <${e.From}>`;
   return e.From || e.FromName || '';
+}
+
+/** isWhole: an e-mail as GetEmail answers it (or as written here), bodies included. */
+const isWhole = (e) => typeof e.Text === 'string' || typeof e.HTML === 'string';
+
+/** summaryOf: what the list keeps of an e-mail (its bodies go to the body cache). */
+function summaryOf(e) {
+  if (!isWhole(e)) return e;
+  const {Text, HTML, ...s} = e;
+  if (typeof s.Preview !== 'string') s.Preview = (Text || '').replace(/\s+/g, ' ').trim().slice(0, 200);
+  return s;
+}
+
+/** linksExpire: when the first signed attachment link of a body expires (ms; Infinity if none). */
+function linksExpire(body) {
+  let at = Infinity;
+  for (const a of body.Attachments || []) {
+    const exp = a && a.URL ? Number(new URL(a.URL, location.href).searchParams.get('exp')) : 0;
+    if (exp) at = Math.min(at, exp * 1000);
+  }
+  return at;
 }
 
 /** textOf: an e-mail's text with plain line ends. */
@@ -143,6 +169,8 @@ export class Mail {
     this.plain = false;
     this.shownKey = '';
     this.quota = {full: false, used: 0, limit: 0}; // the mailbox's size, from GetAllEmails
+    this.fetching = new Map(); // ID → the GetEmail under way
+    this.bodyErrors = new Map(); // ID → why its body could not be read
   }
 
   get visible() {
@@ -179,6 +207,7 @@ export class Mail {
       this.render();
     }
     this.sync();
+    if (this.openId) this.loadBody(this.openId); // it may have been waiting for the connection
   }
 
   onView(view) {
@@ -264,9 +293,13 @@ export class Mail {
   }
 
   /** apply takes an e-mail from a reply or push, unless what we have is newer. live: a change
-   * happening now (a push, our own command), which moves the unread count. */
-  apply(e, live = false) {
-    if (!e || typeof e.ID !== 'number') return false;
+   * happening now (a push, our own command), which moves the unread count. A whole e-mail's
+   * bodies go to the body cache (whatever its M_time: they are its bodies as of then). */
+  apply(whole, live = false) {
+    if (!whole || typeof whole.ID !== 'number') return false;
+    if (whole.Removed) this.dropBody(whole.ID);
+    else if (isWhole(whole)) this.keepBody(whole);
+    const e = summaryOf(whole);
     const prev = this.emails.get(e.ID);
     if (prev && (prev.M_time || '') > (e.M_time || '')) return false;
     if (live) {
@@ -316,6 +349,80 @@ export class Mail {
       default:
         break;
     }
+  }
+
+  // Bodies
+
+  /** body is what is kept of an e-mail's body here (null if nothing). */
+  body(id) {
+    const store = this.chat.store;
+    return store ? store.mailBody(id) : null;
+  }
+
+  keepBody(e) {
+    this.bodyErrors.delete(e.ID);
+    if (this.chat.store) this.chat.store.putMailBody(e);
+  }
+
+  dropBody(id) {
+    if (this.chat.store) this.chat.store.dropMailBody(id);
+  }
+
+  /** bodyCurrent: the body kept here still serves (a draft changes; download links expire). */
+  bodyCurrent(e, body) {
+    if (!body) return false;
+    if (e.Folder === 'drafts' && (body.M_time || '') < (e.M_time || '')) return false;
+    return linksExpire(body) > Date.now() + 60000;
+  }
+
+  /** whole is the e-mail with its body: from the device when it still serves, else fetched
+   * (GetEmail); offline, what the device has, or null. */
+  async whole(e) {
+    const kept = this.body(e.ID);
+    if (this.bodyCurrent(e, kept) || (kept && !this.chat.loggedIn)) return {...e, ...kept, M_time: e.M_time};
+    if (!this.chat.loggedIn) return null;
+    let p = this.fetching.get(e.ID);
+    if (!p) {
+      p = this.chat.request('GetEmail', {ID: e.ID}).then((rep) => {
+        if (rep && rep.Email) this.apply(rep.Email);
+      }).finally(() => this.fetching.delete(e.ID));
+      this.fetching.set(e.ID, p);
+    }
+    await p;
+    const body = this.body(e.ID);
+    return body ? {...(this.emails.get(e.ID) || e), ...body} : null;
+  }
+
+  /** loadBody fetches the open e-mail's body if it is missing, showing that it loads. */
+  async loadBody(id) {
+    const e = this.emails.get(id);
+    if (!e || e.Removed || (e.Folder === 'drafts' && !e.Deleted)) return;
+    if (this.bodyCurrent(e, this.body(id))) {
+      this.chat.store.touchMailBody(id);
+      return;
+    }
+    if (!this.chat.loggedIn || this.fetching.has(id)) return;
+    this.bodyErrors.delete(id);
+    const shown = this.whole(e);
+    this.renderReader(); // the loading state
+    try {
+      await shown;
+    } catch (err) {
+      if (!(err instanceof ConnectionError)) this.bodyErrors.set(id, describeError(err, 'GetEmail'));
+    }
+    if (this.openId === id) this.renderReader();
+  }
+
+  /** wholeOrSay is whole(e), or null after telling why there is none. */
+  async wholeOrSay(e) {
+    try {
+      const w = await this.whole(e);
+      if (w) return w;
+      this.toast('This e-mail has not been downloaded yet. Try again when you are back online.');
+    } catch (err) {
+      this.toast(describeError(err, 'GetEmail'));
+    }
+    return null;
   }
 
   // Counts
@@ -426,7 +533,7 @@ export class Mail {
     const to = [...(e.To || []), ...(e.Cc || [])].join(', ');
     const who = mine ? `To: ${to || '(nobody yet)'}` : (e.FromName || e.From || '(unknown sender)');
     const d = parseWireTime(e.Date);
-    const snippet = textOf(e).replace(/\s+/g, ' ').trim().slice(0, 140);
+    const snippet = (e.Preview || '').slice(0, 140);
     const label = [e.Unread ? 'Unread.' : '', e.Folder === 'drafts' ? 'Draft.' : '', who,
       e.Unverified ? '(unverified sender)' : '', e.Subject || '(no subject)',
       d ? fullTime(d) : ''].filter(Boolean).join(' ');
@@ -441,7 +548,7 @@ export class Mail {
       el('time', {class: 'mi-date', datetime: e.Date || ''}, d ? shortTime(d) : ''),
       el('span', {class: 'mi-subject'}, e.Subject || '(no subject)'),
       el('span', {class: 'mi-flags', 'aria-hidden': 'true'},
-        e.Attachments && e.Attachments.length ? icon(CLIP) : null, e.Starred ? '★' : ''),
+        e.AttachmentCount || (e.Attachments && e.Attachments.length) ? icon(CLIP) : null, e.Starred ? '★' : ''),
       el('span', {class: 'mi-snippet'}, snippet)));
   }
 
@@ -460,6 +567,7 @@ export class Mail {
     $('mail-pane').dataset.mailpane = 'read';
     this.render();
     $('mail-subject').focus();
+    this.loadBody(id);
     if (e.Unread) this.setFlag(e, 'MarkEmailUnread', {Unread: false});
   }
 
@@ -489,17 +597,24 @@ export class Mail {
     }
     $('mail-subject').textContent = e.Subject || '(no subject)';
     $('mail-subject').tabIndex = -1;
+    // The summary's lists are cut short: the whole e-mail's, once its body is here.
+    const kept = this.body(e.ID);
+    const w = kept ? {...e, ...kept, M_time: e.M_time} : e;
     const d = parseWireTime(e.Date);
-    const rows = [['From', sender(e)], ['To', (e.To || []).join(', ')], ['Cc', (e.Cc || []).join(', ')],
+    const rows = [['From', sender(e)], ['To', (w.To || []).join(', ')], ['Cc', (w.Cc || []).join(', ')],
       ['Date', d ? fullTime(d) : '']].filter(([, v]) => v);
     $('mail-headers').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
-    $('mail-unverified').hidden = !e.Unverified;
-    $('mail-unverified').textContent = e.Unverified
+    const unverified = !!(e.Unverified || w.Unverified);
+    $('mail-unverified').hidden = !unverified;
+    $('mail-unverified').textContent = unverified
       ? `Unverified sender: this server could not confirm that this e-mail comes from ${e.From || 'its sender'}. Be careful with its links and attachments.`
       : '';
-    const atts = (e.Attachments || []).filter((a) => a && a.URL);
-    $('mail-attachments').replaceChildren(...atts.map((a) => el('li', {},
-      el('a', {href: a.URL, download: a.Name || 'attachment', rel: 'noopener noreferrer', class: 'mail-att'},
+    // Download links come with the body; until then the names alone.
+    const atts = (w.Attachments || []).filter(Boolean);
+    $('mail-attachments').replaceChildren(...atts.map((a) => el('li', {}, a.URL
+      ? el('a', {href: a.URL, download: a.Name || 'attachment', rel: 'noopener noreferrer', class: 'mail-att'},
+        icon(CLIP), el('span', {class: 'att-name'}, a.Name || 'attachment'), el('span', {class: 'att-size'}, formatSize(a.Size)))
+      : el('span', {class: 'mail-att pending'},
         icon(CLIP), el('span', {class: 'att-name'}, a.Name || 'attachment'), el('span', {class: 'att-size'}, formatSize(a.Size))))));
     $('mail-attachments').hidden = !atts.length;
     const msg = $('mail-message');
@@ -507,14 +622,28 @@ export class Mail {
     msg.querySelector('[data-act=star]').setAttribute('aria-pressed', String(!!e.Starred));
     msg.querySelector('[data-act=unread]').textContent = e.Unread ? 'Mark read' : 'Mark unread';
     msg.querySelector('[data-act=delete]').textContent = e.Deleted ? 'Restore' : 'Delete';
-    const html = !!e.HTML && !this.plain;
-    $('mail-plain-btn').hidden = !e.HTML;
+    const html = !!w.HTML && !this.plain;
+    $('mail-plain-btn').hidden = !w.HTML;
     $('mail-plain-btn').textContent = this.plain ? 'Show formatted' : 'Show plain text';
+    let state = 'body';
+    if (!kept) {
+      if (this.bodyErrors.has(e.ID)) state = 'error';
+      else if (!this.chat.loggedIn && !this.fetching.has(e.ID)) state = 'offline';
+      else state = 'loading';
+    }
+    $('mail-content').setAttribute('aria-busy', String(state === 'loading'));
     // The body is rebuilt only when it changes: a flag must not reload the frame.
-    const key = `${e.ID}:${html}`;
+    const key = `${e.ID}:${state}:${html}:${kept ? kept.M_time : ''}`;
     if (key === this.shownKey) return;
     this.shownKey = key;
-    $('mail-content').replaceChildren(html ? this.htmlFrame(e) : el('div', {class: 'mail-text'}, textOf(e)));
+    let content;
+    if (state === 'body') content = html ? this.htmlFrame(w) : el('div', {class: 'mail-text'}, textOf(w));
+    else if (state === 'loading') content = el('p', {class: 'mail-loading', role: 'status'}, 'Loading the message…');
+    else if (state === 'offline') {
+      content = el('p', {class: 'mail-unfetched', role: 'status'},
+        'This e-mail has not been downloaded yet. It loads when you are back online.');
+    } else content = el('p', {class: 'mail-unfetched', role: 'alert'}, this.bodyErrors.get(e.ID));
+    $('mail-content').replaceChildren(content);
   }
 
   /** htmlFrame shows sanitised HTML where it cannot run or load anything: a sandbox without
@@ -540,12 +669,16 @@ export class Mail {
     if (!e) return;
     switch (what) {
       case 'reply':
-      case 'replyAll':
-        this.reply(e, what === 'replyAll');
+      case 'replyAll': {
+        const w = await this.wholeOrSay(e);
+        if (w) this.reply(w, what === 'replyAll');
         break;
-      case 'forward':
-        this.forward(e);
+      }
+      case 'forward': {
+        const w = await this.wholeOrSay(e);
+        if (w) this.forward(w);
         break;
+      }
       case 'unread':
         if (await this.setFlag(e, 'MarkEmailUnread', {Unread: !e.Unread}) && !e.Unread) this.closeMessage({focus: true});
         break;
@@ -628,7 +761,9 @@ export class Mail {
     this.composer.compose({subject: prefixed('Fwd', e.Subject), text: `\n\n${head.join('\n')}\n\n${textOf(e)}`, caret: 0});
   }
 
-  editDraft(e) {
+  async editDraft(draft) {
+    const e = await this.wholeOrSay(draft);
+    if (!e) return;
     // A draft keeps the Message-ID it answers; the command wants the answered e-mail's ID.
     const orig = e.InReplyTo ? [...this.emails.values()].find((o) => !o.Removed && o.MessageID === e.InReplyTo) : null;
     this.composer.compose({

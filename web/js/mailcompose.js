@@ -22,7 +22,8 @@ export class Composer {
    * @param {object} opts
    * @param {function(string, string=)} opts.toast
    * @param {function(string)} opts.announce
-   * @param {function(object)} opts.onEmail  an e-mail the server answered with (a draft, a sent copy)
+   * @param {function(object)} opts.onEmail  an e-mail the server answered with (a draft, a sent
+   *   copy), whole: its summary with the text that was sent
    */
   constructor(chat, {toast, announce, onEmail}) {
     this.chat = chat;
@@ -113,7 +114,8 @@ export class Composer {
         const rep = await this.chat.request('AddNewDraft', fields);
         if (rep && rep.Email) {
           d.id = rep.Email.ID;
-          this.onEmail(rep.Email);
+          // The answer is the draft's summary; its body is what was saved.
+          this.onEmail({...rep.Email, Text: fields.Text, To: fields.To, Cc: fields.Cc});
         }
         if (mine()) $('compose-state').textContent = 'Draft saved.';
       } catch (err) {
@@ -163,7 +165,7 @@ export class Composer {
         const rep = await this.chat.request('SendEmailMessage', req);
         d.sent = true;
         if (d.id) this.onEmail({ID: d.id, M_time: rep.Email ? rep.Email.M_time : '', Removed: true});
-        if (rep && rep.Email) this.onEmail(rep.Email);
+        if (rep && rep.Email) this.onEmail({...rep.Email, Text: req.Text, To: req.To, Cc: req.Cc});
       } catch (err) {
         err.cmd = err.cmd || 'SendEmailMessage';
         throw err;

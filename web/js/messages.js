@@ -324,7 +324,9 @@ export class MessageView {
       r.reply_to ? this.quoteOf(r) : null,
       r.deleted ? el('p', {class: 'text deleted-text'}, 'Message deleted')
         : r.kind === 'bot' ? botContent(r)
-          : (fileView(r.content) || el('p', {class: 'text'}, withMentions(richText(r.content), r.mentions))),
+          // dir="auto": each body's direction is its own, and its bidirectional controls (which a
+          // body may hold) end with it.
+          : (fileView(r.content) || el('p', {class: 'text', dir: 'auto'}, withMentions(richText(r.content), r.mentions))),
       el('span', {class: 'meta'}),
     );
     li.append(bubble);
@@ -342,7 +344,7 @@ export class MessageView {
     return el('button', {type: 'button', class: 'quote', title: 'Show the original message',
       onclick: () => this.jumpTo(r.reply_to)},
     el('span', {class: 'quote-author'}, q.f_username || 'Reply'),
-    el('span', {class: 'quote-text'}, q.content || 'Message deleted'));
+    el('span', {class: 'quote-text', dir: 'auto'}, q.content || 'Message deleted'));
   }
 
   /** reactionChips: each emoji with its count and who reacted; a click sets or clears ours. */

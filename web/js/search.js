@@ -77,6 +77,6 @@ export class Search {
     el('span', {class: 'hit-head'},
       el('span', {class: 'hit-convo'}, c ? convoTitle(c, this.chat.me) : 'A conversation'),
       d ? el('time', {datetime: r.m_time, title: fullTime(d)}, clockTime(d)) : null),
-    el('span', {class: 'hit-text'}, el('strong', {}, String(r.f_username)), ': ', snippet)));
+    el('span', {class: 'hit-text'}, el('strong', {}, String(r.f_username)), ': ', el('span', {dir: 'auto'}, snippet))));
   }
 }

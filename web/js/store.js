@@ -21,6 +21,10 @@
 //   outbox   {client_id, CID, content, created, reply_to, reply_m_time}: messages written but
 //            not yet acknowledged.
 //   meta     {key, value}
+//   mailbodies {ID, M_time, Text, HTML, To, Cc, Attachments, used}: the e-mails read here, whole
+//            (GetEmail: lists carry summaries only), at most KEEP_MAIL_BODIES and about
+//            MAIL_BODY_CHARS characters, the least recently read forgotten first. M_time is the
+//            e-mail's when its body came (a draft's body is stale once the draft is newer).
 
 /* global loki, LokiIndexedAdapter, IncrementalIndexedDBAdapter */
 
@@ -32,6 +36,8 @@ const KEEP_PER_CONVO = 1000;
 const PRUNE_AT = 1200;
 const OLD_APP = 'pingedchat'; // the LokiIndexedAdapter catalog of older clients
 const MIGRATE_WAIT_MS = 5000; // an older client's database that cannot be read in this long is left
+const KEEP_MAIL_BODIES = 100;
+const MAIL_BODY_CHARS = 8000000;
 
 /** order sorts messages: stored ones by m_time, then unsent ones in the order they were written. */
 export function orderKey(m) {
@@ -70,6 +76,7 @@ export class LocalStore {
     this.messages = this.collection('messages', {});
     this.outbox = this.collection('outbox', {unique: ['client_id']});
     this.meta = this.collection('meta', {unique: ['key']});
+    this.mailbodies = this.collection('mailbodies', {unique: ['ID']});
     if (fresh) await this.migrate();
     this.indexAll();
     return this;
@@ -180,6 +187,47 @@ export class LocalStore {
     } else {
       this.meta.insert({key, value});
     }
+  }
+
+  // Mail bodies
+
+  mailBody(id) {
+    return this.mailbodies.by('ID', id) || null;
+  }
+
+  /** putMailBody keeps an e-mail's body, forgetting the least recently read beyond the bounds. */
+  putMailBody(body) {
+    const r = this.mailBody(body.ID);
+    const rec = {
+      ID: body.ID, M_time: body.M_time || '', Text: body.Text || '', HTML: body.HTML || '',
+      To: body.To || [], Cc: body.Cc || [], Attachments: body.Attachments || [], used: Date.now(),
+    };
+    if (r) {
+      Object.assign(r, rec);
+      this.mailbodies.update(r);
+    } else {
+      this.mailbodies.insert(rec);
+    }
+    const all = this.mailbodies.find().sort((a, b) => b.used - a.used);
+    let chars = 0;
+    const gone = all.filter((b, i) => {
+      chars += b.Text.length + b.HTML.length;
+      return b.ID !== body.ID && (i >= KEEP_MAIL_BODIES || chars > MAIL_BODY_CHARS);
+    });
+    if (gone.length) this.mailbodies.remove(gone);
+  }
+
+  /** touchMailBody marks a body as just read (it is kept longest). */
+  touchMailBody(id) {
+    const r = this.mailBody(id);
+    if (!r) return;
+    r.used = Date.now();
+    this.mailbodies.update(r);
+  }
+
+  dropMailBody(id) {
+    const r = this.mailBody(id);
+    if (r) this.mailbodies.remove(r);
   }
 
   // Conversations

@@ -6,6 +6,17 @@
  *
  *   el('p', {class: 'x', 'aria-label': 'y', onclick: fn}, 'text', childNode, …)
  */
+/**
+ * visibleText drops the characters that change how text is shown without being seen: controls,
+ * bidirectional controls (U+202E shows "pay\u202Efdp.exe" as "payexe.pdf") and other invisible
+ * format characters, but for the zero-width joiner and non-joiner that scripts and emoji need.
+ * For names (files, conversations), which the server refuses with them (validate.go); message
+ * bodies keep them and are shown with dir="auto", which isolates them.
+ */
+export function visibleText(s) {
+  return String(s).replace(/(?![\u200C\u200D])[\p{Cc}\p{Cf}]/gu, '');
+}
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
