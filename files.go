@@ -47,6 +47,9 @@ var (
 	fileIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 	mimePattern   = regexp.MustCompile(`^[a-zA-Z0-9!#$&^_.+-]+/[a-zA-Z0-9!#$&^_.+-]+$`)
 	errOverQuota  = errors.New("over quota")
+	// errQuotaUnderflow: more space given back than is counted. Never clamped to 0: that would
+	// turn a bookkeeping error (or an overflow) into free space; the count is left as it is.
+	errQuotaUnderflow = errors.New("giving back more quota than is used")
 )
 
 // File records live in namespace users, whose Aerospike configuration allows expiring records
@@ -171,16 +174,24 @@ func (f *Files) updateFile(ctx context.Context, id string, fn func(*FileRecord) 
 	return updateRecord(ctx, f.db.quick, fileKey(id), fn)
 }
 
-// reserve adds n bytes to user's QuotaUsed if they fit (n < 0 gives space back).
+// reserve adds n bytes to user's QuotaUsed if they fit (n < 0 gives space back). Both
+// comparisons are written so that they cannot overflow: Quota and QuotaUsed are never negative,
+// so Quota-QuotaUsed and QuotaUsed+n (n < 0) stay in range whatever n is.
 func (f *Files) reserve(ctx context.Context, user string, n int64) (*UserRecord, error) {
 	return f.db.updateUser(ctx, user, func(u *UserRecord) error {
-		if n > 0 && u.QuotaUsed+n > u.Quota {
+		if n > 0 && n > u.Quota-u.QuotaUsed {
 			return errOverQuota
 		}
-		u.QuotaUsed = max(0, u.QuotaUsed+n)
+		if n < 0 && u.QuotaUsed+n < 0 {
+			return errQuotaUnderflow
+		}
+		u.QuotaUsed += n
 		return nil
 	})
 }
+
+// fitsQuota says whether n more bytes fit in u's quota, without overflowing.
+func fitsQuota(u *UserRecord, n int64) bool { return n >= 0 && n <= u.Quota-u.QuotaUsed }
 
 // release gives n bytes back to user, logging (not failing) when it cannot.
 func (f *Files) release(user string, n int64) {
@@ -284,7 +295,7 @@ func (f *Files) receive(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		tmp.Close()
 		_ = os.Remove(tmp.Name()) // after the rename this finds nothing
 	}()
-	n, err := io.Copy(tmp, io.LimitReader(r.Body, rec.Size+1))
+	n, err := io.Copy(tmp, io.LimitReader(r.Body, rec.Size+1)) // Size < MaxInt64: checkUploadSize
 	if err != nil {
 		return fail(http.StatusBadRequest, "reading the upload failed")
 	}

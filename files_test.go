@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"image/png"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -329,4 +331,70 @@ func storedFileRecord(t testing.TB, srv *testServer, owner, cid string) string {
 		t.Fatal(err)
 	}
 	return fileURLPrefix + id
+}
+
+// TestQuotaIntegerEdges: sizes at the integer edges are refused with a clear error and change
+// nothing; in particular 2^63−1 (whose sum with the space used wraps negative) neither passes
+// the quota check nor, after a failed upload gives it back, resets the space used to 0.
+func TestQuotaIntegerEdges(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultQuota = 1000
+	cfg.MaxFileSize = 0 // only the quota limits sizes: the comparisons alone must hold
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "edge")
+	cid := newConvo(t, alice, "edges")
+	uploadFile(t, srv, alice, cid, "first.bin", make([]byte, 400))
+	policy := func(size any) map[string]any {
+		return map[string]any{"CID": cid, "Name": "x.bin", "Size": size, "ContentType": "application/octet-stream"}
+	}
+	for _, size := range []int64{-1, 0, math.MinInt64, math.MaxInt64} {
+		alice.fails("GetS3PolicyData", policy(size), "Size must be")
+	}
+	for _, size := range []int64{601, math.MaxInt64 - 1, math.MaxInt64 - 399, math.MaxInt64 - 400} {
+		alice.fails("GetS3PolicyData", policy(size), "Over your quota")
+	}
+	// 2^63 does not fit an int64 at all: refused as a bad request.
+	alice.sendRaw(`{"cmd":"GetS3PolicyData","rid":"big","CID":"` + cid + `","Name":"x.bin","Size":9223372036854775808,"ContentType":"text/plain"}`)
+	if rep := alice.waitReply("big"); rep["error"] == nil {
+		t.Fatalf("Size 2^63: %v", rep)
+	}
+	if _, used := quotaOf(alice); used != 400 {
+		t.Fatalf("QuotaUsed %d after refused sizes, want 400", used)
+	}
+
+	// The reservation itself, at the edges: over quota by one, 2^63−1, giving back more than used.
+	f := srv.db.files
+	for _, n := range []int64{601, math.MaxInt64} {
+		if _, err := f.reserve(t.Context(), alice.name, n); !errors.Is(err, errOverQuota) {
+			t.Fatalf("reserve(%d): %v, want over quota", n, err)
+		}
+	}
+	for _, n := range []int64{-401, math.MinInt64, -math.MaxInt64} {
+		if _, err := f.reserve(t.Context(), alice.name, n); !errors.Is(err, errQuotaUnderflow) {
+			t.Fatalf("reserve(%d): %v, want an underflow refused", n, err)
+		}
+	}
+	if _, used := quotaOf(alice); used != 400 {
+		t.Fatalf("QuotaUsed %d after refused reservations, want 400", used)
+	}
+	// Exactly what is left fits; one byte more does not.
+	target := uploadTarget(alice, cid, "rest.bin", 600, "application/octet-stream")
+	alice.fails("GetS3PolicyData", policy(int64(601)), "Over your quota")
+	if status, body := putBody(t, srv, target, bytes.NewReader(make([]byte, 600)), 600); status != http.StatusOK {
+		t.Fatalf("upload of exactly the space left: %d %s", status, body)
+	}
+	if _, used := quotaOf(alice); used != 1000 {
+		t.Fatalf("QuotaUsed %d, want 1000", used)
+	}
+}
+
+// TestMaxFileSize: -max-file-size refuses a larger file before any upload URL is given.
+func TestMaxFileSize(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxFileSize = 100
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "maxf")
+	cid := newConvo(t, alice, "maxf")
+	alice.fails("GetS3PolicyData", map[string]any{"CID": cid, "Name": "big.bin", "Size": 101, "ContentType": "application/octet-stream"}, "at most 100 B")
+	uploadFile(t, srv, alice, cid, "ok.bin", make([]byte, 100))
 }

@@ -85,6 +85,7 @@ type Config struct {
 	FilesDir     string
 	Admins       string
 	DefaultQuota int64
+	MaxFileSize  int64  // bytes of one upload; 0: only the quota limits it
 	S3URL        string // FILL_ME or empty: files on local disk
 	S3AccessKey  string
 	S3SecretKey  string
@@ -140,6 +141,7 @@ func defaultConfig() Config {
 		PushConfig:          PushConfig{FCMURL: defaultFCMURL, APNsURL: defaultAPNsURL, PushWorkers: 4, PushQueue: 1024},
 		BotConfig:           BotConfig{GiphyURL: defaultGiphyURL, GeocodingURL: defaultGeocodingURL, ForecastURL: defaultForecastURL},
 		DefaultQuota:        2 << 30,
+		MaxFileSize:         1 << 30,
 		S3Region:            "us-east-1",
 	}
 }
@@ -191,6 +193,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
 	fset.Int64Var(&cfg.DefaultQuota, "default-quota", cfg.DefaultQuota, "bytes of uploads a new user may store")
+	fset.Int64Var(&cfg.MaxFileSize, "max-file-size", cfg.MaxFileSize, "bytes of one uploaded file; 0 for no limit but the quota")
 	fset.StringVar(&cfg.S3URL, "s3-url", cfg.S3URL, "store uploads in an S3-compatible bucket, http(s)://host[:port]/bucket, instead of -files-dir; empty or FILL_ME: local disk")
 	fset.StringVar(&cfg.S3AccessKey, "s3-access-key", cfg.S3AccessKey, "access key for -s3-url")
 	fset.StringVar(&cfg.S3SecretKey, "s3-secret-key", cfg.S3SecretKey, "secret key for -s3-url")
@@ -255,6 +258,9 @@ func parseFlags(args []string) (Config, error) {
 	}
 	if _, err := parseProxies(cfg.TrustedProxies); err != nil {
 		return cfg, err
+	}
+	if cfg.DefaultQuota < 0 || cfg.MaxFileSize < 0 {
+		return cfg, errors.New("-default-quota and -max-file-size are byte counts (0 or more)")
 	}
 	if cfg.AcmeDomain != "" && !given["redirect-addr"] && os.Getenv("PINGED_REDIRECT_ADDR") == "" {
 		cfg.RedirectAddr = ":80" // where the CA checks HTTP-01 challenges
