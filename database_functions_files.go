@@ -71,9 +71,14 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
+// getFileToken hands out a file token tied to this session (files.go says how it is revoked).
 func getFileToken(ctx context.Context, s *Session, req *Request) (reply, error) {
+	u, err := s.db.getUserData(ctx, s.user)
+	if err != nil {
+		return nil, err
+	}
 	exp := time.Now().Add(fileTokenTTL)
-	return &FileToken{Token: s.db.files.fileToken(s.user, exp), Expires: formatTime(exp)}, nil
+	return &FileToken{Token: s.db.files.fileToken(u, s.tokenHash, exp), Expires: formatTime(exp)}, nil
 }
 
 // removeConvoFile deletes a conversation's file: its uploader (a member) or an administrator.

@@ -33,7 +33,7 @@ import (
 const (
 	uploadTTL     = 15 * time.Minute // how long an upload URL is valid
 	pendingTTL    = time.Hour        // how long the record of an unused upload URL is kept
-	fileTokenTTL  = 24 * time.Hour   // how long a GetFileToken token is valid
+	fileTokenTTL  = time.Hour        // how long a GetFileToken token is valid (the client renews it)
 	maxFileName   = 255
 	maxMIME       = 100
 	profileCID    = "profile"
@@ -108,27 +108,53 @@ func (f *Files) mac(parts ...string) []byte {
 
 func (f *Files) uploadSig(id, exp string) string { return hex.EncodeToString(f.mac("upload", id, exp)) }
 
-// fileToken lets user fetch conversation files until exp: user.exp.mac.
-func (f *Files) fileToken(user string, exp time.Time) string {
-	e := strconv.FormatInt(exp.Unix(), 10)
-	return user + "." + e + "." + base64.RawURLEncoding.EncodeToString(f.mac("get", user, e))
+// A file token (GetFileToken) lets one session's user fetch conversation files until it expires:
+// "user.sid.exp.mac". sid names the session's resume token by an HMAC of its hash (the URL shows
+// nothing that could be looked up or replayed as a login); the MAC also covers the user's UserID
+// and session epoch, which are not in the token. So a token stops working when its session logs
+// out (the hash leaves the user's Tokens), when the password is changed or reset (the epoch moves)
+// and when the account is deleted and its name registered again (another UserID), with no state
+// kept per token: serving a file reads the user's record, which these all change.
+
+// fileSessionID is the sid of the session whose resume token has this hash.
+func (f *Files) fileSessionID(tokenHash string) string {
+	return base64.RawURLEncoding.EncodeToString(f.mac("file-session", tokenHash)[:15])
 }
 
-// tokenUser is the user a valid, unexpired token was issued to.
-func (f *Files) tokenUser(tok string) (string, bool) {
+func (f *Files) fileTokenMAC(u *UserRecord, sid, exp string) []byte {
+	return f.mac("get", u.Username, u.UserID, strconv.FormatInt(u.SessionEpoch, 10), sid, exp)
+}
+
+// fileToken is a token for u's session with the resume token of this hash, valid until exp.
+func (f *Files) fileToken(u *UserRecord, tokenHash string, exp time.Time) string {
+	sid, e := f.fileSessionID(tokenHash), strconv.FormatInt(exp.Unix(), 10)
+	return u.Username + "." + sid + "." + e + "." + base64.RawURLEncoding.EncodeToString(f.fileTokenMAC(u, sid, e))
+}
+
+// tokenUser is the user a valid, unexpired token of a live session was issued to.
+func (f *Files) tokenUser(ctx context.Context, tok string) (string, bool) {
 	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
+	if len(parts) != 4 || !validUsername(parts[0]) {
 		return "", false
 	}
-	exp, err := strconv.ParseInt(parts[1], 10, 64)
+	exp, err := strconv.ParseInt(parts[2], 10, 64)
 	if err != nil || time.Now().Unix() > exp {
 		return "", false
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil || !hmac.Equal(sig, f.mac("get", parts[0], parts[1])) {
+	sig, err := base64.RawURLEncoding.DecodeString(parts[3])
+	if err != nil {
 		return "", false
 	}
-	return parts[0], true
+	u, err := f.db.getUserData(ctx, parts[0])
+	if err != nil || !hmac.Equal(sig, f.fileTokenMAC(u, parts[1], parts[2])) {
+		return "", false
+	}
+	for _, h := range u.Tokens {
+		if hmac.Equal([]byte(f.fileSessionID(h)), []byte(parts[1])) {
+			return u.Username, true
+		}
+	}
+	return "", false // the session logged out, or its token was evicted by newer logins
 }
 
 func newFileID() string {
@@ -410,7 +436,7 @@ func (f *Files) mayRead(r *http.Request, rec *FileRecord) int {
 		}
 		return http.StatusOK
 	}
-	user, ok := f.tokenUser(r.URL.Query().Get("t"))
+	user, ok := f.tokenUser(r.Context(), r.URL.Query().Get("t"))
 	if !ok {
 		return http.StatusForbidden
 	}

@@ -271,7 +271,8 @@ func TestFilesAreServedSafelyAndOnlyToMembers(t *testing.T) {
 	if resp := getFile(t, srv, pngURL+"?t="+fileToken(eve)); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("non-member: %d, want 404", resp.StatusCode)
 	}
-	expired := srv.db.files.fileToken(bob.name, time.Now().Add(-time.Second))
+	bobRec, _ := srv.db.getUser(t.Context(), bob.name)
+	expired := srv.db.files.fileToken(bobRec, bobRec.Tokens[len(bobRec.Tokens)-1], time.Now().Add(-time.Second))
 	if resp := getFile(t, srv, pngURL+"?t="+expired); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("expired token: %d", resp.StatusCode)
 	}
@@ -397,4 +398,74 @@ func TestMaxFileSize(t *testing.T) {
 	cid := newConvo(t, alice, "maxf")
 	alice.fails("GetS3PolicyData", map[string]any{"CID": cid, "Name": "big.bin", "Size": 101, "ContentType": "application/octet-stream"}, "at most 100 B")
 	uploadFile(t, srv, alice, cid, "ok.bin", make([]byte, 100))
+}
+
+// TestFileTokensEndWithTheirSession: a file token stops working when the session that asked for
+// it logs out (another session's goes on), when the password is changed or reset, and after an
+// hour; a token edited to name another session or user is refused.
+func TestFileTokensEndWithTheirSession(t *testing.T) {
+	cfg := testConfig(t)
+	srv := startServer(t, cfg)
+	alice, _ := registerWith(t, srv, "tok", map[string]any{"secQuests": []map[string]any{
+		{"Question": "First pet?", "Answer": "Rex"}, {"Question": "Town?", "Answer": "Ghent"}}})
+	cid := newConvo(t, alice, "tokens")
+	url := uploadFile(t, srv, alice, cid, "a.txt", []byte("secret plans"))
+	status := func(tok string) int {
+		t.Helper()
+		return getFile(t, srv, url+"?t="+tok).StatusCode
+	}
+	second, third := login(t, srv, alice.name), login(t, srv, alice.name)
+	rep := alice.ok("GetFileToken", nil)
+	tok1 := rep["Token"].(string)
+	exp, err := time.Parse(time.RFC3339Nano, rep["Expires"].(string))
+	if err != nil || exp.Before(time.Now().Add(50*time.Minute)) || exp.After(time.Now().Add(61*time.Minute)) {
+		t.Fatalf("token expires %v (%v), want in an hour", rep["Expires"], err)
+	}
+	tok2, tok3 := fileToken(second), fileToken(third)
+	for _, tok := range []string{tok1, tok2, tok3} {
+		if s := status(tok); s != http.StatusOK {
+			t.Fatalf("fresh token: %d", s)
+		}
+	}
+	// Edited tokens: another session's id with this MAC, another user's name.
+	p1, p2 := strings.Split(tok1, "."), strings.Split(tok2, ".")
+	for _, forged := range []string{
+		strings.Join([]string{p1[0], p2[1], p1[2], p1[3]}, "."),
+		strings.Join([]string{p1[0], p1[1], "99999999999", p1[3]}, "."),
+		"someone_else." + strings.Join(p1[1:], "."),
+		tok1 + ".x",
+	} {
+		if s := status(forged); s != http.StatusForbidden {
+			t.Fatalf("forged token %q: %d, want 403", forged, s)
+		}
+	}
+
+	alice.ok("Logout", nil)
+	if s := status(tok1); s != http.StatusForbidden {
+		t.Fatalf("token of a logged-out session: %d, want 403", s)
+	}
+	if s := status(tok2); s != http.StatusOK {
+		t.Fatalf("another session's token after a logout: %d, want 200", s)
+	}
+
+	second.ok("ChangeUserPassword", map[string]any{"OldPassword": testPassword, "NewPassword": "another password 2"})
+	if s := status(tok2); s != http.StatusForbidden {
+		t.Fatalf("token from before the password change, same session: %d, want 403", s)
+	}
+	if s := status(tok3); s != http.StatusForbidden {
+		t.Fatalf("token of another session after a password change: %d, want 403", s)
+	}
+	tok2 = fileToken(second) // the session goes on with a new resume token, and a new file token
+	if s := status(tok2); s != http.StatusOK {
+		t.Fatalf("new token after the password change: %d", s)
+	}
+
+	c := dialRaw(t, srv)
+	if r := c.ok("ResetUserPassword", map[string]any{"username": alice.name, "password": "new password 3",
+		"secQuests": []map[string]any{{"Answer": "rex"}, {"Answer": "ghent"}}}); r["success"] != "true" {
+		t.Fatalf("reset: %v", r)
+	}
+	if s := status(tok2); s != http.StatusForbidden {
+		t.Fatalf("token after a password reset: %d, want 403", s)
+	}
 }
