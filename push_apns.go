@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/payload"
@@ -34,8 +35,9 @@ func newAPNs(cfg PushConfig) (*apnsProvider, error) {
 	c := apns2.NewTokenClient(&token.Token{AuthKey: key, KeyID: cfg.APNsKeyID, TeamID: cfg.APNsTeamID})
 	c.Host = strings.TrimRight(cmpOr(cfg.APNsURL, defaultAPNsURL), "/")
 	c.HTTPClient = &http.Client{
-		Transport: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: cfg.apnsRoots, MinVersion: tls.VersionTLS12}},
-		Timeout:   pushAttemptLimit,
+		Transport: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: cfg.apnsRoots, MinVersion: tls.VersionTLS12},
+			DialTLSContext: dialTLSWithTimeout, ReadIdleTimeout: 30 * time.Second, PingTimeout: pushHeaderTimeout},
+		Timeout: pushAttemptLimit,
 	}
 	return &apnsProvider{client: c, topic: cfg.APNsTopic}, nil
 }

@@ -85,7 +85,7 @@ func newPushRig(t *testing.T, cfg *Config) *pushRig {
 	cfg.FCMURL = fcm.URL
 	cfg.APNsURL, cfg.APNsKeyID, cfg.APNsTeamID, cfg.APNsTopic, cfg.apnsRoots = apns.URL, apns.KeyID, apns.TeamID, apns.Topic, apns.Roots()
 	cfg.VAPIDPublicKey, cfg.VAPIDPrivateKey, cfg.VAPIDSubject = vapidPub, vapidPriv, "ops@pinged.test"
-	cfg.webPushAllowHTTP = true
+	cfg.webPushAllowHTTP, cfg.PushAllowPrivate = true, true // the fakes are on loopback
 	cfg.pushRetryBase = 10 * time.Millisecond
 	t.Cleanup(func() {
 		for _, errs := range [][]string{fcm.Errors(), apns.Errors(), wp.Errors()} {
