@@ -58,11 +58,11 @@ func fileKey(id string) Key { return Key{nsUsers, "files", id} }
 
 // Files is the upload and download side of the server, shared by all sessions.
 type Files struct {
-	db    *Database
-	dir   string // -files-dir/uploads
-	key   []byte // HMAC key for upload URLs and file tokens
-	s3    *s3Store
-	thumb chan struct{} // one thumbnail decode at a time: each may take 200 MB
+	db     *Database
+	dir    string // -files-dir/uploads
+	key    []byte // HMAC key for upload URLs and file tokens
+	s3     *s3Store
+	thumbs *thumbnails // files_thumb.go
 }
 
 // newFiles reads (or creates, once for all instances) the signing key and prepares storage.
@@ -71,7 +71,7 @@ func newFiles(ctx context.Context, db *Database) (*Files, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Files{db: db, dir: filepath.Join(db.cfg.FilesDir, "uploads"), key: key, thumb: make(chan struct{}, 1)}
+	f := &Files{db: db, dir: filepath.Join(db.cfg.FilesDir, "uploads"), key: key, thumbs: newThumbnails(db.metrics)}
 	if !notConfigured(db.cfg.S3URL) {
 		if f.s3, err = newS3Store(db.cfg); err != nil {
 			return nil, err
@@ -331,9 +331,11 @@ func (f *Files) receive(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	head := make([]byte, 512)
 	m, _ := tmp.ReadAt(head, 0)
 	rec.Type = http.DetectContentType(head[:m])
-	thumb, err := f.makeThumbnail(tmp, rec.Type)
-	if errors.Is(err, errImageTooLarge) {
-		return fail(http.StatusUnprocessableEntity, "the image is too large (more than 50 megapixels)")
+	if rasterImage(rec.Type) {
+		// Only the header is read here; the thumbnail is made later (files_thumb.go).
+		if _, err := imageCost(tmp, rec.Type); errors.Is(err, errImageTooLarge) {
+			return fail(http.StatusUnprocessableEntity, "the image is too large (more than 50 megapixels)")
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		return fail(http.StatusInternalServerError, "cannot store the file")
@@ -341,23 +343,20 @@ func (f *Files) receive(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err := os.MkdirAll(filepath.Dir(f.path(rec.ID, false)), 0o700); err != nil {
 		return fail(http.StatusInternalServerError, "cannot store the file")
 	}
-	if thumb != nil {
-		if err := os.WriteFile(f.path(rec.ID, true), thumb, 0o600); err == nil {
-			rec.Thumb = true
-		}
-	}
 	if err := os.Rename(tmp.Name(), f.path(rec.ID, false)); err != nil {
 		return fail(http.StatusInternalServerError, "cannot store the file")
 	}
-	typ, hasThumb := rec.Type, rec.Thumb
+	typ := rec.Type
 	if _, err := f.updateFile(ctx, rec.ID, func(r *FileRecord) error {
-		r.State, r.Type, r.Thumb, r.Counted, r.Expires = "stored", typ, hasThumb, true, ""
+		r.State, r.Type, r.Thumb, r.Counted, r.Expires = "stored", typ, false, true, ""
 		return nil
 	}); err != nil {
 		_ = f.deleteBytes(context.WithoutCancel(ctx), rec)
 		return fail(http.StatusServiceUnavailable, "storage unavailable, try again shortly")
 	}
 	stored = true
+	// Thumb in the answer: a thumbnail is on its way (FileThumb says when it is there).
+	rec.Thumb = f.queueThumbnail(rec, tmp)
 	f.db.pushQuota(ctx, rec.Owner) // the user's sessions show the space used
 	return http.StatusOK, ""
 }

@@ -293,6 +293,9 @@ func TestFilesAreServedSafelyAndOnlyToMembers(t *testing.T) {
 		resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("PNG served as %v", resp.Header)
 	}
+	bob.waitPush("FileThumb", func(p map[string]any) bool {
+		return p["cmd"] == "FileThumb" && p["fileURL"] == pngURL && p["CID"] == cid
+	})
 	resp = getFile(t, srv, pngURL+"/thumb?t="+bobTok)
 	thumb, _ := io.ReadAll(resp.Body)
 	if img, err := png.Decode(bytes.NewReader(thumb)); err != nil || img.Bounds().Dx() != 40 {
