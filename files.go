@@ -469,11 +469,18 @@ func (f *Files) target(ctx context.Context, u *UserRecord, cid string, req *Requ
 	expires := time.Now().Add(uploadTTL)
 	rec := &FileRecord{ID: id, Owner: u.Username, OwnerID: u.UserID, CID: cid, Name: req.Name, Size: req.Size,
 		ContentType: req.ContentType, State: "pending", Expires: formatTime(expires), Created: formatTime(time.Now())}
-	if err := putRecord(ctx, f.db.quick, fileKey(id), rec, PutOptions{Mode: CreateOnly, TTL: pendingTTL}); err != nil {
+	ttl := pendingTTL
+	if f.s3 != nil {
+		ttl = s3PendingTTL // until the sweeper has given its reservation back
+	}
+	if err := putRecord(ctx, f.db.quick, fileKey(id), rec, PutOptions{Mode: CreateOnly, TTL: ttl}); err != nil {
 		return nil, fmt.Errorf("storing the upload: %w", err)
 	}
 	t := &UploadTarget{FileURL: fileURLPrefix + id, Expires: formatTime(expires), Fields: map[string]string{}}
 	if f.s3 != nil {
+		if err := f.s3.reserveTarget(ctx, f, rec, expires); err != nil {
+			return nil, err
+		}
 		return f.s3.postPolicy(ctx, t, rec, expires)
 	}
 	exp := strconv.FormatInt(expires.Unix(), 10)

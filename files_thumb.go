@@ -338,8 +338,16 @@ func newThumbnails(m *Metrics) *thumbnails {
 	return t
 }
 
-// startThumbnails runs the thumbnail workers under wg until ctx ends.
-func (f *Files) startThumbnails(ctx context.Context, wg *sync.WaitGroup) {
+// start runs the thumbnail workers, and with S3 the sweeper of expired uploads, under wg until
+// ctx ends.
+func (f *Files) start(ctx context.Context, wg *sync.WaitGroup) {
+	if f.s3 != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			Protect(ctx, "upload sweeper", f.runSweeper)
+		}()
+	}
 	for i := range thumbWorkers {
 		wg.Add(1)
 		go func() {

@@ -405,7 +405,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		Protect(sctx, "event dispatcher", db.dispatch)
 	}()
 	db.startPushAndBots(sctx, &s.bg)
-	db.files.startThumbnails(sctx, &s.bg)
+	db.files.start(sctx, &s.bg)
 	return s, nil
 }
 
