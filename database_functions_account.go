@@ -491,7 +491,12 @@ func deviceCommand(platform string, op string) commandFunc {
 		if dev == "" || len(dev) > 512 {
 			return nil, clientErr("device must be 1 to 512 characters")
 		}
-		_, err := s.db.updateUser(ctx, s.user, func(u *UserRecord) error {
+		dev, err := normalizeDevice(platform, dev)
+		if err != nil {
+			return nil, err
+		}
+		oldDev, _ := normalizeDevice(platform, strings.TrimSpace(req.OldDevice))
+		_, err = s.db.updateUser(ctx, s.user, func(u *UserRecord) error {
 			if u.Devices == nil {
 				u.Devices = map[string][]string{}
 			}
@@ -506,7 +511,7 @@ func deviceCommand(platform string, op string) commandFunc {
 				}
 				list = append(list, dev)
 			case "change":
-				i := slices.Index(list, req.OldDevice)
+				i := slices.Index(list, oldDev)
 				if i < 0 {
 					return clientErr("old_device is not registered")
 				}

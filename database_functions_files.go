@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"time"
 
@@ -24,8 +25,8 @@ func getS3PolicyData(ctx context.Context, s *Session, req *Request) (reply, erro
 	if err := checkFileName(req.Name); err != nil {
 		return nil, err
 	}
-	if req.Size <= 0 {
-		return nil, clientErr("Size must be the file's size in bytes.")
+	if err := s.db.cfg.checkUploadSize(req.Size); err != nil {
+		return nil, err
 	}
 	if len(req.ContentType) > maxMIME || !mimePattern.MatchString(req.ContentType) {
 		return nil, clientErr("ContentType must be a MIME type such as image/png.")
@@ -37,11 +38,23 @@ func getS3PolicyData(ctx context.Context, s *Session, req *Request) (reply, erro
 	if err != nil {
 		return nil, err
 	}
-	if u.QuotaUsed+req.Size > u.Quota {
+	if !fitsQuota(u, req.Size) {
 		return nil, clientErr("Over your quota: %s used of %s, and this file needs %s.",
 			byteSize(u.QuotaUsed), byteSize(u.Quota), byteSize(req.Size))
 	}
 	return s.db.files.target(ctx, u, req.CID, req)
+}
+
+// checkUploadSize refuses a size that is not positive or over -max-file-size. Whatever the flag,
+// a file is smaller than MaxInt64 bytes, so that Size+1 (the upload's read limit) cannot overflow.
+func (cfg Config) checkUploadSize(n int64) error {
+	if n <= 0 || n == math.MaxInt64 {
+		return clientErr("Size must be the file's size in bytes.")
+	}
+	if cfg.MaxFileSize > 0 && n > cfg.MaxFileSize {
+		return clientErr("A file may be at most %s; this one is %s.", byteSize(cfg.MaxFileSize), byteSize(n))
+	}
+	return nil
 }
 
 // byteSize writes n bytes for people.
@@ -58,9 +71,14 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
+// getFileToken hands out a file token tied to this session (files.go says how it is revoked).
 func getFileToken(ctx context.Context, s *Session, req *Request) (reply, error) {
+	u, err := s.db.getUserData(ctx, s.user)
+	if err != nil {
+		return nil, err
+	}
 	exp := time.Now().Add(fileTokenTTL)
-	return &FileToken{Token: s.db.files.fileToken(s.user, exp), Expires: formatTime(exp)}, nil
+	return &FileToken{Token: s.db.files.fileToken(u, s.tokenHash, exp), Expires: formatTime(exp)}, nil
 }
 
 // removeConvoFile deletes a conversation's file: its uploader (a member) or an administrator.
@@ -109,6 +127,12 @@ func removeConvoFile(ctx context.Context, s *Session, req *Request) (reply, erro
 	ffjson.Pool(payload)
 	s.db.pushQuota(ctx, rec.Owner)
 	return nil, nil
+}
+
+// addNoOverflow is a+b and whether it fits in an int64.
+func addNoOverflow(a, b int64) (int64, bool) {
+	sum := a + b
+	return sum, (b >= 0) == (sum >= a)
 }
 
 // pushQuota sends a user's sessions their view after their QuotaUsed changed.
@@ -176,11 +200,15 @@ func quotaCommand(used bool) commandFunc {
 			if u.Deleting {
 				return ErrNotFound
 			}
+			field := &u.Quota
 			if used {
-				u.QuotaUsed = max(0, u.QuotaUsed+req.Size)
-			} else {
-				u.Quota = max(0, u.Quota+req.Size)
+				field = &u.QuotaUsed
 			}
+			sum, ok := addNoOverflow(*field, req.Size)
+			if !ok {
+				return clientErr("That would overflow the quota.")
+			}
+			*field = max(0, sum) // an administrator's correction floors at 0 (DESIGN §3.2)
 			return nil
 		})
 		if isNotFound(err) {

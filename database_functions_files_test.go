@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"net/http"
 	"testing"
 )
@@ -67,6 +68,7 @@ func TestQuotaCommandsAreForAdministrators(t *testing.T) {
 	alice.waitPush("UpdateUser", func(p map[string]any) bool { return p["cmd"] == "UpdateUser" && p["Quota"] == float64(6000) })
 	admin.ok("AddToQuotaUsed", map[string]any{"username": alice.name, "Size": 5500})
 	alice.fails("GetS3PolicyData", map[string]any{"CID": cid, "Name": "a.bin", "Size": 501, "ContentType": "application/octet-stream"}, "Over your quota")
+	admin.fails("AddToQuota", map[string]any{"username": alice.name, "Size": int64(math.MaxInt64)}, "overflow")
 	if rep := admin.ok("AddToQuotaUsed", map[string]any{"username": alice.name, "Size": -1 << 40}); rep["QuotaUsed"] != float64(0) {
 		t.Fatalf("QuotaUsed below zero: %v", rep)
 	}

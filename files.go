@@ -33,7 +33,7 @@ import (
 const (
 	uploadTTL     = 15 * time.Minute // how long an upload URL is valid
 	pendingTTL    = time.Hour        // how long the record of an unused upload URL is kept
-	fileTokenTTL  = 24 * time.Hour   // how long a GetFileToken token is valid
+	fileTokenTTL  = time.Hour        // how long a GetFileToken token is valid (the client renews it)
 	maxFileName   = 255
 	maxMIME       = 100
 	profileCID    = "profile"
@@ -47,6 +47,9 @@ var (
 	fileIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 	mimePattern   = regexp.MustCompile(`^[a-zA-Z0-9!#$&^_.+-]+/[a-zA-Z0-9!#$&^_.+-]+$`)
 	errOverQuota  = errors.New("over quota")
+	// errQuotaUnderflow: more space given back than is counted. Never clamped to 0: that would
+	// turn a bookkeeping error (or an overflow) into free space; the count is left as it is.
+	errQuotaUnderflow = errors.New("giving back more quota than is used")
 )
 
 // File records live in namespace users, whose Aerospike configuration allows expiring records
@@ -55,11 +58,11 @@ func fileKey(id string) Key { return Key{nsUsers, "files", id} }
 
 // Files is the upload and download side of the server, shared by all sessions.
 type Files struct {
-	db    *Database
-	dir   string // -files-dir/uploads
-	key   []byte // HMAC key for upload URLs and file tokens
-	s3    *s3Store
-	thumb chan struct{} // one thumbnail decode at a time: each may take 200 MB
+	db     *Database
+	dir    string // -files-dir/uploads
+	key    []byte // HMAC key for upload URLs and file tokens
+	s3     *s3Store
+	thumbs *thumbnails // files_thumb.go
 }
 
 // newFiles reads (or creates, once for all instances) the signing key and prepares storage.
@@ -68,7 +71,7 @@ func newFiles(ctx context.Context, db *Database) (*Files, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Files{db: db, dir: filepath.Join(db.cfg.FilesDir, "uploads"), key: key, thumb: make(chan struct{}, 1)}
+	f := &Files{db: db, dir: filepath.Join(db.cfg.FilesDir, "uploads"), key: key, thumbs: newThumbnails(db.metrics)}
 	if !notConfigured(db.cfg.S3URL) {
 		if f.s3, err = newS3Store(db.cfg); err != nil {
 			return nil, err
@@ -105,27 +108,53 @@ func (f *Files) mac(parts ...string) []byte {
 
 func (f *Files) uploadSig(id, exp string) string { return hex.EncodeToString(f.mac("upload", id, exp)) }
 
-// fileToken lets user fetch conversation files until exp: user.exp.mac.
-func (f *Files) fileToken(user string, exp time.Time) string {
-	e := strconv.FormatInt(exp.Unix(), 10)
-	return user + "." + e + "." + base64.RawURLEncoding.EncodeToString(f.mac("get", user, e))
+// A file token (GetFileToken) lets one session's user fetch conversation files until it expires:
+// "user.sid.exp.mac". sid names the session's resume token by an HMAC of its hash (the URL shows
+// nothing that could be looked up or replayed as a login); the MAC also covers the user's UserID
+// and session epoch, which are not in the token. So a token stops working when its session logs
+// out (the hash leaves the user's Tokens), when the password is changed or reset (the epoch moves)
+// and when the account is deleted and its name registered again (another UserID), with no state
+// kept per token: serving a file reads the user's record, which these all change.
+
+// fileSessionID is the sid of the session whose resume token has this hash.
+func (f *Files) fileSessionID(tokenHash string) string {
+	return base64.RawURLEncoding.EncodeToString(f.mac("file-session", tokenHash)[:15])
 }
 
-// tokenUser is the user a valid, unexpired token was issued to.
-func (f *Files) tokenUser(tok string) (string, bool) {
+func (f *Files) fileTokenMAC(u *UserRecord, sid, exp string) []byte {
+	return f.mac("get", u.Username, u.UserID, strconv.FormatInt(u.SessionEpoch, 10), sid, exp)
+}
+
+// fileToken is a token for u's session with the resume token of this hash, valid until exp.
+func (f *Files) fileToken(u *UserRecord, tokenHash string, exp time.Time) string {
+	sid, e := f.fileSessionID(tokenHash), strconv.FormatInt(exp.Unix(), 10)
+	return u.Username + "." + sid + "." + e + "." + base64.RawURLEncoding.EncodeToString(f.fileTokenMAC(u, sid, e))
+}
+
+// tokenUser is the user a valid, unexpired token of a live session was issued to.
+func (f *Files) tokenUser(ctx context.Context, tok string) (string, bool) {
 	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
+	if len(parts) != 4 || !validUsername(parts[0]) {
 		return "", false
 	}
-	exp, err := strconv.ParseInt(parts[1], 10, 64)
+	exp, err := strconv.ParseInt(parts[2], 10, 64)
 	if err != nil || time.Now().Unix() > exp {
 		return "", false
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil || !hmac.Equal(sig, f.mac("get", parts[0], parts[1])) {
+	sig, err := base64.RawURLEncoding.DecodeString(parts[3])
+	if err != nil {
 		return "", false
 	}
-	return parts[0], true
+	u, err := f.db.getUserData(ctx, parts[0])
+	if err != nil || !hmac.Equal(sig, f.fileTokenMAC(u, parts[1], parts[2])) {
+		return "", false
+	}
+	for _, h := range u.Tokens {
+		if hmac.Equal([]byte(f.fileSessionID(h)), []byte(parts[1])) {
+			return u.Username, true
+		}
+	}
+	return "", false // the session logged out, or its token was evicted by newer logins
 }
 
 func newFileID() string {
@@ -174,16 +203,24 @@ func (f *Files) updateFile(ctx context.Context, id string, fn func(*FileRecord) 
 	return updateRecord(ctx, f.db.quick, fileKey(id), fn)
 }
 
-// reserve adds n bytes to user's QuotaUsed if they fit (n < 0 gives space back).
+// reserve adds n bytes to user's QuotaUsed if they fit (n < 0 gives space back). Both
+// comparisons are written so that they cannot overflow: Quota and QuotaUsed are never negative,
+// so Quota-QuotaUsed and QuotaUsed+n (n < 0) stay in range whatever n is.
 func (f *Files) reserve(ctx context.Context, user string, n int64) (*UserRecord, error) {
 	return f.db.updateUser(ctx, user, func(u *UserRecord) error {
-		if n > 0 && u.QuotaUsed+n > u.Quota {
+		if n > 0 && n > u.Quota-u.QuotaUsed {
 			return errOverQuota
 		}
-		u.QuotaUsed = max(0, u.QuotaUsed+n)
+		if n < 0 && u.QuotaUsed+n < 0 {
+			return errQuotaUnderflow
+		}
+		u.QuotaUsed += n
 		return nil
 	})
 }
+
+// fitsQuota says whether n more bytes fit in u's quota, without overflowing.
+func fitsQuota(u *UserRecord, n int64) bool { return n >= 0 && n <= u.Quota-u.QuotaUsed }
 
 // release gives n bytes back to user, logging (not failing) when it cannot.
 func (f *Files) release(user string, n int64) {
@@ -287,7 +324,7 @@ func (f *Files) receive(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		tmp.Close()
 		_ = os.Remove(tmp.Name()) // after the rename this finds nothing
 	}()
-	n, err := io.Copy(tmp, io.LimitReader(r.Body, rec.Size+1))
+	n, err := io.Copy(tmp, io.LimitReader(r.Body, rec.Size+1)) // Size < MaxInt64: checkUploadSize
 	if err != nil {
 		return fail(http.StatusBadRequest, "reading the upload failed")
 	}
@@ -297,9 +334,11 @@ func (f *Files) receive(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	head := make([]byte, 512)
 	m, _ := tmp.ReadAt(head, 0)
 	rec.Type = http.DetectContentType(head[:m])
-	thumb, err := f.makeThumbnail(tmp, rec.Type)
-	if errors.Is(err, errImageTooLarge) {
-		return fail(http.StatusUnprocessableEntity, "the image is too large (more than 50 megapixels)")
+	if rasterImage(rec.Type) {
+		// Only the header is read here; the thumbnail is made later (files_thumb.go).
+		if _, err := imageCost(tmp, rec.Type); errors.Is(err, errImageTooLarge) {
+			return fail(http.StatusUnprocessableEntity, "the image is too large (more than 50 megapixels)")
+		}
 	}
 	if err := tmp.Sync(); err != nil {
 		return fail(http.StatusInternalServerError, "cannot store the file")
@@ -307,23 +346,20 @@ func (f *Files) receive(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err := os.MkdirAll(filepath.Dir(f.path(rec.ID, false)), 0o700); err != nil {
 		return fail(http.StatusInternalServerError, "cannot store the file")
 	}
-	if thumb != nil {
-		if err := os.WriteFile(f.path(rec.ID, true), thumb, 0o600); err == nil {
-			rec.Thumb = true
-		}
-	}
 	if err := os.Rename(tmp.Name(), f.path(rec.ID, false)); err != nil {
 		return fail(http.StatusInternalServerError, "cannot store the file")
 	}
-	typ, hasThumb := rec.Type, rec.Thumb
+	typ := rec.Type
 	if _, err := f.updateFile(ctx, rec.ID, func(r *FileRecord) error {
-		r.State, r.Type, r.Thumb, r.Counted, r.Expires = "stored", typ, hasThumb, true, ""
+		r.State, r.Type, r.Thumb, r.Counted, r.Expires = "stored", typ, false, true, ""
 		return nil
 	}); err != nil {
 		_ = f.deleteBytes(context.WithoutCancel(ctx), rec)
 		return fail(http.StatusServiceUnavailable, "storage unavailable, try again shortly")
 	}
 	stored = true
+	// Thumb in the answer: a thumbnail is on its way (FileThumb says when it is there).
+	rec.Thumb = f.queueThumbnail(rec, tmp)
 	f.db.pushQuota(ctx, rec.Owner) // the user's sessions show the space used
 	return http.StatusOK, ""
 }
@@ -402,7 +438,7 @@ func (f *Files) mayRead(r *http.Request, rec *FileRecord) int {
 		}
 		return http.StatusOK
 	}
-	user, ok := f.tokenUser(r.URL.Query().Get("t"))
+	user, ok := f.tokenUser(r.Context(), r.URL.Query().Get("t"))
 	if !ok {
 		return http.StatusForbidden
 	}
@@ -436,11 +472,18 @@ func (f *Files) target(ctx context.Context, u *UserRecord, cid string, req *Requ
 	expires := time.Now().Add(uploadTTL)
 	rec := &FileRecord{ID: id, Owner: u.Username, OwnerID: u.UserID, CID: cid, Name: req.Name, Size: req.Size,
 		ContentType: req.ContentType, State: "pending", Expires: formatTime(expires), Created: formatTime(time.Now())}
-	if err := putRecord(ctx, f.db.quick, fileKey(id), rec, PutOptions{Mode: CreateOnly, TTL: pendingTTL}); err != nil {
+	ttl := pendingTTL
+	if f.s3 != nil {
+		ttl = s3PendingTTL // until the sweeper has given its reservation back
+	}
+	if err := putRecord(ctx, f.db.quick, fileKey(id), rec, PutOptions{Mode: CreateOnly, TTL: ttl}); err != nil {
 		return nil, fmt.Errorf("storing the upload: %w", err)
 	}
 	t := &UploadTarget{FileURL: fileURLPrefix + id, Expires: formatTime(expires), Fields: map[string]string{}}
 	if f.s3 != nil {
+		if err := f.s3.reserveTarget(ctx, f, rec, expires); err != nil {
+			return nil, err
+		}
 		return f.s3.postPolicy(ctx, t, rec, expires)
 	}
 	exp := strconv.FormatInt(expires.Unix(), 10)

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"image/png"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -269,7 +271,8 @@ func TestFilesAreServedSafelyAndOnlyToMembers(t *testing.T) {
 	if resp := getFile(t, srv, pngURL+"?t="+fileToken(eve)); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("non-member: %d, want 404", resp.StatusCode)
 	}
-	expired := srv.db.files.fileToken(bob.name, time.Now().Add(-time.Second))
+	bobRec, _ := srv.db.getUser(t.Context(), bob.name)
+	expired := srv.db.files.fileToken(bobRec, bobRec.Tokens[len(bobRec.Tokens)-1], time.Now().Add(-time.Second))
 	if resp := getFile(t, srv, pngURL+"?t="+expired); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("expired token: %d", resp.StatusCode)
 	}
@@ -290,6 +293,9 @@ func TestFilesAreServedSafelyAndOnlyToMembers(t *testing.T) {
 		resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("PNG served as %v", resp.Header)
 	}
+	bob.waitPush("FileThumb", func(p map[string]any) bool {
+		return p["cmd"] == "FileThumb" && p["fileURL"] == pngURL && p["CID"] == cid
+	})
 	resp = getFile(t, srv, pngURL+"/thumb?t="+bobTok)
 	thumb, _ := io.ReadAll(resp.Body)
 	if img, err := png.Decode(bytes.NewReader(thumb)); err != nil || img.Bounds().Dx() != 40 {
@@ -329,4 +335,140 @@ func storedFileRecord(t testing.TB, srv *testServer, owner, cid string) string {
 		t.Fatal(err)
 	}
 	return fileURLPrefix + id
+}
+
+// TestQuotaIntegerEdges: sizes at the integer edges are refused with a clear error and change
+// nothing; in particular 2^63−1 (whose sum with the space used wraps negative) neither passes
+// the quota check nor, after a failed upload gives it back, resets the space used to 0.
+func TestQuotaIntegerEdges(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DefaultQuota = 1000
+	cfg.MaxFileSize = 0 // only the quota limits sizes: the comparisons alone must hold
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "edge")
+	cid := newConvo(t, alice, "edges")
+	uploadFile(t, srv, alice, cid, "first.bin", make([]byte, 400))
+	policy := func(size any) map[string]any {
+		return map[string]any{"CID": cid, "Name": "x.bin", "Size": size, "ContentType": "application/octet-stream"}
+	}
+	for _, size := range []int64{-1, 0, math.MinInt64, math.MaxInt64} {
+		alice.fails("GetS3PolicyData", policy(size), "Size must be")
+	}
+	for _, size := range []int64{601, math.MaxInt64 - 1, math.MaxInt64 - 399, math.MaxInt64 - 400} {
+		alice.fails("GetS3PolicyData", policy(size), "Over your quota")
+	}
+	// 2^63 does not fit an int64 at all: refused as a bad request.
+	alice.sendRaw(`{"cmd":"GetS3PolicyData","rid":"big","CID":"` + cid + `","Name":"x.bin","Size":9223372036854775808,"ContentType":"text/plain"}`)
+	if rep := alice.waitReply("big"); rep["error"] == nil {
+		t.Fatalf("Size 2^63: %v", rep)
+	}
+	if _, used := quotaOf(alice); used != 400 {
+		t.Fatalf("QuotaUsed %d after refused sizes, want 400", used)
+	}
+
+	// The reservation itself, at the edges: over quota by one, 2^63−1, giving back more than used.
+	f := srv.db.files
+	for _, n := range []int64{601, math.MaxInt64} {
+		if _, err := f.reserve(t.Context(), alice.name, n); !errors.Is(err, errOverQuota) {
+			t.Fatalf("reserve(%d): %v, want over quota", n, err)
+		}
+	}
+	for _, n := range []int64{-401, math.MinInt64, -math.MaxInt64} {
+		if _, err := f.reserve(t.Context(), alice.name, n); !errors.Is(err, errQuotaUnderflow) {
+			t.Fatalf("reserve(%d): %v, want an underflow refused", n, err)
+		}
+	}
+	if _, used := quotaOf(alice); used != 400 {
+		t.Fatalf("QuotaUsed %d after refused reservations, want 400", used)
+	}
+	// Exactly what is left fits; one byte more does not.
+	target := uploadTarget(alice, cid, "rest.bin", 600, "application/octet-stream")
+	alice.fails("GetS3PolicyData", policy(int64(601)), "Over your quota")
+	if status, body := putBody(t, srv, target, bytes.NewReader(make([]byte, 600)), 600); status != http.StatusOK {
+		t.Fatalf("upload of exactly the space left: %d %s", status, body)
+	}
+	if _, used := quotaOf(alice); used != 1000 {
+		t.Fatalf("QuotaUsed %d, want 1000", used)
+	}
+}
+
+// TestMaxFileSize: -max-file-size refuses a larger file before any upload URL is given.
+func TestMaxFileSize(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxFileSize = 100
+	srv := startServer(t, cfg)
+	alice := register(t, srv, "maxf")
+	cid := newConvo(t, alice, "maxf")
+	alice.fails("GetS3PolicyData", map[string]any{"CID": cid, "Name": "big.bin", "Size": 101, "ContentType": "application/octet-stream"}, "at most 100 B")
+	uploadFile(t, srv, alice, cid, "ok.bin", make([]byte, 100))
+}
+
+// TestFileTokensEndWithTheirSession: a file token stops working when the session that asked for
+// it logs out (another session's goes on), when the password is changed or reset, and after an
+// hour; a token edited to name another session or user is refused.
+func TestFileTokensEndWithTheirSession(t *testing.T) {
+	cfg := testConfig(t)
+	srv := startServer(t, cfg)
+	alice, _ := registerWith(t, srv, "tok", map[string]any{"secQuests": []map[string]any{
+		{"Question": "First pet?", "Answer": "Rex"}, {"Question": "Town?", "Answer": "Ghent"}}})
+	cid := newConvo(t, alice, "tokens")
+	url := uploadFile(t, srv, alice, cid, "a.txt", []byte("secret plans"))
+	status := func(tok string) int {
+		t.Helper()
+		return getFile(t, srv, url+"?t="+tok).StatusCode
+	}
+	second, third := login(t, srv, alice.name), login(t, srv, alice.name)
+	rep := alice.ok("GetFileToken", nil)
+	tok1 := rep["Token"].(string)
+	exp, err := time.Parse(time.RFC3339Nano, rep["Expires"].(string))
+	if err != nil || exp.Before(time.Now().Add(50*time.Minute)) || exp.After(time.Now().Add(61*time.Minute)) {
+		t.Fatalf("token expires %v (%v), want in an hour", rep["Expires"], err)
+	}
+	tok2, tok3 := fileToken(second), fileToken(third)
+	for _, tok := range []string{tok1, tok2, tok3} {
+		if s := status(tok); s != http.StatusOK {
+			t.Fatalf("fresh token: %d", s)
+		}
+	}
+	// Edited tokens: another session's id with this MAC, another user's name.
+	p1, p2 := strings.Split(tok1, "."), strings.Split(tok2, ".")
+	for _, forged := range []string{
+		strings.Join([]string{p1[0], p2[1], p1[2], p1[3]}, "."),
+		strings.Join([]string{p1[0], p1[1], "99999999999", p1[3]}, "."),
+		"someone_else." + strings.Join(p1[1:], "."),
+		tok1 + ".x",
+	} {
+		if s := status(forged); s != http.StatusForbidden {
+			t.Fatalf("forged token %q: %d, want 403", forged, s)
+		}
+	}
+
+	alice.ok("Logout", nil)
+	if s := status(tok1); s != http.StatusForbidden {
+		t.Fatalf("token of a logged-out session: %d, want 403", s)
+	}
+	if s := status(tok2); s != http.StatusOK {
+		t.Fatalf("another session's token after a logout: %d, want 200", s)
+	}
+
+	second.ok("ChangeUserPassword", map[string]any{"OldPassword": testPassword, "NewPassword": "another password 2"})
+	if s := status(tok2); s != http.StatusForbidden {
+		t.Fatalf("token from before the password change, same session: %d, want 403", s)
+	}
+	if s := status(tok3); s != http.StatusForbidden {
+		t.Fatalf("token of another session after a password change: %d, want 403", s)
+	}
+	tok2 = fileToken(second) // the session goes on with a new resume token, and a new file token
+	if s := status(tok2); s != http.StatusOK {
+		t.Fatalf("new token after the password change: %d", s)
+	}
+
+	c := dialRaw(t, srv)
+	if r := c.ok("ResetUserPassword", map[string]any{"username": alice.name, "password": "new password 3",
+		"secQuests": []map[string]any{{"Answer": "rex"}, {"Answer": "ghent"}}}); r["success"] != "true" {
+		t.Fatalf("reset: %v", r)
+	}
+	if s := status(tok2); s != http.StatusForbidden {
+		t.Fatalf("token after a password reset: %d, want 403", s)
+	}
 }

@@ -93,6 +93,7 @@ type Config struct {
 	FilesDir     string
 	Admins       string
 	DefaultQuota int64
+	MaxFileSize  int64  // bytes of one upload; 0: only the quota limits it
 	S3URL        string // FILL_ME or empty: files on local disk
 	S3AccessKey  string
 	S3SecretKey  string
@@ -160,6 +161,7 @@ func defaultConfig() Config {
 		PushConfig:          PushConfig{FCMURL: defaultFCMURL, APNsURL: defaultAPNsURL, PushWorkers: 4, PushQueue: 1024},
 		BotConfig:           BotConfig{GiphyURL: defaultGiphyURL, GeocodingURL: defaultGeocodingURL, ForecastURL: defaultForecastURL},
 		DefaultQuota:        2 << 30,
+		MaxFileSize:         1 << 30,
 		S3Region:            "us-east-1",
 		SearchTimeout:       2 * time.Second,
 	}
@@ -217,6 +219,7 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
 	fset.Int64Var(&cfg.DefaultQuota, "default-quota", cfg.DefaultQuota, "bytes of uploads a new user may store")
+	fset.Int64Var(&cfg.MaxFileSize, "max-file-size", cfg.MaxFileSize, "bytes of one uploaded file; 0 for no limit but the quota")
 	fset.StringVar(&cfg.S3URL, "s3-url", cfg.S3URL, "store uploads in an S3-compatible bucket, http(s)://host[:port]/bucket, instead of -files-dir; empty or FILL_ME: local disk")
 	fset.StringVar(&cfg.S3AccessKey, "s3-access-key", cfg.S3AccessKey, "access key for -s3-url")
 	fset.StringVar(&cfg.S3SecretKey, "s3-secret-key", cfg.S3SecretKey, "secret key for -s3-url")
@@ -234,7 +237,8 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.VAPIDPrivateKey, "vapid-private-key", cfg.VAPIDPrivateKey, "VAPID private key (base64url)")
 	fset.StringVar(&cfg.VAPIDSubject, "vapid-subject", cfg.VAPIDSubject, "VAPID contact: an e-mail address or https URL (default pingedchat@<mail-domain>)")
 	fset.IntVar(&cfg.PushWorkers, "push-workers", cfg.PushWorkers, "goroutines sending pushes")
-	fset.IntVar(&cfg.PushQueue, "push-queue", cfg.PushQueue, "pushes waiting to be sent, beyond which new ones are dropped (and counted)")
+	fset.IntVar(&cfg.PushQueue, "push-queue", cfg.PushQueue, "push tasks waiting (messages to look up, deliveries to devices), beyond which the oldest are dropped (and counted)")
+	fset.BoolVar(&cfg.PushAllowPrivate, "push-allow-private", cfg.PushAllowPrivate, "let Web Push go to private, loopback and link-local addresses (a push service on your own network); off: public addresses only")
 	fset.StringVar(&cfg.GiphyKey, "giphy-key", cfg.GiphyKey, "Giphy API key for the @giphy bot; empty or FILL_ME: the bot answers that it is not configured")
 	fset.StringVar(&cfg.GiphyURL, "giphy-url", cfg.GiphyURL, "Giphy API base URL")
 	fset.StringVar(&cfg.GeocodingURL, "geocoding-url", cfg.GeocodingURL, "Open-Meteo geocoding API base URL (@forecast)")
@@ -286,6 +290,9 @@ func parseFlags(args []string) (Config, error) {
 	}
 	if _, err := parseProxies(cfg.TrustedProxies); err != nil {
 		return cfg, err
+	}
+	if cfg.DefaultQuota < 0 || cfg.MaxFileSize < 0 {
+		return cfg, errors.New("-default-quota and -max-file-size are byte counts (0 or more)")
 	}
 	if cfg.AcmeDomain != "" && !given["redirect-addr"] && os.Getenv("PINGED_REDIRECT_ADDR") == "" {
 		cfg.RedirectAddr = ":80" // where the CA checks HTTP-01 challenges
@@ -434,6 +441,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		Protect(sctx, "event dispatcher", db.dispatch)
 	}()
 	db.startPushAndBots(sctx, &s.bg)
+	db.files.start(sctx, &s.bg)
 	return s, nil
 }
 

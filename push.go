@@ -39,6 +39,9 @@ type PushConfig struct {
 	VAPIDSubject    string
 	PushWorkers     int
 	PushQueue       int
+	// PushAllowPrivate lets pushes go to private, loopback and link-local addresses (a push
+	// service on the operator's own network); off, only public addresses are dialled.
+	PushAllowPrivate bool
 
 	// Set by tests only.
 	webPushAllowHTTP bool           // accept http://127.0.0.1 subscription endpoints
@@ -50,8 +53,7 @@ const (
 	defaultFCMURL  = "https://fcm.googleapis.com"
 	defaultAPNsURL = "https://api.push.apple.com"
 
-	pushAttemptLimit  = 10 * time.Second
-	pushRetries       = 2
+	pushRetries       = 2 // after the first attempt, for transient failures only
 	pushMaxRetryAfter = 30 * time.Second
 	pushTitleChars    = 40
 	pushBodyChars     = 120
@@ -132,7 +134,7 @@ type pushJob struct {
 // pusher is the queue, its workers and the configured providers.
 type pusher struct {
 	db         *Database
-	queue      chan pushJob
+	queue      *pushQueue
 	workers    int
 	byPlatform map[string]pushProvider
 	retryBase  time.Duration
@@ -143,11 +145,11 @@ type pusher struct {
 // newPusher builds the configured providers; nil when none is configured (or works).
 func newPusher(db *Database) *pusher {
 	cfg := db.cfg.PushConfig
-	p := &pusher{db: db, byPlatform: map[string]pushProvider{}, retryBase: cfg.pushRetryBase,
-		workers: cfg.PushWorkers, queue: make(chan pushJob, cmp.Or(max(cfg.PushQueue, 0), 1024))}
+	p := &pusher{db: db, byPlatform: map[string]pushProvider{}, retryBase: cfg.pushRetryBase, workers: cfg.PushWorkers}
 	if p.workers <= 0 {
 		p.workers = 4
 	}
+	p.queue = newPushQueue(cmp.Or(max(cfg.PushQueue, 0), 1024), p.workers)
 	if p.retryBase <= 0 {
 		p.retryBase = time.Second
 	}
@@ -192,7 +194,7 @@ func (p *pusher) registerMetrics(m *Metrics) {
 	}, []string{"provider", "outcome"})
 	p.dropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pinged_push_dropped_total",
-		Help: "Push jobs dropped because the push queue was full.",
+		Help: "Push tasks (messages to look up, deliveries) dropped, oldest first, because the push queue was full.",
 	})
 	if m != nil && m.reg != nil {
 		m.reg.MustRegister(p.sends, p.dropped)
@@ -228,33 +230,69 @@ func (db *Database) notifyMessage(c *ConvoRecord, m *Message) {
 
 // notifyOffline queues a notification from sender about text in conversation cid for those of
 // recipients (the sender is skipped) who have no live session. It never blocks: a full queue
-// drops the job, with a log line and a metric.
+// drops its oldest task, with a log line and a metric.
 func (db *Database) notifyOffline(ctx context.Context, recipients []string, sender, cid, text string) {
 	p := db.push
 	if p == nil || ctx.Err() != nil {
 		return
 	}
-	select {
-	case p.queue <- pushJob{recipients: recipients, sender: sender, cid: cid, text: text}:
-	default:
-		p.dropped.Inc()
-		slog.Warn("push queue full, notification dropped", "cid", cid, "sender", sender)
-	}
+	p.enqueue(&pushTask{job: &pushJob{recipients: recipients, sender: sender, cid: cid, text: text}})
 }
 
-// work drains the queue until ctx ends.
-func (p *pusher) work(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case job := <-p.queue:
-			p.handle(ctx, job)
+// enqueue adds a task, dropping the oldest one when the queue is full.
+func (p *pusher) enqueue(t *pushTask) {
+	if old := p.queue.add(t, time.Now()); old != nil {
+		p.dropped.Inc()
+		if old.job != nil {
+			slog.Warn("push queue full, notification dropped", "cid", old.job.cid, "sender", old.job.sender)
+		} else {
+			slog.Warn("push queue full, notification dropped", "cid", old.note.CID, "user", old.user, "provider", old.prov.name())
 		}
 	}
 }
 
-func (p *pusher) handle(ctx context.Context, job pushJob) {
+// work runs tasks until ctx ends: the oldest that may run, waiting when none may.
+func (p *pusher) work(ctx context.Context) {
+	for {
+		t, due := p.queue.next(time.Now())
+		if t != nil {
+			p.run(ctx, t)
+			p.queue.finish(t)
+			continue
+		}
+		if !p.wait(ctx, due) {
+			return
+		}
+	}
+}
+
+// wait waits until a task is added or finished, or until due (if set); false when ctx ended.
+func (p *pusher) wait(ctx context.Context, due time.Time) bool {
+	var timer <-chan time.Time
+	if !due.IsZero() {
+		tm := time.NewTimer(time.Until(due))
+		defer tm.Stop()
+		timer = tm.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-p.queue.wake:
+	case <-timer:
+	}
+	return true
+}
+
+func (p *pusher) run(ctx context.Context, t *pushTask) {
+	if t.job != nil {
+		p.expand(ctx, t.job)
+		return
+	}
+	p.deliver(ctx, t)
+}
+
+// expand turns a message's job into one delivery per device of each offline recipient.
+func (p *pusher) expand(ctx context.Context, job *pushJob) {
 	note := makeNote(job.sender, job.text, job.cid)
 	for _, r := range job.recipients {
 		if strings.EqualFold(r, job.sender) || p.db.userOnline(ctx, r) {
@@ -267,60 +305,62 @@ func (p *pusher) handle(ctx context.Context, job pushJob) {
 			}
 			continue
 		}
-		for platform, tokens := range u.Devices {
+		for _, platform := range mapKeys(u.Devices) {
 			prov := p.byPlatform[platform]
 			if prov == nil {
 				continue
 			}
-			for _, tok := range tokens {
-				p.deliver(ctx, prov, r, platform, tok, note)
+			for _, tok := range u.Devices[platform] {
+				p.enqueue(&pushTask{prov: prov, user: u.Username, platform: platform, token: tok,
+					host: pushHost(prov, tok), note: note})
 			}
 		}
 	}
 }
 
-// deliver sends to one device, retrying transient failures, and removes a token the provider
-// says is invalid.
-func (p *pusher) deliver(ctx context.Context, prov pushProvider, user, platform, tok string, note pushNote) {
-	err := p.sendWithRetry(ctx, prov, tok, note)
+// pushHost is the host a delivery goes to, for the per-host budget: a Web Push endpoint's, or
+// the provider's own.
+func pushHost(prov pushProvider, tok string) string {
+	if prov.name() == webPushPlatform {
+		if u, err := url.Parse(endpointOf(tok)); err == nil && u.Host != "" {
+			return strings.ToLower(u.Host)
+		}
+	}
+	return prov.name()
+}
+
+// deliver makes one attempt at one device. A transient failure goes back on the queue, due
+// after its back-off (no worker waits it out); a token the provider says is invalid is removed.
+func (p *pusher) deliver(ctx context.Context, t *pushTask) {
+	actx, cancel := context.WithTimeout(ctx, pushAttemptLimit)
+	err := t.prov.send(actx, t.token, t.note)
+	cancel()
+	name := t.prov.name()
+	var te *transientError
 	switch {
 	case err == nil:
-		p.sends.WithLabelValues(prov.name(), "ok").Inc()
+		p.sends.WithLabelValues(name, "ok").Inc()
 	case errors.Is(err, errInvalidToken):
-		p.sends.WithLabelValues(prov.name(), "invalid_token").Inc()
-		slog.Info("push: removing invalid device", "provider", prov.name(), "user", user, "err", err)
-		if err := p.db.removeDevice(ctx, user, platform, tok); err != nil {
-			slog.Warn("push: removing invalid device", "user", user, "err", err)
+		p.sends.WithLabelValues(name, "invalid_token").Inc()
+		slog.Info("push: removing invalid device", "provider", name, "user", t.user, "err", err)
+		if err := p.db.removeDevice(ctx, t.user, t.platform, t.token); err != nil {
+			slog.Warn("push: removing invalid device", "user", t.user, "err", err)
 		}
 	case ctx.Err() != nil:
 		// shutting down
-	default:
-		p.sends.WithLabelValues(prov.name(), "error").Inc()
-		slog.Warn("push failed", "provider", prov.name(), "user", user, "err", err)
-	}
-}
-
-func (p *pusher) sendWithRetry(ctx context.Context, prov pushProvider, tok string, note pushNote) error {
-	for attempt := 0; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, pushAttemptLimit)
-		err := prov.send(actx, tok, note)
-		cancel()
-		var te *transientError
-		if err == nil || !errors.As(err, &te) || attempt >= pushRetries || ctx.Err() != nil {
-			return err
-		}
-		p.sends.WithLabelValues(prov.name(), "retry").Inc()
-		wait := p.retryBase << attempt
+	case errors.As(err, &te) && t.attempt < pushRetries:
+		p.sends.WithLabelValues(name, "retry").Inc()
+		wait := p.retryBase << t.attempt
 		if te.retryAfter > 0 {
 			wait = min(te.retryAfter, pushMaxRetryAfter)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+		retry := *t
+		retry.attempt++
+		retry.notBefore = time.Now().Add(wait)
+		p.enqueue(&retry)
+	default:
+		p.sends.WithLabelValues(name, "error").Inc()
+		slog.Warn("push failed", "provider", name, "user", t.user, "err", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/payload"
@@ -34,16 +35,35 @@ func newAPNs(cfg PushConfig) (*apnsProvider, error) {
 	c := apns2.NewTokenClient(&token.Token{AuthKey: key, KeyID: cfg.APNsKeyID, TeamID: cfg.APNsTeamID})
 	c.Host = strings.TrimRight(cmpOr(cfg.APNsURL, defaultAPNsURL), "/")
 	c.HTTPClient = &http.Client{
-		Transport: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: cfg.apnsRoots, MinVersion: tls.VersionTLS12}},
-		Timeout:   pushAttemptLimit,
+		Transport: &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: cfg.apnsRoots, MinVersion: tls.VersionTLS12},
+			DialTLSContext: dialTLSWithTimeout, ReadIdleTimeout: 30 * time.Second, PingTimeout: pushHeaderTimeout},
+		Timeout: pushAttemptLimit,
 	}
 	return &apnsProvider{client: c, topic: cfg.APNsTopic}, nil
+}
+
+// normalizeDevice checks a device token of a platform at registration and gives the form it is
+// stored in. An APNs device token is 32 bytes written as 64 hex digits (either case; stored in
+// lower case, as Apple gives them); it goes into the path of the request to Apple, so nothing
+// else may pass. FCM registration tokens have no documented form: they travel in a JSON body.
+func normalizeDevice(platform, dev string) (string, error) {
+	if platform != "ios" {
+		return dev, nil
+	}
+	if len(dev) != 64 || strings.Trim(strings.ToLower(dev), "0123456789abcdef") != "" {
+		return "", clientErr("an APNs device token is 64 hexadecimal digits")
+	}
+	return strings.ToLower(dev), nil
 }
 
 func (a *apnsProvider) name() string        { return "apns" }
 func (a *apnsProvider) platforms() []string { return []string{"ios"} }
 
 func (a *apnsProvider) send(ctx context.Context, tok string, n pushNote) error {
+	if norm, err := normalizeDevice("ios", tok); err != nil || norm != tok {
+		// Registered before tokens were checked: never put it in a URL; drop it.
+		return fmt.Errorf("%w: not 64 lower-case hex digits", errInvalidToken)
+	}
 	p := payload.NewPayload().AlertTitle(n.Title).AlertBody(n.Body).Sound("default").
 		ThreadID(n.CID).Custom("CID", n.CID).Custom("sender", n.Sender)
 	res, err := a.client.PushWithContext(ctx, &apns2.Notification{

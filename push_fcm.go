@@ -42,10 +42,13 @@ func newFCM(cfg PushConfig) (*fcmProvider, error) {
 		return nil, fmt.Errorf("reading -fcm-credentials: %w", err)
 	}
 	// The token exchange happens outside any request's context: bound it by a client timeout.
-	tokenCtx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Timeout: pushAttemptLimit})
+	// FCM's URLs come from the configuration, never from users: the address check is not needed
+	// (and a test or self-hosted stand-in may be local), the short timeouts are.
+	client := pushHTTPClient(true, nil)
+	tokenCtx := context.WithValue(context.Background(), oauth2.HTTPClient, client)
 	base := strings.TrimRight(cmpOr(cfg.FCMURL, defaultFCMURL), "/")
 	return &fcmProvider{tokens: oauth2.ReuseTokenSource(nil, jc.TokenSource(tokenCtx)),
-		client:  &http.Client{Timeout: pushAttemptLimit},
+		client:  client,
 		sendURL: base + "/v1/projects/" + sa.ProjectID + "/messages:send"}, nil
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -83,7 +85,7 @@ func newPushRig(t *testing.T, cfg *Config) *pushRig {
 	cfg.FCMURL = fcm.URL
 	cfg.APNsURL, cfg.APNsKeyID, cfg.APNsTeamID, cfg.APNsTopic, cfg.apnsRoots = apns.URL, apns.KeyID, apns.TeamID, apns.Topic, apns.Roots()
 	cfg.VAPIDPublicKey, cfg.VAPIDPrivateKey, cfg.VAPIDSubject = vapidPub, vapidPriv, "ops@pinged.test"
-	cfg.webPushAllowHTTP = true
+	cfg.webPushAllowHTTP, cfg.PushAllowPrivate = true, true // the fakes are on loopback
 	cfg.pushRetryBase = 10 * time.Millisecond
 	t.Cleanup(func() {
 		for _, errs := range [][]string{fcm.Errors(), apns.Errors(), wp.Errors()} {
@@ -100,13 +102,48 @@ func (r *pushRig) registerDevices(t *testing.T, c *client, tag string) string {
 	t.Helper()
 	c.ok("AddAndroidDev", map[string]any{"device": "android-" + tag})
 	c.ok("AddFireosDev", map[string]any{"device": "fireos-" + tag})
-	c.ok("AddIosDev", map[string]any{"device": "ios" + tag})
+	c.ok("AddIosDev", map[string]any{"device": strings.ToUpper(iosToken(tag))}) // stored in lower case
 	sub, id, err := r.wp.Subscribe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.ok("AddWebDev", map[string]any{"device": sub.JSON()})
 	return id
+}
+
+// iosToken is a well-formed APNs device token (64 hex digits) made from tag.
+func iosToken(tag string) string {
+	sum := sha256.Sum256([]byte(tag))
+	return hex.EncodeToString(sum[:])
+}
+
+// TestAPNsDeviceTokensAreChecked: an iOS device token must be 64 hex digits (it goes into the
+// path of the request to Apple); upper case is accepted and stored in lower case, so that the
+// same device registered twice is one device.
+func TestAPNsDeviceTokensAreChecked(t *testing.T) {
+	srv := startServer(t, testConfig(t))
+	c := register(t, srv, "apnstok")
+	good := iosToken("device")
+	for _, bad := range []string{"iosbob", good[:63], good + "0", strings.Replace(good, "a", "g", 1),
+		"../../3/device/" + good[15:], good[:62] + "%2f", good[:32] + " " + good[33:]} {
+		c.fails("AddIosDev", map[string]any{"device": bad}, "64 hexadecimal digits")
+	}
+	c.ok("AddIosDev", map[string]any{"device": strings.ToUpper(good)})
+	c.ok("AddIosDev", map[string]any{"device": good}) // the same device
+	c.fails("ChangeIosDev", map[string]any{"device": "not hex", "old_device": good}, "64 hexadecimal digits")
+	other := iosToken("other")
+	c.ok("ChangeIosDev", map[string]any{"device": other, "old_device": strings.ToUpper(good)})
+	u, err := srv.db.getUser(t.Context(), c.name)
+	if err != nil || !slices.Equal(u.Devices["ios"], []string{other}) {
+		t.Fatalf("ios devices %v (%v), want just %s", u.Devices["ios"], err, other)
+	}
+	c.ok("RemoveIosDev", map[string]any{"device": strings.ToUpper(other)})
+	u, _ = srv.db.getUser(t.Context(), c.name)
+	if len(u.Devices["ios"]) != 0 {
+		t.Fatalf("ios devices after removal: %v", u.Devices["ios"])
+	}
+	// Android and Fire OS tokens have no documented form and are not checked.
+	c.ok("AddAndroidDev", map[string]any{"device": "any:thing-goes_here"})
 }
 
 func waitOffline(t *testing.T, srv *testServer, name string) {
@@ -188,7 +225,7 @@ func TestPushReachesOfflineDevices(t *testing.T) {
 
 	// Bob's devices are all gone now; the next message removes them from his record.
 	rig.fcm.MarkInvalid("android-bob")
-	rig.apns.MarkInvalid("iosbob")
+	rig.apns.MarkInvalid(iosToken("bob"))
 	rig.wp.MarkGone(bobWeb)
 	alice.ok("SendMessage", map[string]any{"CID": cid, "content": "https://example.com/photo.png"})
 	waitUntil(t, "bob's invalid devices removed", func() bool {
@@ -211,7 +248,7 @@ func TestPushReachesOfflineDevices(t *testing.T) {
 			}
 			got++
 		case n := <-rig.apns.Received:
-			if n.Token != "ioscarol" {
+			if n.Token != iosToken("carol") {
 				t.Fatalf("push to online bob: %+v", n)
 			}
 			got++

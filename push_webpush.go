@@ -5,6 +5,7 @@ import (
 	"crypto/ecdh"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 
 const (
 	maxEndpoint     = 1024
+	maxWebPushSubs  = 5         // browser subscriptions per user: each is an endpoint the workers call
 	webPushPlatform = "webpush" // the Devices key of browser push subscriptions
 )
 
@@ -43,7 +45,7 @@ func newWebPush(cfg Config) (*webPushProvider, error) {
 	// webpush-go prefixes "mailto:" to anything that is not an https URL.
 	sub := strings.TrimPrefix(cmpOr(cfg.VAPIDSubject, "pingedchat@"+cfg.MailDomain), "mailto:")
 	return &webPushProvider{opts: webpush.Options{
-		HTTPClient:      &http.Client{Timeout: pushAttemptLimit},
+		HTTPClient:      pushHTTPClient(cfg.PushAllowPrivate, nil),
 		Subscriber:      sub,
 		VAPIDPublicKey:  cfg.VAPIDPublicKey,
 		VAPIDPrivateKey: cfg.VAPIDPrivateKey,
@@ -75,6 +77,9 @@ func (w *webPushProvider) send(ctx context.Context, device string, n pushNote) e
 	}
 	opts := w.opts
 	resp, err := webpush.SendNotificationWithContext(ctx, body, &sub, &opts)
+	if errors.Is(err, errNotPublic) {
+		return fmt.Errorf("sending web push: %w", err) // not retried: it would be refused again
+	}
 	if err != nil {
 		return networkErr("sending web push", err)
 	}
@@ -100,6 +105,9 @@ func (cfg Config) parseWebSubscription(raw string) (webpush.Subscription, string
 		(cfg.webPushAllowHTTP && u.Scheme == "http" && u.Hostname() == "127.0.0.1"))
 	if !okScheme || u.Host == "" || u.User != nil || len(sub.Endpoint) > maxEndpoint {
 		return sub, "", clientErr("the subscription's endpoint must be an https URL of at most %d characters", maxEndpoint)
+	}
+	if checkEndpointHost(u.Hostname(), cfg.PushAllowPrivate) != nil {
+		return sub, "", clientErr("the subscription's endpoint must be a push service on the internet, not a private or local address")
 	}
 	p, err := decodeB64URL(sub.Keys.P256dh)
 	if err == nil {
@@ -147,8 +155,10 @@ func addWebDev(ctx context.Context, s *Session, req *Request) (reply, error) {
 				list = append(list, d)
 			}
 		}
-		if len(list) >= maxDevices {
-			return clientErr("at most %d web devices", maxDevices)
+		// A browser's subscription may change without its old one being removed: the newest
+		// replaces the oldest rather than being refused.
+		if len(list) >= maxWebPushSubs {
+			list = list[len(list)-maxWebPushSubs+1:]
 		}
 		u.Devices[webPushPlatform] = append(list, canon)
 		return nil

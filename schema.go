@@ -111,7 +111,15 @@ var migrations = []string{
 	ALTER TABLE pending_deletions ADD COLUMN IF NOT EXISTS user_id text NOT NULL DEFAULT '';
 	ALTER TABLE pending_deletions ADD COLUMN IF NOT EXISTS finished timestamptz;
 	CREATE INDEX IF NOT EXISTS pending_deletions_user_id ON pending_deletions (user_id);`,
-	// 7 (issue 25, inbound mail: mail_auth.go, mail_attachments.go, mail_quota.go): the sender's
+	// 7 (files, S3 mode): upload targets handed out, whose quota is reserved at issue, for the
+	// sweeper to give back when unclaimed and to delete what was posted under them (files_s3.go).
+	`CREATE TABLE IF NOT EXISTS s3_uploads (
+		id      text        PRIMARY KEY, -- the file id
+		owner   text        NOT NULL,
+		expires timestamptz NOT NULL     -- when its presigned POST stops working
+	);
+	CREATE INDEX IF NOT EXISTS s3_uploads_expires ON s3_uploads (expires);`,
+	// 8 (issue 25, inbound mail: mail_auth.go, mail_attachments.go, mail_quota.go): the sender's
 	// verdict, attachments stored once and counted, and mailboxes whose owner was told they
 	// are full.
 	`ALTER TABLE mail ADD COLUMN IF NOT EXISTS sender_auth text NOT NULL DEFAULT '';

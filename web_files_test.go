@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +46,7 @@ func TestWebFiles(t *testing.T) {
 	text := []byte(strings.Repeat("meeting notes\n", 300))
 	textPath := writeFile(t, dir, "notes.txt", text)
 	picPath := writeFile(t, dir, "me.png", testPNG(t, 96, 96))
+	lateImg, bombImg := testPNG(t, 500, 250), pngClaimingDepth(t, 5000, 5000, 16)
 
 	alice := newPage(t, browser, base, 1280, 800)
 	bob := newPage(t, browser, base, 1280, 800)
@@ -127,9 +129,65 @@ func TestWebFiles(t *testing.T) {
 		alice.screenshot(t, "files-alice.png")
 	})
 
+	t.Run("a thumbnail that comes later, or never", func(t *testing.T) {
+		// The server's thumbnail worker holds alice's next picture until we say.
+		gate := make(chan struct{})
+		var once sync.Once
+		hook := func(string) { once.Do(func() { <-gate }) }
+		srv.db.files.thumbs.hook.Store(&hook)
+		defer close(gate)
+		late := writeFile(t, dir, "late.png", lateImg)
+		alice.setFiles(t, "#attach-input", late)
+		chip := `[...document.querySelectorAll('#messages .msg.theirs .file-chip.no-preview')].find((a) => a.querySelector('.file-name').textContent === 'late.png')`
+		bob.waitJS(t, "the picture shown as a file without a preview", `(() => {
+			const a = `+chip+`;
+			return a && /^Picture: late\.png.*no preview$/.test(a.textContent.replace(/\s+/g, ' ').trim()) &&
+				/^\/files\/[0-9a-f]{32}\?t=/.test(a.getAttribute('href')) && a.target === '_blank' && !a.hasAttribute('download');
+		})()`)
+		// Keyboard: bob is on the link when the thumbnail arrives, and stays on the picture's.
+		bob.eval(t, `(() => { `+chip+`.focus(); return true; })()`, nil)
+		gate <- struct{}{}
+		bob.waitJS(t, "the thumbnail replacing it, focus kept", `(() => {
+			const im = [...document.querySelectorAll('#messages .msg.theirs .file-image img.file-thumb')].find((i) => i.alt === 'late.png');
+			return im && im.complete && im.naturalWidth === 320 && document.activeElement === im.closest('a.file-image');
+		})()`)
+
+		// A tiny file claiming a 16-bit 5000×5000 picture: stored, never decoded, shown as a file.
+		bomb := writeFile(t, dir, "huge.png", bombImg)
+		alice.setFiles(t, "#attach-input", bomb)
+		bob.waitJS(t, "the undecodable picture as a file", `[...document.querySelectorAll('#messages .msg.theirs .file-chip.no-preview .file-name')].some((e) => e.textContent === 'huge.png')`)
+		var thumbs int
+		bob.eval(t, `[...document.querySelectorAll('#messages img.file-thumb')].filter((i) => i.alt === 'huge.png').length`, &thumbs)
+		if thumbs != 0 {
+			t.Fatalf("%d thumbnails of the bomb shown", thumbs)
+		}
+		bob.screenshot(t, "files-no-preview.png")
+	})
+
+	t.Run("file links keep working after a password change", func(t *testing.T) {
+		alice.openSettings(t)
+		alice.typeInto(t, "#pw-old", testPassword)
+		alice.typeInto(t, "#pw-new", "a new and longer passphrase")
+		alice.click(t, "#password-form button[type=submit]")
+		alice.waitJS(t, "changed", textIs("#password-form .form-ok", "Password changed. Your other devices were logged out."))
+		alice.click(t, "#settings-dialog .dialog-head [data-close]")
+		// The links on screen get the new session's token: fetching one works.
+		alice.waitJS(t, "the links renewed", `(() => {
+			const a = [...document.querySelectorAll('#messages a.file-chip')].find((a) => a.querySelector('.file-name').textContent === 'notes.txt');
+			if (!a) return false;
+			if (window.renewedStatus === undefined) {
+				window.renewedStatus = 0;
+				fetch(a.href).then((r) => { window.renewedStatus = r.status; }, () => { window.renewedStatus = -1; });
+			} else if (window.renewedStatus !== 200) {
+				window.renewedStatus = undefined; // not yet: ask again
+			}
+			return window.renewedStatus === 200;
+		})()`)
+	})
+
 	t.Run("profile picture and quota in the settings", func(t *testing.T) {
 		alice.openSettings(t)
-		alice.waitJS(t, "the quota", textIs("#quota-text", fmt.Sprintf("%.1f KB of 2.0 GB used", float64(len(img)+len(text)+len("dropped in"))/1024)))
+		alice.waitJS(t, "the quota", textIs("#quota-text", fmt.Sprintf("%.1f KB of 2.0 GB used", float64(len(img)+len(text)+len("dropped in")+len(lateImg)+len(bombImg))/1024)))
 		alice.setFiles(t, "#pic-file", textPath)
 		alice.waitJS(t, "a text file refused as a picture", `document.querySelector('#pic-form .form-error').textContent.includes('pick a picture')`)
 		alice.setFiles(t, "#pic-file", picPath)

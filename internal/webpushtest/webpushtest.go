@@ -60,13 +60,16 @@ type Server struct {
 	// Received gets every decrypted push, buffered.
 	Received chan Push
 
-	mu      sync.Mutex
-	subs    map[string]*sub
-	hang    bool
-	hanging int
-	stop    chan struct{}
-	errs    []string
-	seq     int
+	mu       sync.Mutex
+	subs     map[string]*sub
+	hang     bool
+	hanging  int
+	held     int           // requests being held now
+	release  chan struct{} // closed by Hang(false): the held requests are answered
+	requests int
+	stop     chan struct{}
+	errs     []string
+	seq      int
 }
 
 // New starts the service on loopback, accepting pushes signed with the VAPID key vapidPublic
@@ -76,7 +79,8 @@ func New(vapidPublic string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("VAPID public key: %w", err)
 	}
-	s := &Server{vapidKey: key, Received: make(chan Push, 100), subs: map[string]*sub{}, stop: make(chan struct{})}
+	s := &Server{vapidKey: key, Received: make(chan Push, 100), subs: map[string]*sub{}, stop: make(chan struct{}),
+		release: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /push/{id}", s.push)
 	s.Server = httptest.NewServer(s.hangable(mux))
@@ -118,11 +122,30 @@ func (s *Server) MarkGone(id string) {
 	}
 }
 
-// Hang makes every request wait until the client gives up or the server closes.
+// Hang makes every request wait until the client gives up, the server closes or Hang(false),
+// which answers the held requests as usual.
 func (s *Server) Hang(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.hang && !on {
+		close(s.release)
+		s.release = make(chan struct{})
+	}
 	s.hang = on
+}
+
+// Held counts the requests being held now.
+func (s *Server) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
+}
+
+// Requests counts every request the server got.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
 }
 
 // Hanging counts the requests that were held without an answer.
@@ -154,17 +177,27 @@ func (s *Server) Close() {
 func (s *Server) hangable(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
-		hang := s.hang
+		s.requests++
+		hang, release := s.hang, s.release
 		if hang {
 			s.hanging++
+			s.held++
 		}
 		s.mu.Unlock()
 		if hang {
+			released := false
 			select {
 			case <-r.Context().Done():
 			case <-s.stop:
+			case <-release:
+				released = true
 			}
-			return
+			s.mu.Lock()
+			s.held--
+			s.mu.Unlock()
+			if !released {
+				return
+			}
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -5,6 +5,7 @@
 // Events (CustomEvent detail in brackets):
 //   status   {state, transport, queued}   offline | connecting | authenticating | syncing | online
 //   loggedin {username}                   a login or resume succeeded
+//   session  {}                           this session got a new token (a password change)
 //   authrequired {message}                no valid session: show the login form
 //   convos   {}                           the conversation list changed
 //   convo    {cid}                        a conversation's name, members or read times changed
@@ -764,6 +765,7 @@ export class Chat extends EventTarget {
     if (rep && typeof rep.session === 'string' && rep.session && this.auth) {
       this.auth = {username: this.auth.username, session: rep.session};
       localStorage.setItem(AUTH_KEY, JSON.stringify(this.auth));
+      this.emit('session'); // things tied to the old session (file tokens) need renewing
     }
     if (rep && typeof rep.Username === 'string') this.setView(rep);
     return rep;

@@ -5,7 +5,13 @@
 // A file message is a message whose content is {"file":{url,name,size,type,thumb}}; it is shown
 // as a file only when it parses and url is exactly /files/<32 hex digits>, else as text like any
 // message. Names and sizes are put in as text. Conversation files are fetched with ?t=<token>
-// (GetFileToken), so that <img src> works without cookies.
+// (GetFileToken), so that <img src> works without cookies. A token is good for an hour and only
+// while this session lasts (a password change ends it): it is renewed every 20 minutes, at each
+// login and after a password change, and an image that fails with an older token tries again.
+//
+// Thumbnails are made by the server after the upload, and not always (a busy server, an image too
+// costly to decode): a picture whose thumbnail is not there is shown as a file ("no preview"),
+// and replaced by the picture when the server's FileThumb push says it has been made.
 
 import {el, icon, visibleText} from './util.js';
 
@@ -15,7 +21,9 @@ export const FILE_URL_RE = /^\/files\/[0-9a-f]{32}$/;
 const RASTER = new Set(['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/bmp']);
 // A sheet of paper with a folded corner.
 const DOC_ICON = 'M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8zm0 2.5L17.5 8H14zM6 20V4h6v6h6v10z';
-const TOKEN_REFRESH_MS = 6 * 60 * 60 * 1000; // tokens last 24 h: refresh well before
+// A landscape in a frame.
+const PIC_ICON = 'M19 3H5a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h14a2 2 0 0 0 2-2V5a2 2 0 0 0-2-2zm0 16H5V5h14zm-5.04-6.71-2.75 3.54-1.96-2.36L6.5 17h11z';
+const TOKEN_REFRESH_MS = 20 * 60 * 1000; // tokens last an hour: refresh well before
 
 let current = null; // the page's Files, for the render helpers below
 
@@ -71,22 +79,60 @@ export function filePreview(content) {
 export function fileView(content) {
   const f = parseFileMessage(content);
   if (!f) return null;
-  if (RASTER.has(f.type)) {
-    const img = el('img', {class: 'file-thumb', alt: f.name, loading: 'lazy', decoding: 'async'});
-    const link = el('a', {class: 'file-image', target: '_blank', rel: 'noopener noreferrer', title: `${f.name} (${formatSize(f.size)}), open full size`}, img);
-    img.addEventListener('error', () => link.classList.add('broken'), {once: true});
-    withToken((t) => {
-      img.src = `${f.url}${f.thumb ? '/thumb' : ''}?t=${encodeURIComponent(t)}`;
-      link.href = `${f.url}?t=${encodeURIComponent(t)}`;
-    });
-    return el('div', {class: 'file-msg'}, link);
-  }
-  const chip = el('a', {class: 'file-chip', download: f.name, rel: 'noopener noreferrer'},
-    icon(DOC_ICON, 'ico file-icon'),
-    el('span', {class: 'file-name', dir: 'auto'}, f.name),
-    el('span', {class: 'file-size'}, formatSize(f.size)));
+  const box = el('div', {class: 'file-msg'});
+  if (RASTER.has(f.type) && f.thumb) showPicture(box, f);
+  else box.append(fileChip(f));
+  return box;
+}
+
+/** fileChip is a file as a link with its name and size: a download, or a picture without a
+ * preview (opened full size in a new tab). */
+function fileChip(f) {
+  const picture = RASTER.has(f.type);
+  const chip = el('a', {
+    class: picture ? 'file-chip no-preview' : 'file-chip',
+    download: picture ? null : f.name,
+    target: picture ? '_blank' : null,
+    rel: 'noopener noreferrer',
+    dataset: {fileUrl: f.url},
+  },
+  icon(picture ? PIC_ICON : DOC_ICON, 'ico file-icon'),
+  picture ? el('span', {class: 'visually-hidden'}, 'Picture: ') : null,
+  el('span', {class: 'file-name', dir: 'auto'}, f.name),
+  el('span', {class: 'file-size'}, formatSize(f.size)),
+  picture ? el('span', {class: 'file-note'}, 'no preview') : null);
   withToken((t) => { chip.href = `${f.url}?t=${encodeURIComponent(t)}`; });
-  return el('div', {class: 'file-msg'}, chip);
+  return chip;
+}
+
+/** showPicture puts a picture's thumbnail in box, linking to the full picture; when there is no
+ * thumbnail (yet), the picture as a file, until a FileThumb push brings one. */
+function showPicture(box, f) {
+  const img = el('img', {class: 'file-thumb', alt: f.name, loading: 'lazy', decoding: 'async'});
+  const link = el('a', {
+    class: 'file-image', target: '_blank', rel: 'noopener noreferrer', dataset: {fileUrl: f.url},
+    title: `${f.name} (${formatSize(f.size)}), open full size`,
+  }, img);
+  let used = '';
+  const load = (t) => {
+    used = t;
+    img.src = `${f.url}/thumb?t=${encodeURIComponent(t)}`;
+    link.href = `${f.url}?t=${encodeURIComponent(t)}`;
+  };
+  img.addEventListener('error', () => {
+    if (current && current.token && current.token !== used) {
+      load(current.token); // the token it had expired or was revoked meanwhile
+      return;
+    }
+    const focused = box.contains(document.activeElement);
+    box.replaceChildren(fileChip(f));
+    if (focused) box.querySelector('a').focus();
+    if (current) current.awaitThumb(f, box);
+  });
+  withToken(load);
+  const focused = box.contains(document.activeElement);
+  box.replaceChildren(link);
+  if (focused) link.focus();
 }
 
 /** withToken calls fn with a file token now, or once one has arrived. */
@@ -117,7 +163,16 @@ export class Files {
     this.pics = new Map(); // username (lower case) → profile file URL, '' for none
     this.asked = new Set();
 
+    this.thumbWaits = new Map(); // file URL → [{f, box}] shown without their thumbnail
+
     chat.addEventListener('user', (e) => this.onView(e.detail.view));
+    // A new login or a password change is a new session: the old token no longer works.
+    chat.addEventListener('loggedin', () => this.refreshToken());
+    chat.addEventListener('session', () => this.refreshToken());
+    chat.conn.addEventListener('push', (e) => {
+      const p = e.detail;
+      if (p && p.cmd === 'FileThumb' && typeof p.fileURL === 'string') this.onThumb(p.fileURL);
+    });
     this.bindComposer();
     this.bindSettings();
   }
@@ -137,19 +192,49 @@ export class Files {
 
   async refreshToken() {
     this.fetching = true;
+    let ok = false;
     try {
       const rep = await this.chat.request('GetFileToken', {}, {background: true});
       if (rep && typeof rep.Token === 'string') {
+        ok = true;
         this.token = rep.Token;
         const waiting = this.waiting;
         this.waiting = [];
         for (const fn of waiting) fn(this.token);
+        // Links already shown get the new token (loaded images keep what they have).
+        for (const a of document.querySelectorAll('a[data-file-url]')) {
+          if (FILE_URL_RE.test(a.dataset.fileUrl)) a.href = `${a.dataset.fileUrl}?t=${encodeURIComponent(this.token)}`;
+        }
       }
+    } catch {
+      // offline or logged out: try again below
     } finally {
       this.fetching = false;
     }
     clearTimeout(this.refreshTimer);
-    this.refreshTimer = setTimeout(() => this.refreshToken(), this.token ? TOKEN_REFRESH_MS : 30_000);
+    this.refreshTimer = setTimeout(() => this.refreshToken(), ok ? TOKEN_REFRESH_MS : 30_000);
+  }
+
+  /** awaitThumb remembers a picture shown without its thumbnail, for onThumb. */
+  awaitThumb(f, box) {
+    const list = (this.thumbWaits.get(f.url) || []).filter((w) => w.box.isConnected);
+    list.push({f, box});
+    this.thumbWaits.set(f.url, list);
+  }
+
+  /** onThumb shows the pictures of a file whose thumbnail has just been made. */
+  onThumb(url) {
+    const list = this.thumbWaits.get(url) || [];
+    this.thumbWaits.delete(url);
+    for (const {f, box} of list) {
+      if (box.isConnected) showPicture(box, {...f, thumb: true});
+    }
+    // Forget the pictures whose messages are no longer on screen.
+    for (const [u, l] of this.thumbWaits) {
+      const live = l.filter((w) => w.box.isConnected);
+      if (live.length) this.thumbWaits.set(u, live);
+      else this.thumbWaits.delete(u);
+    }
   }
 
   rememberPic(name, url) {
