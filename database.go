@@ -51,12 +51,15 @@ type Database struct {
 	bots *botRunner
 	// files stores and serves uploads (files.go).
 	files *Files
+	// inbound admits inbound mail (mail_guard.go).
+	inbound *inboundGuard
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
 func Connect(ctx context.Context, cfg Config) (*Database, error) {
 	db := &Database{cfg: cfg, limits: newLimits(cfg), metrics: newMetrics(), hubs: newHubs(),
 		outboxWake: make(chan struct{}, 1)}
+	db.inbound = newInboundGuard(cfg)
 	pool, err := openPostgres(ctx, cfg.Postgres, db.metrics.pgTracer())
 	if err != nil {
 		return nil, err

@@ -74,7 +74,8 @@ func (db *Database) mailTx(ctx context.Context, owner string, fn func(tx pgx.Tx,
 }
 
 const emailColumns = `id, m_time, folder, unread, starred, deleted, removed, from_addr, from_name,
-	to_addrs, cc_addrs, subject, text_body, html_body, date, message_id, in_reply_to, attachments`
+	to_addrs, cc_addrs, subject, text_body, html_body, date, message_id, in_reply_to, attachments,
+	sender_auth, unverified`
 
 func scanEmail(row pgx.Row) (*Email, error) {
 	var e Email
@@ -83,7 +84,7 @@ func scanEmail(row pgx.Row) (*Email, error) {
 	var atts []byte
 	if err := row.Scan(&e.ID, &mt, &e.Folder, &e.Unread, &e.Starred, &e.Deleted, &e.Removed,
 		&e.From, &e.FromName, &e.To, &e.Cc, &e.Subject, &e.Text, &e.HTML, &date, &e.MessageID,
-		&e.InReplyTo, &atts); err != nil {
+		&e.InReplyTo, &atts, &e.Auth, &e.Unverified); err != nil {
 		return nil, err
 	}
 	e.MTime, e.Date = formatTime(time.UnixMicro(mt)), formatTime(date)
@@ -105,12 +106,12 @@ func insertEmail(ctx context.Context, tx pgx.Tx, owner string, mt int64, e *Emai
 	}
 	err = tx.QueryRow(ctx, `INSERT INTO mail (owner, id, m_time, folder, unread, starred, from_addr,
 		from_name, to_addrs, cc_addrs, subject, text_body, html_body, date, message_id, in_reply_to,
-		attachments, size)
+		attachments, size, sender_auth, unverified)
 		SELECT $1, COALESCE(max(id), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-			$15, $16, $17 FROM mail WHERE owner = $1
+			$15, $16, $17, $18, $19 FROM mail WHERE owner = $1
 		RETURNING id`, owner, mt, e.Folder, e.Unread, e.Starred, e.From, e.FromName,
 		nonNil(e.To), nonNil(e.Cc), e.Subject, e.Text, e.HTML, date, e.MessageID,
-		e.InReplyTo, atts, size).Scan(&e.ID)
+		e.InReplyTo, atts, size, e.Auth, e.Unverified).Scan(&e.ID)
 	if err != nil {
 		return fmt.Errorf("storing e-mail: %w", err)
 	}
@@ -143,10 +144,41 @@ func (db *Database) pushEmail(owner string, e *Email, cmd, skip string) {
 	ffjson.Pool(payload)
 }
 
-// deleteMailbox removes a user's mail and attachment files (DeleteUser; idempotent).
+// deleteMailbox removes a user's mail, lets go of its attachments and deletes the user's older
+// attachment files (DeleteUser; idempotent).
 func (db *Database) deleteMailbox(ctx context.Context, user string) error {
-	if _, err := db.pool.Exec(ctx, "DELETE FROM mail WHERE owner = $1", upperName(user)); err != nil {
-		return fmt.Errorf("deleting the mailbox: %w", err)
+	key := upperName(user)
+	err := db.mailTx(ctx, key, func(tx pgx.Tx, _ int64) error {
+		var atts []Attachment
+		rows, err := tx.Query(ctx, "SELECT attachments FROM mail WHERE owner = $1 AND attachments <> '[]'", key)
+		if err != nil {
+			return fmt.Errorf("reading the mailbox's attachments: %w", err)
+		}
+		for rows.Next() {
+			var raw []byte
+			var list []Attachment
+			if err := rows.Scan(&raw); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading the mailbox's attachments: %w", err)
+			}
+			_ = json.Unmarshal(raw, &list)
+			atts = append(atts, list...)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("reading the mailbox's attachments: %w", err)
+		}
+		if err := db.releaseBlobs(ctx, tx, user, atts); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM mail WHERE owner = $1", key); err != nil {
+			return fmt.Errorf("deleting the mailbox: %w", err)
+		}
+		_, err = tx.Exec(ctx, "DELETE FROM mail_full WHERE owner = $1", key)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if err := os.RemoveAll(db.ownerDir(user)); err != nil {
 		return fmt.Errorf("deleting attachments: %w", err)
@@ -208,6 +240,10 @@ func getAllEmails(ctx context.Context, s *Session, req *Request) (reply, error) 
 	if err := readSummaries(rows, rep); err != nil {
 		return nil, err
 	}
+	if rep.MailUsed, rep.MailboxFull, err = s.db.mailboxState(ctx, owner); err != nil {
+		return nil, err
+	}
+	rep.MailQuota = s.db.cfg.MailQuota
 	rep.MTime = formatTime(time.UnixMicro(newest))
 	if mr.MTime != "" && rep.More {
 		rep.MTime = rep.Emails[len(rep.Emails)-1].MTime
@@ -280,13 +316,22 @@ func removeDeletedEmails(ctx context.Context, s *Session, _ *Request) (reply, er
 			_ = json.Unmarshal(atts, &e.Attachments)
 			gone = append(gone, e)
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		var atts []Attachment
+		for _, e := range gone {
+			atts = append(atts, e.Attachments...)
+		}
+		if err := s.db.releaseBlobs(ctx, tx, s.user, atts); err != nil {
+			return err
+		}
+		return s.db.clearMailboxFull(ctx, tx, s.upper)
 	})
 	if err != nil {
 		return nil, err
 	}
 	for i := range gone {
-		s.db.removeAttachments(s.user, gone[i].Attachments)
 		e := Email{ID: gone[i].ID, MTime: gone[i].MTime, Removed: true}
 		s.db.pushEmail(s.user, &e, "EmailUpdated", s.id)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"os"
 	"strings"
 	"testing"
@@ -34,6 +36,22 @@ func sampleMail(t *testing.T, name, to string) []byte {
 		t.Fatal(err)
 	}
 	return bytes.ReplaceAll(b, []byte("{TO}"), []byte(to))
+}
+
+// samplePDF is a unique PDF, so that a test's attachment is not shared with another test's
+// (attachments are stored once per content, and the tests share one database).
+func samplePDF(tag string) string { return "%PDF-1.4\n% " + tag + "\n%%EOF\n" }
+
+// uniqueAttachments is multipart_attachments.eml for to, its PDF samplePDF(tag).
+func uniqueAttachments(t *testing.T, to, tag string) []byte {
+	t.Helper()
+	old := "JVBERi0xLjQKJSBhIHRpbnkgdGVzdCBkb2N1bWVudAoxIDAgb2JqPDw+PmVuZG9iagp0cmFpbGVy\nPDw+PgolJUVPRgo=\n"
+	b := sampleMail(t, "multipart_attachments.eml", to)
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	if !bytes.Contains(b, []byte(old)) {
+		t.Fatal("multipart_attachments.eml's PDF changed")
+	}
+	return bytes.Replace(b, []byte(old), []byte(base64.StdEncoding.EncodeToString([]byte(samplePDF(tag)))+"\n"), 1)
 }
 
 // smtpSend hands one message to the server's SMTP receiver and returns its answer.
@@ -249,12 +267,13 @@ func TestDeleteUserDeletesMailbox(t *testing.T) {
 	srv, _ := mailServer(t)
 	c := register(t, srv, "leaver")
 	addr := c.name + "@" + testMailDomain
-	if err := smtpSend(t, srv, "carol@example.net", []string{addr}, sampleMail(t, "multipart_attachments.eml", addr)); err != nil {
+	if err := smtpSend(t, srv, "carol@example.net", []string{addr}, uniqueAttachments(t, addr, c.name)); err != nil {
 		t.Fatal(err)
 	}
 	c.waitPush("EmailReceived", isCmd("EmailReceived"))
-	dir := srv.db.ownerDir(c.name)
-	if _, err := os.Stat(dir); err != nil {
+	sum := sha256.Sum256([]byte(samplePDF(c.name)))
+	pdf := srv.db.blobPath(base64.RawURLEncoding.EncodeToString(sum[:16]))
+	if _, err := os.Stat(pdf); err != nil {
 		t.Fatalf("attachments were not stored: %v", err)
 	}
 	c.ok("DeleteUser", map[string]any{"password": testPassword})
@@ -262,7 +281,7 @@ func TestDeleteUserDeletesMailbox(t *testing.T) {
 	if err := srv.db.pool.QueryRow(context.Background(), "SELECT count(*) FROM mail WHERE owner = $1", upperName(c.name)).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("mail rows left: %d (%v)", n, err)
 	}
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Fatalf("attachment directory left: %v", err)
+	if _, err := os.Stat(pdf); !os.IsNotExist(err) {
+		t.Fatalf("attachment file left: %v", err)
 	}
 }

@@ -56,6 +56,10 @@ type Email struct {
 	AttachCount int          `json:"AttachmentCount,omitempty"`
 	MessageID   string       `json:"MessageID,omitempty"`
 	InReplyTo   string       `json:"InReplyTo,omitempty"`
+	// Auth is inbound mail's SPF, DKIM and DMARC verdict ("spf=pass dkim=none dmarc=none");
+	// Unverified is set when neither SPF nor DKIM vouched for the From address (mail_auth.go).
+	Auth       string `json:"Auth,omitempty"`
+	Unverified bool   `json:"Unverified,omitempty"`
 }
 
 // EmailsReply answers GetAllEmails.
@@ -66,6 +70,10 @@ type EmailsReply struct {
 	More        bool    `json:"More"`
 	MTime       string  `json:"M_time"`
 	MailAddress string  `json:"MailAddress"`
+	// The mailbox's size and quota in bytes, and whether inbound mail is being refused for it.
+	MailUsed    int64 `json:"MailUsed"`
+	MailQuota   int64 `json:"MailQuota"`
+	MailboxFull bool  `json:"MailboxFull"`
 }
 
 // EmailReply answers a command about one e-mail (GetEmail with the whole e-mail, the others with
@@ -95,4 +103,7 @@ type MandrillMsg struct {
 	Subject string `json:"subject"`
 	Text    string `json:"text"`
 	HTML    string `json:"html"`
+	SPF     struct {
+		Result string `json:"result"`
+	} `json:"spf"`
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	fflib "github.com/pquerna/ffjson/fflib/v1"
@@ -633,6 +634,19 @@ func (j *Email) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 		fflib.WriteJsonString(buf, string(j.InReplyTo))
 		buf.WriteByte(',')
 	}
+	if len(j.Auth) != 0 {
+		buf.WriteString(`"Auth":`)
+		fflib.WriteJsonString(buf, string(j.Auth))
+		buf.WriteByte(',')
+	}
+	if j.Unverified != false {
+		if j.Unverified {
+			buf.WriteString(`"Unverified":true`)
+		} else {
+			buf.WriteString(`"Unverified":false`)
+		}
+		buf.WriteByte(',')
+	}
 	buf.Rewind(1)
 	buf.WriteByte('}')
 	return nil
@@ -681,6 +695,10 @@ const (
 	ffjtEmailMessageID
 
 	ffjtEmailInReplyTo
+
+	ffjtEmailAuth
+
+	ffjtEmailUnverified
 )
 
 var ffjKeyEmailID = []byte("ID")
@@ -722,6 +740,10 @@ var ffjKeyEmailAttachCount = []byte("AttachmentCount")
 var ffjKeyEmailMessageID = []byte("MessageID")
 
 var ffjKeyEmailInReplyTo = []byte("InReplyTo")
+
+var ffjKeyEmailAuth = []byte("Auth")
+
+var ffjKeyEmailUnverified = []byte("Unverified")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *Email) UnmarshalJSON(input []byte) error {
@@ -793,6 +815,11 @@ mainparse:
 
 					} else if bytes.Equal(ffjKeyEmailAttachCount, kn) {
 						currentKey = ffjtEmailAttachCount
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyEmailAuth, kn) {
+						currentKey = ffjtEmailAuth
 						state = fflib.FFParse_want_colon
 						goto mainparse
 					}
@@ -918,8 +945,25 @@ mainparse:
 						currentKey = ffjtEmailUnread
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyEmailUnverified, kn) {
+						currentKey = ffjtEmailUnverified
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyEmailUnverified, kn) {
+					currentKey = ffjtEmailUnverified
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyEmailAuth, kn) {
+					currentKey = ffjtEmailAuth
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.SimpleLetterEqualFold(ffjKeyEmailInReplyTo, kn) {
@@ -1118,6 +1162,12 @@ mainparse:
 
 				case ffjtEmailInReplyTo:
 					goto handle_InReplyTo
+
+				case ffjtEmailAuth:
+					goto handle_Auth
+
+				case ffjtEmailUnverified:
+					goto handle_Unverified
 
 				case ffjtEmailnosuchkey:
 					err = fs.SkipField(tok)
@@ -1835,6 +1885,67 @@ handle_InReplyTo:
 	state = fflib.FFParse_after_value
 	goto mainparse
 
+handle_Auth:
+
+	/* handler: j.Auth type=string kind=string quoted=false*/
+
+	{
+
+		{
+			if tok != fflib.FFTok_string && tok != fflib.FFTok_null {
+				return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for string", tok))
+			}
+		}
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			outBuf := fs.Output.Bytes()
+
+			j.Auth = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_Unverified:
+
+	/* handler: j.Unverified type=bool kind=bool quoted=false*/
+
+	{
+		if tok != fflib.FFTok_bool && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for bool", tok))
+		}
+	}
+
+	{
+		if tok == fflib.FFTok_null {
+
+		} else {
+			tmpb := fs.Output.Bytes()
+
+			if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
+
+				j.Unverified = true
+
+			} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
+
+				j.Unverified = false
+
+			} else {
+				err = errors.New("unexpected bytes for true/false value")
+				return fs.WrapErr(err)
+			}
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
 wantedvalue:
 	return fs.WrapErr(fmt.Errorf("wanted value token, but got token: %v", tok))
 wrongtokenerror:
@@ -2213,6 +2324,15 @@ func (j *EmailsReply) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	fflib.WriteJsonString(buf, string(j.MTime))
 	buf.WriteString(`,"MailAddress":`)
 	fflib.WriteJsonString(buf, string(j.MailAddress))
+	buf.WriteString(`,"MailUsed":`)
+	fflib.FormatBits2(buf, uint64(j.MailUsed), 10, j.MailUsed < 0)
+	buf.WriteString(`,"MailQuota":`)
+	fflib.FormatBits2(buf, uint64(j.MailQuota), 10, j.MailQuota < 0)
+	if j.MailboxFull {
+		buf.WriteString(`,"MailboxFull":true`)
+	} else {
+		buf.WriteString(`,"MailboxFull":false`)
+	}
 	buf.WriteByte('}')
 	return nil
 }
@@ -2232,6 +2352,12 @@ const (
 	ffjtEmailsReplyMTime
 
 	ffjtEmailsReplyMailAddress
+
+	ffjtEmailsReplyMailUsed
+
+	ffjtEmailsReplyMailQuota
+
+	ffjtEmailsReplyMailboxFull
 )
 
 var ffjKeyEmailsReplyCmd = []byte("cmd")
@@ -2245,6 +2371,12 @@ var ffjKeyEmailsReplyMore = []byte("More")
 var ffjKeyEmailsReplyMTime = []byte("M_time")
 
 var ffjKeyEmailsReplyMailAddress = []byte("MailAddress")
+
+var ffjKeyEmailsReplyMailUsed = []byte("MailUsed")
+
+var ffjKeyEmailsReplyMailQuota = []byte("MailQuota")
+
+var ffjKeyEmailsReplyMailboxFull = []byte("MailboxFull")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *EmailsReply) UnmarshalJSON(input []byte) error {
@@ -2331,6 +2463,21 @@ mainparse:
 						currentKey = ffjtEmailsReplyMailAddress
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyEmailsReplyMailUsed, kn) {
+						currentKey = ffjtEmailsReplyMailUsed
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyEmailsReplyMailQuota, kn) {
+						currentKey = ffjtEmailsReplyMailQuota
+						state = fflib.FFParse_want_colon
+						goto mainparse
+
+					} else if bytes.Equal(ffjKeyEmailsReplyMailboxFull, kn) {
+						currentKey = ffjtEmailsReplyMailboxFull
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
 				case 'c':
@@ -2349,6 +2496,24 @@ mainparse:
 						goto mainparse
 					}
 
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyEmailsReplyMailboxFull, kn) {
+					currentKey = ffjtEmailsReplyMailboxFull
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.SimpleLetterEqualFold(ffjKeyEmailsReplyMailQuota, kn) {
+					currentKey = ffjtEmailsReplyMailQuota
+					state = fflib.FFParse_want_colon
+					goto mainparse
+				}
+
+				if fflib.EqualFoldRight(ffjKeyEmailsReplyMailUsed, kn) {
+					currentKey = ffjtEmailsReplyMailUsed
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.EqualFoldRight(ffjKeyEmailsReplyMailAddress, kn) {
@@ -2421,6 +2586,15 @@ mainparse:
 
 				case ffjtEmailsReplyMailAddress:
 					goto handle_MailAddress
+
+				case ffjtEmailsReplyMailUsed:
+					goto handle_MailUsed
+
+				case ffjtEmailsReplyMailQuota:
+					goto handle_MailQuota
+
+				case ffjtEmailsReplyMailboxFull:
+					goto handle_MailboxFull
 
 				case ffjtEmailsReplynosuchkey:
 					err = fs.SkipField(tok)
@@ -2636,6 +2810,101 @@ handle_MailAddress:
 			outBuf := fs.Output.Bytes()
 
 			j.MailAddress = string(string(outBuf))
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_MailUsed:
+
+	/* handler: j.MailUsed type=int64 kind=int64 quoted=false*/
+
+	{
+		if tok != fflib.FFTok_integer && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for int64", tok))
+		}
+	}
+
+	{
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			tval, err := fflib.ParseInt(fs.Output.Bytes(), 10, 64)
+
+			if err != nil {
+				return fs.WrapErr(err)
+			}
+
+			j.MailUsed = int64(tval)
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_MailQuota:
+
+	/* handler: j.MailQuota type=int64 kind=int64 quoted=false*/
+
+	{
+		if tok != fflib.FFTok_integer && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for int64", tok))
+		}
+	}
+
+	{
+
+		if tok == fflib.FFTok_null {
+
+		} else {
+
+			tval, err := fflib.ParseInt(fs.Output.Bytes(), 10, 64)
+
+			if err != nil {
+				return fs.WrapErr(err)
+			}
+
+			j.MailQuota = int64(tval)
+
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_MailboxFull:
+
+	/* handler: j.MailboxFull type=bool kind=bool quoted=false*/
+
+	{
+		if tok != fflib.FFTok_bool && tok != fflib.FFTok_null {
+			return fs.WrapErr(fmt.Errorf("cannot unmarshal %s into Go value for bool", tok))
+		}
+	}
+
+	{
+		if tok == fflib.FFTok_null {
+
+		} else {
+			tmpb := fs.Output.Bytes()
+
+			if bytes.Compare([]byte{'t', 'r', 'u', 'e'}, tmpb) == 0 {
+
+				j.MailboxFull = true
+
+			} else if bytes.Compare([]byte{'f', 'a', 'l', 's', 'e'}, tmpb) == 0 {
+
+				j.MailboxFull = false
+
+			} else {
+				err = errors.New("unexpected bytes for true/false value")
+				return fs.WrapErr(err)
+			}
 
 		}
 	}
@@ -3899,6 +4168,10 @@ func (j *MandrillMsg) MarshalJSONBuf(buf fflib.EncodingBuffer) error {
 	fflib.WriteJsonString(buf, string(j.Text))
 	buf.WriteString(`,"html":`)
 	fflib.WriteJsonString(buf, string(j.HTML))
+	/* Inline struct. type=struct { Result string "json:\"result\"" } kind=struct */
+	buf.WriteString(`,"spf":{ "result":`)
+	fflib.WriteJsonString(buf, string(j.SPF.Result))
+	buf.WriteByte('}')
 	buf.WriteByte('}')
 	return nil
 }
@@ -3922,6 +4195,8 @@ const (
 	ffjtMandrillMsgText
 
 	ffjtMandrillMsgHTML
+
+	ffjtMandrillMsgSPF
 )
 
 var ffjKeyMandrillMsgRawMsg = []byte("raw_msg")
@@ -3939,6 +4214,8 @@ var ffjKeyMandrillMsgSubject = []byte("subject")
 var ffjKeyMandrillMsgText = []byte("text")
 
 var ffjKeyMandrillMsgHTML = []byte("html")
+
+var ffjKeyMandrillMsgSPF = []byte("spf")
 
 // UnmarshalJSON umarshall json - template of ffjson
 func (j *MandrillMsg) UnmarshalJSON(input []byte) error {
@@ -4049,6 +4326,11 @@ mainparse:
 						currentKey = ffjtMandrillMsgSubject
 						state = fflib.FFParse_want_colon
 						goto mainparse
+
+					} else if bytes.Equal(ffjKeyMandrillMsgSPF, kn) {
+						currentKey = ffjtMandrillMsgSPF
+						state = fflib.FFParse_want_colon
+						goto mainparse
 					}
 
 				case 't':
@@ -4059,6 +4341,12 @@ mainparse:
 						goto mainparse
 					}
 
+				}
+
+				if fflib.EqualFoldRight(ffjKeyMandrillMsgSPF, kn) {
+					currentKey = ffjtMandrillMsgSPF
+					state = fflib.FFParse_want_colon
+					goto mainparse
 				}
 
 				if fflib.SimpleLetterEqualFold(ffjKeyMandrillMsgHTML, kn) {
@@ -4149,6 +4437,9 @@ mainparse:
 
 				case ffjtMandrillMsgHTML:
 					goto handle_HTML
+
+				case ffjtMandrillMsgSPF:
+					goto handle_SPF
 
 				case ffjtMandrillMsgnosuchkey:
 					err = fs.SkipField(tok)
@@ -4366,6 +4657,26 @@ handle_HTML:
 
 			j.HTML = string(string(outBuf))
 
+		}
+	}
+
+	state = fflib.FFParse_after_value
+	goto mainparse
+
+handle_SPF:
+
+	/* handler: j.SPF type=struct { Result string "json:\"result\"" } kind=struct quoted=false*/
+
+	{
+		/* Falling back. type=struct { Result string "json:\"result\"" } kind=struct */
+		tbuf, err := fs.CaptureField(tok)
+		if err != nil {
+			return fs.WrapErr(err)
+		}
+
+		err = json.Unmarshal(tbuf, &j.SPF)
+		if err != nil {
+			return fs.WrapErr(err)
 		}
 	}
 

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jhillyerd/enmime/v2"
 	"github.com/microcosm-cc/bluemonday"
 )
@@ -37,9 +38,10 @@ type parsedMail struct {
 	date           time.Time
 	messageID      string
 	inReplyTo      string
-	parts          []*enmime.Part // attachments and inline parts, stored per recipient
+	parts          []*enmime.Part // attachments and inline parts, stored once (mail_attachments.go)
 	size           int64
-	fromCount      int // addresses in the From header
+	fromCount      int        // addresses in the From header
+	auth           senderAuth // set by the way in (mail_auth.go)
 	// Set by the way in: the envelope sender (SMTP's MAIL FROM, /inbound/email's ?from=,
 	// Mandrill's msg.sender), and the per-address limit key of who handed the message in.
 	envFrom, remote string
@@ -213,6 +215,9 @@ func (db *Database) resolveRecipient(ctx context.Context, addr string) (mailTarg
 // the headers' when the way in has no envelope). It returns how many took it. Addresses that
 // lead nowhere are counted against p.remote's allowance of unknown recipients.
 func (db *Database) receiveMail(ctx context.Context, rcpts []string, p *parsedMail, via string) (int, error) {
+	if len(rcpts) > maxMailRcpts {
+		return 0, errTooManyRcpts
+	}
 	seen := map[string]bool{}
 	n := 0
 	for _, addr := range rcpts {
@@ -262,27 +267,50 @@ func (db *Database) deliverTo(ctx context.Context, t mailTarget, p *parsedMail, 
 	return len(users), nil
 }
 
-// storeInbound puts p in user's inbox, its parts stored as attachment files.
+// storeInbound puts p in user's inbox within the mailbox's quota, its parts stored once and
+// shared by every copy (mail_attachments.go); a refusal for the quota tells the owner once.
 func (db *Database) storeInbound(ctx context.Context, user string, p *parsedMail) error {
 	e := &Email{Folder: folderInbox, Unread: true, From: p.from, FromName: p.fromName, To: p.to,
 		Cc: p.cc, Subject: p.subject, Text: p.text, HTML: p.html, Date: formatTime(p.date),
-		MessageID: p.messageID, InReplyTo: p.inReplyTo}
-	for _, part := range p.parts {
-		a, err := db.storeAttachment(user, part)
-		if err != nil {
-			db.removeAttachments(user, e.Attachments)
-			return fmt.Errorf("storing an attachment: %w", err)
-		}
-		e.Attachments = append(e.Attachments, a)
+		MessageID: p.messageID, InReplyTo: p.inReplyTo, Auth: p.auth.String(), Unverified: !p.auth.verified}
+	blobs := p.blobs()
+	for _, b := range blobs {
+		e.Attachments = append(e.Attachments, b.att)
 	}
-	if err := db.deliverEmail(ctx, user, e, p.size, "EmailReceived", ""); err != nil {
-		db.removeAttachments(user, e.Attachments)
+	size := p.storedSize()
+	key := upperName(user)
+	err := db.mailTx(ctx, key, func(tx pgx.Tx, base int64) error {
+		if err := db.checkQuota(ctx, tx, key, size); err != nil {
+			return err
+		}
+		written, err := db.holdBlobs(ctx, tx, blobs)
+		if err != nil {
+			return err
+		}
+		if err := insertEmail(ctx, tx, key, base, e, size); err != nil {
+			removeFiles(written) // nobody else can hold them: their rows are locked until rollback
+			return err
+		}
+		return nil
+	})
+	if errors.Is(err, errMailboxFull) {
+		db.noticeMailboxFull(ctx, user)
+	}
+	if err != nil {
 		return err
 	}
+	db.pushEmail(user, e, "EmailReceived", "")
 	return nil
 }
 
-// headerRecipients are the addresses of the To and Cc headers (for ways in without an envelope).
-func (p *parsedMail) headerRecipients() []string {
-	return append(append([]string{}, p.to...), p.cc...)
+// headerRecipients are the mail domain's addresses among the To and Cc headers (for ways in
+// without an envelope).
+func (p *parsedMail) headerRecipients(domain string) []string {
+	var out []string
+	for _, a := range append(append([]string{}, p.to...), p.cc...) {
+		if strings.EqualFold(domainOf(a), domain) {
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -76,7 +76,7 @@ func TestInboundAttachmentsAreServedSafely(t *testing.T) {
 	srv, _ := mailServer(t)
 	c := register(t, srv, "dora")
 	addr := c.name + "@" + testMailDomain
-	if err := smtpSend(t, srv, "carol@example.net", []string{addr}, sampleMail(t, "multipart_attachments.eml", addr)); err != nil {
+	if err := smtpSend(t, srv, "carol@example.net", []string{addr}, uniqueAttachments(t, addr, c.name)); err != nil {
 		t.Fatal(err)
 	}
 	pushed := c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)

@@ -40,7 +40,8 @@ var summaryColumns = fmt.Sprintf(`id, m_time, folder, unread, starred, deleted, 
 	ARRAY(SELECT left(a, %[1]d) FROM unnest(to_addrs[1:%[3]d]) WITH ORDINALITY AS t(a, n) ORDER BY n),
 	ARRAY(SELECT left(a, %[1]d) FROM unnest(cc_addrs[1:%[3]d]) WITH ORDINALITY AS t(a, n) ORDER BY n),
 	left(subject, %[2]d), left(text_body, %[4]d), date, left(message_id, %[2]d), left(in_reply_to, %[2]d),
-	jsonb_path_query_array(attachments, '$[0 to %[5]d]'), jsonb_array_length(attachments)`,
+	jsonb_path_query_array(attachments, '$[0 to %[5]d]'), jsonb_array_length(attachments),
+	left(sender_auth, %[2]d), unverified`,
 	summaryAddrLen, maxMailSubject, summaryAddrs, mailPreviewScan, summaryAtts-1)
 
 // scanSummary reads a row of summaryColumns as a summary.
@@ -51,7 +52,7 @@ func scanSummary(row pgx.Row) (*Email, error) {
 	var atts []byte
 	if err := row.Scan(&e.ID, &mt, &e.Folder, &e.Unread, &e.Starred, &e.Deleted, &e.Removed,
 		&e.From, &e.FromName, &e.To, &e.Cc, &e.Subject, &e.Text, &date, &e.MessageID,
-		&e.InReplyTo, &atts, &e.AttachCount); err != nil {
+		&e.InReplyTo, &atts, &e.AttachCount, &e.Auth, &e.Unverified); err != nil {
 		return nil, err
 	}
 	e.MTime, e.Date = formatTime(time.UnixMicro(mt)), formatTime(date)
@@ -76,6 +77,7 @@ func summarize(e *Email) Email {
 	s.From = truncateBytes(e.From, summaryAddrLen)
 	s.FromName, s.Subject = truncateRunes(e.FromName, maxMailSubject), truncateRunes(e.Subject, maxMailSubject)
 	s.MessageID, s.InReplyTo = truncateRunes(e.MessageID, maxMailSubject), truncateRunes(e.InReplyTo, maxMailSubject)
+	s.Auth = truncateRunes(e.Auth, maxMailSubject) // Unverified is kept as it is
 	s.To, s.Cc = summaryList(e.To), summaryList(e.Cc)
 	s.AttachCount = max(e.AttachCount, len(e.Attachments))
 	s.Attachments = nil

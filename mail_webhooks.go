@@ -1,32 +1,57 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Inbound mail over HTTP (DESIGN §5.1): POST /inbound/email with a raw message, for any mail
 // server that can pipe mail to a URL, and POST /inbound/mandrill, Mandrill's inbound webhook.
 // Both go through parseMail; a malformed payload answers 400 and stores nothing.
 
-// Mandrill's events carry the raw message base64-free but JSON-escaped inside a form field:
-// allow for that growth over the message limit.
-const maxMandrillBody = maxInboundMail*2 + 1<<20
+// Both are served only when configured: /inbound/email with -inbound-token, /inbound/mandrill
+// with -mandrill-key (and -inbound-token too when both are set); otherwise they answer 404. The
+// token is checked before a byte of the body is read; a body is read only in one of the parse
+// places (mail_guard.go), whole within inboundBodyTimeout.
 
-// inboundAllowed checks -inbound-token when it is set.
-func (s *Server) inboundAllowed(r *http.Request) bool {
+// Mandrill's events carry the raw message JSON-escaped inside a form field: a base64 message
+// grows by about a tenth; allow a quarter.
+const maxMandrillBody = maxInboundMail + maxInboundMail/4 + 1<<20
+
+// logInbound says at start-up which inbound ways are open.
+func logInbound(cfg Config, log *slog.Logger) {
+	if notConfigured(cfg.InboundToken) {
+		log.Info("inbound mail over HTTP: POST /inbound/email is off (set -inbound-token to serve it)")
+	} else {
+		log.Info("inbound mail over HTTP: POST /inbound/email is on, with -inbound-token")
+	}
+	if notConfigured(cfg.MandrillKey) {
+		log.Info("inbound mail over HTTP: POST /inbound/mandrill is off (set -mandrill-key to serve it)")
+	} else {
+		log.Info("inbound mail over HTTP: POST /inbound/mandrill is on, with -mandrill-key")
+	}
+}
+
+// inboundToken reports whether r carries -inbound-token.
+func (s *Server) inboundToken(r *http.Request) bool {
 	if notConfigured(s.cfg.InboundToken) {
-		return true
+		return false
 	}
 	got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if got == "" {
@@ -36,10 +61,15 @@ func (s *Server) inboundAllowed(r *http.Request) bool {
 }
 
 // inboundEmail answers POST /inbound/email: the body is one RFC 5322 message; it goes to the
-// mail domain's addresses among ?to= (repeatable) or, without it, its To and Cc headers. ?from=
-// is the envelope sender (SMS replies are taken only with it).
+// mail domain's addresses among ?to= (repeatable, at most 50) or, without it, its To and Cc
+// headers. The mail server piping it may say where it came from, for SPF: ?ip= (the client's
+// address), ?helo= and ?from= (the envelope sender; SMS replies are taken only with it).
 func (s *Server) inboundEmail(w http.ResponseWriter, r *http.Request) {
-	if !s.inboundAllowed(r) {
+	if notConfigured(s.cfg.InboundToken) {
+		http.NotFound(w, r)
+		return
+	}
+	if !s.inboundToken(r) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
@@ -50,22 +80,101 @@ func (s *Server) inboundEmail(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Content-Type must be message/rfc822", http.StatusUnsupportedMediaType)
 		return
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxInboundMail))
-	if err != nil {
-		http.Error(w, "message too large", http.StatusRequestEntityTooLarge)
+	q := r.URL.Query()
+	rcpts := q["to"]
+	if len(rcpts) > maxMailRcpts {
+		http.Error(w, errTooManyRcpts.Error(), http.StatusBadRequest)
 		return
 	}
-	p, err := parseMail(raw)
+	raw, done, err := s.readInbound(w, r, "", maxInboundMail, false)
+	if err != nil {
+		inboundError(w, err)
+		return
+	}
+	defer done()
+	p, err := parseMail(raw.Bytes())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	p.envFrom, p.remote = r.URL.Query().Get("from"), s.inboundRemote(r)
-	rcpts := r.URL.Query()["to"]
+	p.envFrom, p.remote = q.Get("from"), s.inboundRemote(r)
+	ev := senderEvidence{ip: net.ParseIP(q.Get("ip")), helo: q.Get("helo"), envFrom: p.envFrom}
+	p.auth = s.db.checkSender(r.Context(), raw.Bytes(), p, ev)
+	raw.Reset()
 	if len(rcpts) == 0 {
-		rcpts = p.headerRecipients()
+		rcpts = p.headerRecipients(s.cfg.MailDomain)
+	}
+	sender := ev.envFrom
+	if sender == "" {
+		sender = p.from
+	}
+	if err := s.db.admitMessage(p, len(rcpts), sender, ""); err != nil {
+		inboundError(w, err)
+		return
 	}
 	s.deliverInbound(w, r, rcpts, p, "http")
+}
+
+// readInbound reads r's body (at most limit bytes; as a form into r.PostForm when form is set)
+// in a parse place, within the body deadline; done gives the place back. addr is the client's
+// limit key, "" for a request that carried the inbound token.
+func (s *Server) readInbound(w http.ResponseWriter, r *http.Request, addr string, limit int64, form bool) (*bytes.Buffer, func(), error) {
+	if r.ContentLength > limit {
+		return nil, nil, errTooLarge
+	}
+	g := s.db.inbound
+	if !g.enter(r.Context(), addr) {
+		return nil, nil, errInboundBusy
+	}
+	done := func() { g.leave(addr) }
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(g.bodyTimeout)
+	_ = rc.SetReadDeadline(deadline)
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	body := new(bytes.Buffer)
+	var err error
+	if form {
+		err = r.ParseForm()
+	} else {
+		_, err = io.Copy(body, r.Body)
+	}
+	if err != nil {
+		// The rest of the body is never read: the connection closes after the answer (a
+		// handler's r.Body that is not net/http's own would otherwise be drained first).
+		w.Header().Set("Connection", "close")
+		done()
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			return nil, nil, errTooLarge
+		case errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(deadline):
+			g.cutOff.Add(1)
+			return nil, nil, errBodyTimeout
+		}
+		return nil, nil, fmt.Errorf("%w: %v", errBadBody, err)
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	return body, done, nil
+}
+
+var (
+	errTooLarge = errors.New("message too large")
+	errBadBody  = errors.New("reading the body")
+)
+
+// inboundError answers a refusal.
+func inboundError(w http.ResponseWriter, err error) {
+	code := httpStatusFor(err)
+	switch {
+	case errors.Is(err, errTooLarge):
+		code = http.StatusRequestEntityTooLarge
+	case code == 0:
+		code = http.StatusBadRequest
+	}
+	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "60")
+	}
+	http.Error(w, err.Error(), code)
 }
 
 // inboundRemote is the limit key of the client handing mail in over HTTP.
@@ -86,7 +195,15 @@ func (s *Server) unknownAllowance(w http.ResponseWriter, r *http.Request) bool {
 
 // deliverInbound stores p for rcpts and answers how many took it.
 func (s *Server) deliverInbound(w http.ResponseWriter, r *http.Request, rcpts []string, p *parsedMail, via string) int {
-	n, err := s.db.receiveMail(r.Context(), rcpts, p, via)
+	err := s.db.quotaPrecheck(r.Context(), rcpts, p)
+	n := 0
+	if err == nil {
+		n, err = s.db.receiveMail(r.Context(), rcpts, p, via)
+	}
+	if code := httpStatusFor(err); code != 0 {
+		inboundError(w, err)
+		return -1
+	}
 	if err != nil {
 		slog.Error("storing inbound mail", "via", via, "err", err)
 		http.Error(w, "try again later", http.StatusServiceUnavailable)
@@ -96,25 +213,36 @@ func (s *Server) deliverInbound(w http.ResponseWriter, r *http.Request, rcpts []
 }
 
 // inboundMandrill answers Mandrill's inbound webhook: HEAD (Mandrill's check when the webhook is
-// added) with 200, POST with the events of the form field mandrill_events.
+// added) with 200, POST with the events of the form field mandrill_events, signed with
+// -mandrill-key.
 func (s *Server) inboundMandrill(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodHead {
-		w.WriteHeader(http.StatusOK)
+	if notConfigured(s.cfg.MandrillKey) {
+		http.NotFound(w, r)
 		return
 	}
-	if !s.inboundAllowed(r) {
-		http.Error(w, "unauthorized", http.StatusUnauthorized)
+	addr := ""
+	if !notConfigured(s.cfg.InboundToken) {
+		if !s.inboundToken(r) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+	} else {
+		addr = s.inboundRemote(r)
+	}
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	if !s.unknownAllowance(w, r) {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxMandrillBody)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "malformed form", http.StatusBadRequest)
+	_, done, err := s.readInbound(w, r, addr, maxMandrillBody, true)
+	if err != nil {
+		inboundError(w, err)
 		return
 	}
-	if !notConfigured(s.cfg.MandrillKey) && !s.mandrillSigned(r) {
+	defer done()
+	if !s.mandrillSigned(r) {
 		slog.Warn("refusing a Mandrill webhook with a wrong signature", "remote", r.RemoteAddr)
 		http.Error(w, "bad signature", http.StatusForbidden)
 		return
@@ -131,17 +259,33 @@ func (s *Server) inboundMandrill(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, in := range inbound {
 		in.p.remote = s.inboundRemote(r)
-		if s.deliverInbound(w, r, []string{in.to}, in.p, "mandrill") < 0 {
+		if err := s.admitMandrill(r.Context(), in.ev, in.p); err != nil {
+			inboundError(w, err)
+			return
+		}
+		if s.deliverInbound(w, r, []string{in.ev.Msg.Email}, in.p, "mandrill") < 0 {
 			return
 		}
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// mandrillInbound is one inbound event's message with the address it came to: kept together,
-// so that other events in the batch (clicks, opens) cannot shift one onto another's recipient.
+// admitMandrill verifies one Mandrill message's sender (DKIM ourselves; SPF as Mandrill found
+// it, for the Return-Path Mandrill wrote) and applies admitMessage. ev must be p's own event.
+func (s *Server) admitMandrill(ctx context.Context, ev *MandrillEvent, p *parsedMail) error {
+	raw := []byte(ev.Msg.RawMsg)
+	p.auth = s.db.checkSender(ctx, raw, p, senderEvidence{spf: ev.Msg.SPF.Result, spfFrom: returnPathDomain(raw)})
+	sender := p.envFrom
+	if sender == "" {
+		sender = p.from
+	}
+	return s.db.admitMessage(p, 1, sender, "")
+}
+
+// mandrillInbound is one inbound event with its parsed message: kept together, so that other
+// events in the batch (clicks, opens) cannot shift one onto another's recipient or verdict.
 type mandrillInbound struct {
-	to string
+	ev *MandrillEvent
 	p  *parsedMail
 }
 
@@ -149,7 +293,8 @@ type mandrillInbound struct {
 // stores nothing.
 func parseMandrill(events []MandrillEvent) ([]mandrillInbound, error) {
 	var out []mandrillInbound
-	for _, ev := range events {
+	for i := range events {
+		ev := &events[i]
 		if ev.Event != "inbound" {
 			continue
 		}
@@ -161,7 +306,7 @@ func parseMandrill(events []MandrillEvent) ([]mandrillInbound, error) {
 			return nil, err
 		}
 		p.envFrom = ev.Msg.Sender
-		out = append(out, mandrillInbound{to: ev.Msg.Email, p: p})
+		out = append(out, mandrillInbound{ev: ev, p: p})
 	}
 	return out, nil
 }

@@ -30,20 +30,26 @@ func postMail(t *testing.T, srv *testServer, path, ctype string, body []byte, hd
 	return res.StatusCode
 }
 
+const testInboundToken = "inbound-s3cret"
+
+var withToken = map[string]string{"Authorization": "Bearer " + testInboundToken}
+
 func TestInboundEmailEndpoint(t *testing.T) {
-	srv, _ := mailServer(t)
+	cfg := testConfig(t)
+	cfg.MailDomain, cfg.InboundToken = testMailDomain, testInboundToken
+	srv := startServer(t, cfg)
 	c := register(t, srv, "fay")
 	addr := c.name + "@" + testMailDomain
-	if code := postMail(t, srv, "/inbound/email", "text/plain", sampleMail(t, "shiftjis.eml", addr), nil); code != http.StatusUnsupportedMediaType {
+	if code := postMail(t, srv, "/inbound/email", "text/plain", sampleMail(t, "shiftjis.eml", addr), withToken); code != http.StatusUnsupportedMediaType {
 		t.Errorf("wrong content type: %d", code)
 	}
-	if code := postMail(t, srv, "/inbound/email", "message/rfc822", []byte("not a message"), nil); code != http.StatusBadRequest {
+	if code := postMail(t, srv, "/inbound/email", "message/rfc822", []byte("not a message"), withToken); code != http.StatusBadRequest {
 		t.Errorf("malformed: %d", code)
 	}
-	if code := postMail(t, srv, "/inbound/email", "message/rfc822", sampleMail(t, "shiftjis.eml", "nobody_x@"+testMailDomain), nil); code != http.StatusOK {
+	if code := postMail(t, srv, "/inbound/email", "message/rfc822", sampleMail(t, "shiftjis.eml", "nobody_x@"+testMailDomain), withToken); code != http.StatusOK {
 		t.Errorf("mail for nobody (dropped): %d", code)
 	}
-	if code := postMail(t, srv, "/inbound/email", "message/rfc822", sampleMail(t, "shiftjis.eml", addr), nil); code != http.StatusOK {
+	if code := postMail(t, srv, "/inbound/email", "message/rfc822", sampleMail(t, "shiftjis.eml", addr), withToken); code != http.StatusOK {
 		t.Fatalf("good mail: %d", code)
 	}
 	e := fetchEmail(c, c.waitPush("EmailReceived", isCmd("EmailReceived"))["Email"].(map[string]any)["ID"])

@@ -83,6 +83,12 @@ type Config struct {
 	// MailRcptsPerDay bounds recipients of a user's outbound mail and invitations per day.
 	MailRcptsPerDay int
 
+	// Inbound mail's bounds (mail_guard.go, mail_quota.go; SECURITY.md).
+	InboundParses  int
+	InboundPerHour int
+	SMTPMaxConns   int
+	MailQuota      int64
+
 	// Files (uploads, mail attachments) and administrators.
 	FilesDir     string
 	Admins       string
@@ -109,6 +115,11 @@ type Config struct {
 	acmeRoots        *x509.CertPool // trusted for the ACME CA's API (nil: the system's)
 	heartbeat        time.Duration  // how often sessions are sent a heartbeat
 	outboxRetry      time.Duration  // the outbound mail queue's first retry delay
+
+	// Set by inbound mail's tests only.
+	inboundBodyTimeout time.Duration // one inbound body's deadline (mail_guard.go)
+	smtpLifetime       time.Duration // one SMTP connection's lifetime
+	mailDNS            mailResolver  // SPF, DKIM and DMARC look-ups (nil: the system's)
 }
 
 func defaultConfig() Config {
@@ -143,6 +154,10 @@ func defaultConfig() Config {
 		FilesDir:            "./data/files",
 		MailsPerDay:         200,
 		MailRcptsPerDay:     500,
+		InboundParses:       4,
+		InboundPerHour:      300,
+		SMTPMaxConns:        256,
+		MailQuota:           1 << 30,
 		PushConfig:          PushConfig{FCMURL: defaultFCMURL, APNsURL: defaultAPNsURL, PushWorkers: 4, PushQueue: 1024},
 		BotConfig:           BotConfig{GiphyURL: defaultGiphyURL, GeocodingURL: defaultGeocodingURL, ForecastURL: defaultForecastURL},
 		DefaultQuota:        2 << 30,
@@ -192,10 +207,14 @@ func parseFlags(args []string) (Config, error) {
 	fset.StringVar(&cfg.SMTPURL, "smtp-url", cfg.SMTPURL, "SMTP relay for outbound mail: smtp://user:pass@host:587 (STARTTLS required), smtps://…, or smtp://host:port?insecure=1 for local testing; empty or FILL_ME: no mail")
 	fset.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "the URL people open the web client at, for invitations (default https://<first -acme-domain>/ or http://<mail-domain>/)")
 	fset.StringVar(&cfg.SMTPListen, "smtp-listen", cfg.SMTPListen, "address for the built-in SMTP receiver of inbound mail (e.g. :2525, or :25 behind MX); empty: off")
-	fset.StringVar(&cfg.MandrillKey, "mandrill-key", cfg.MandrillKey, "Mandrill webhook key: POST /inbound/mandrill checks X-Mandrill-Signature with it; empty or FILL_ME: not checked")
-	fset.StringVar(&cfg.InboundToken, "inbound-token", cfg.InboundToken, "if set, POST /inbound/email and /inbound/mandrill need 'Authorization: Bearer <token>' (or ?token=)")
+	fset.StringVar(&cfg.MandrillKey, "mandrill-key", cfg.MandrillKey, "Mandrill webhook key: POST /inbound/mandrill is served, and checks X-Mandrill-Signature with it; empty or FILL_ME: the endpoint is off (404)")
+	fset.StringVar(&cfg.InboundToken, "inbound-token", cfg.InboundToken, "POST /inbound/email is served, to requests with 'Authorization: Bearer <token>' (or ?token=), as is /inbound/mandrill when -mandrill-key is set too; empty or FILL_ME: /inbound/email is off (404)")
 	fset.IntVar(&cfg.MailsPerDay, "mails-per-day", cfg.MailsPerDay, "e-mails and invitations a user may send per day; 0 for no limit")
 	fset.IntVar(&cfg.MailRcptsPerDay, "mail-recipients-per-day", cfg.MailRcptsPerDay, "recipients (To and Cc of each e-mail, each invitation) a user may send to per day; 0 for no limit")
+	fset.IntVar(&cfg.InboundParses, "inbound-parses", cfg.InboundParses, "inbound messages read and parsed at once (SMTP and HTTP together); the rest wait briefly, then hear 451 or 503")
+	fset.IntVar(&cfg.InboundPerHour, "inbound-mails-per-hour", cfg.InboundPerHour, "inbound deliveries per sender address per hour (5 times that per SMTP client address); 0 for no limit")
+	fset.IntVar(&cfg.SMTPMaxConns, "smtp-max-conns", cfg.SMTPMaxConns, "connections the SMTP receiver holds at once (8 per client address); 0 for no global limit")
+	fset.Int64Var(&cfg.MailQuota, "mail-quota", cfg.MailQuota, "bytes of mail (bodies and attachments) one mailbox may hold; inbound mail past it is refused; 0 for no limit")
 	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
@@ -407,6 +426,7 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("starting the SMTP receiver on %s: %w", cfg.SMTPListen, err)
 	}
+	logInbound(cfg, slog.Default())
 	s.bg.Add(3)
 	go func() {
 		defer s.bg.Done()

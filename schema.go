@@ -119,6 +119,19 @@ var migrations = []string{
 		expires timestamptz NOT NULL     -- when its presigned POST stops working
 	);
 	CREATE INDEX IF NOT EXISTS s3_uploads_expires ON s3_uploads (expires);`,
+	// 8 (issue 25, inbound mail: mail_auth.go, mail_attachments.go, mail_quota.go): the sender's
+	// verdict, attachments stored once and counted, and mailboxes whose owner was told they
+	// are full.
+	`ALTER TABLE mail ADD COLUMN IF NOT EXISTS sender_auth text NOT NULL DEFAULT '';
+	ALTER TABLE mail ADD COLUMN IF NOT EXISTS unverified bool NOT NULL DEFAULT false;
+	CREATE TABLE IF NOT EXISTS mail_blobs (
+		id   text   PRIMARY KEY,
+		refs bigint NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS mail_full (
+		owner text        PRIMARY KEY,
+		since timestamptz NOT NULL DEFAULT now()
+	);`,
 }
 
 // schemaVersion is the version this binary needs.

@@ -168,6 +168,7 @@ export class Mail {
     this.openId = 0;
     this.plain = false;
     this.shownKey = '';
+    this.quota = {full: false, used: 0, limit: 0}; // the mailbox's size, from GetAllEmails
     this.fetching = new Map(); // ID → the GetEmail under way
     this.bodyErrors = new Map(); // ID → why its body could not be read
   }
@@ -253,6 +254,13 @@ export class Mail {
     this.oldest = list.length ? Math.min(...list.map((e) => e.ID)) : 0;
     this.syncPoint = rep.M_time || EPOCH;
     if (rep.MailAddress) this.address = rep.MailAddress;
+    this.takeQuota(rep);
+  }
+
+  /** takeQuota keeps what a GetAllEmails reply says of the mailbox's size. */
+  takeQuota(rep) {
+    if (typeof rep.MailboxFull !== 'boolean') return;
+    this.quota = {full: rep.MailboxFull, used: Number(rep.MailUsed) || 0, limit: Number(rep.MailQuota) || 0};
   }
 
   async syncSince() {
@@ -260,6 +268,7 @@ export class Mail {
     for (;;) {
       const rep = await this.chat.request('GetAllEmails', {M_time: since});
       for (const e of Array.isArray(rep.Emails) ? rep.Emails : []) this.apply(e);
+      this.takeQuota(rep);
       if (rep.M_time && rep.M_time > since) since = rep.M_time;
       this.syncPoint = since;
       if (!rep.More) return;
@@ -328,6 +337,7 @@ export class Mail {
         if (!this.apply(e, true)) return;
         if (e.Folder === 'inbox') this.announce(`New e-mail from ${e.FromName || e.From}: ${e.Subject || '(no subject)'}`);
         this.render();
+        if (e.Auth === 'local' && this.loaded) this.sync(); // the server's own notice: the mailbox's state changed
         break;
       }
       case 'EmailUpdated':
@@ -461,8 +471,18 @@ export class Mail {
     this.renderCounts();
     this.renderAddress();
     if (!this.visible) return;
+    this.renderQuota();
     this.renderList();
     this.renderReader();
+  }
+
+  renderQuota() {
+    const {full, used, limit} = this.quota;
+    const box = $('mail-full');
+    box.hidden = !full;
+    box.textContent = full
+      ? `Your mailbox is full${limit ? ` (${formatSize(used)} of ${formatSize(limit)})` : ''}: new mail is being refused. Delete mail you no longer need and empty the Trash to receive mail again.`
+      : '';
   }
 
   renderAddress() {
@@ -514,7 +534,8 @@ export class Mail {
     const who = mine ? `To: ${to || '(nobody yet)'}` : (e.FromName || e.From || '(unknown sender)');
     const d = parseWireTime(e.Date);
     const snippet = (e.Preview || '').slice(0, 140);
-    const label = [e.Unread ? 'Unread.' : '', e.Folder === 'drafts' ? 'Draft.' : '', who, e.Subject || '(no subject)',
+    const label = [e.Unread ? 'Unread.' : '', e.Folder === 'drafts' ? 'Draft.' : '', who,
+      e.Unverified ? '(unverified sender)' : '', e.Subject || '(no subject)',
       d ? fullTime(d) : ''].filter(Boolean).join(' ');
     return el('li', {},
       el('button', {
@@ -522,7 +543,8 @@ export class Mail {
         'aria-current': String(e.ID === this.openId), 'aria-label': label,
         onclick: () => this.open(e.ID),
       },
-      el('span', {class: 'mi-from'}, e.Folder === 'drafts' ? el('span', {class: 'mi-draft'}, 'Draft ') : null, who),
+      el('span', {class: 'mi-from'}, e.Folder === 'drafts' ? el('span', {class: 'mi-draft'}, 'Draft ') : null, who,
+        e.Unverified ? el('span', {class: 'mi-unverified'}, ' unverified') : null),
       el('time', {class: 'mi-date', datetime: e.Date || ''}, d ? shortTime(d) : ''),
       el('span', {class: 'mi-subject'}, e.Subject || '(no subject)'),
       el('span', {class: 'mi-flags', 'aria-hidden': 'true'},
@@ -582,6 +604,11 @@ export class Mail {
     const rows = [['From', sender(e)], ['To', (w.To || []).join(', ')], ['Cc', (w.Cc || []).join(', ')],
       ['Date', d ? fullTime(d) : '']].filter(([, v]) => v);
     $('mail-headers').replaceChildren(...rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
+    const unverified = !!(e.Unverified || w.Unverified);
+    $('mail-unverified').hidden = !unverified;
+    $('mail-unverified').textContent = unverified
+      ? `Unverified sender: this server could not confirm that this e-mail comes from ${e.From || 'its sender'}. Be careful with its links and attachments.`
+      : '';
     // Download links come with the body; until then the names alone.
     const atts = (w.Attachments || []).filter(Boolean);
     $('mail-attachments').replaceChildren(...atts.map((a) => el('li', {}, a.URL
@@ -699,6 +726,7 @@ export class Mail {
     for (const e of gone) this.apply({ID: e.ID, M_time: e.M_time, Removed: true}, true);
     this.toast('The Trash is empty.', 'info');
     this.render();
+    if (this.quota.full) this.sync(); // the mailbox may have room again
     $('mail-folders').querySelector('[data-folder=trash]').focus();
   }
 
