@@ -217,11 +217,16 @@ func newRelayClient(conn net.Conn, rc relayConfig, tlsConf *tls.Config, domain s
 	return c, nil
 }
 
-// relay hands one message to the SMTP relay, within ctx.
+// relay hands one message to the SMTP relay, within ctx, DKIM-signed with -dkim-key.
 func (db *Database) relay(ctx context.Context, from string, to []string, msg []byte) error {
 	rc, err := parseSMTPURL(db.cfg.SMTPURL)
 	if err != nil {
 		return err
+	}
+	if db.dkim != nil {
+		if msg, err = db.dkim.sign(msg, time.Now()); err != nil {
+			return err
+		}
 	}
 	tlsConf := &tls.Config{ServerName: rc.host, RootCAs: db.cfg.smtpRoots}
 	var d net.Dialer
