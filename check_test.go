@@ -413,7 +413,7 @@ func TestCheckACMEDomainResolvesHere(t *testing.T) {
 	defer busy.Close()
 	cfg.AcmeDomain, cfg.RedirectAddr = "here.example.org", busy.Addr().String()
 	c, out = checkOnly(t, cfg, notHere, checkTLSOf)
-	wantItem(t, c, out, "acme here.example.org", checkWarn, "in use")
+	wantItem(t, c, out, "acme here.example.org", checkWarn, "address already in use")
 }
 
 // mailCheckConfig is a configuration that sends through relay (plain, on loopback) as

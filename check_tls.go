@@ -138,7 +138,7 @@ func (c *checker) checkDomainLeadsHere(ctx context.Context, domain string, local
 func (c *checker) probeHTTP01(ctx context.Context, domain string, addrs []net.IPAddr) (checkStatus, string) {
 	ln, err := net.Listen("tcp", c.cfg.RedirectAddr)
 	if err != nil {
-		return checkWarn, fmt.Sprintf("not an address of this host's interfaces; %s is in use (is pingedchat running?), so whether it leads here was not tried", c.cfg.RedirectAddr)
+		return checkWarn, fmt.Sprintf("not an address of this host's interfaces; listening on %s to try whether it leads here failed (%v: is pingedchat running, or is the port privileged?)", c.cfg.RedirectAddr, err)
 	}
 	token := randomToken()
 	path := "/.well-known/acme-challenge/pingedchat-check-" + token
