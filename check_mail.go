@@ -65,6 +65,9 @@ func (c *checker) checkDKIM(ctx context.Context) {
 	if st, err := os.Stat(c.cfg.DKIMKey); err == nil && st.Mode().Perm()&0o077 != 0 {
 		c.add(checkWarn, "dkim key", "%s is readable by others (mode %o): chmod 600 it", c.cfg.DKIMKey, st.Mode().Perm())
 	}
+	if from := domainOf((&Database{cfg: c.cfg}).mailFrom()); !dkimAligned(from, s.domain) {
+		c.add(checkWarn, "dkim", "mail comes from %s but is signed for %s: DMARC counts a signature only for its own domain; make -mail-from an address of %s", from, s.domain, s.domain)
+	}
 	value, err := dkimRecordValue(s.key)
 	if err != nil {
 		c.add(checkFail, "dkim", "%v", err)
@@ -227,4 +230,12 @@ func isLoopbackHost(h string) bool {
 	}
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
+}
+
+// dkimAligned: a signature for d counts for mail From domain from under DMARC's relaxed rule
+// as far as it can be told without the public suffix list: the same domain, or one under the
+// other.
+func dkimAligned(from, d string) bool {
+	from, d = strings.ToLower(from), strings.ToLower(d)
+	return from == d || strings.HasSuffix(from, "."+d) || strings.HasSuffix(d, "."+from)
 }

@@ -504,6 +504,16 @@ func TestCheckMailDNS(t *testing.T) {
 	c, out = checkOnly(t, cfg, nil, mailChecks...)
 	wantItem(t, c, out, "spf", checkWarn, "lets anyone send")
 
+	// Signing for one domain while mail comes From another does not count for DMARC.
+	cfg.MailFrom = "noreply@other.example.net"
+	c, out = checkOnly(t, cfg, nil, checkDKIMOf)
+	wantItem(t, c, out, "dkim", checkWarn, "mail comes from other.example.net but is signed for chat.example.org")
+	cfg.MailFrom = "noreply@news.chat.example.org"
+	if c, out = checkOnly(t, cfg, nil, checkDKIMOf); len(c.items) != 1 || c.items[0].status != checkFail {
+		t.Errorf("a subdomain's From is aligned:\n%s", out)
+	}
+	cfg.MailFrom = ""
+
 	// The default mail domain cannot send or receive mail.
 	cfg.MailDomain = "localhost"
 	c, out = checkOnly(t, cfg, nil, checkMailDNSOf)

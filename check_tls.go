@@ -136,9 +136,13 @@ func (c *checker) checkDomainLeadsHere(ctx context.Context, domain string, local
 // HTTP-01 challenge arrives, and fetches it by the domain's addresses: getting it back proves
 // that the name leads here, whatever NAT or port forward is in between.
 func (c *checker) probeHTTP01(ctx context.Context, domain string, addrs []net.IPAddr) (checkStatus, string) {
-	ln, err := net.Listen("tcp", c.cfg.RedirectAddr)
+	addr := c.cfg.RedirectAddr
+	if addr == "" {
+		addr = ":80" // where the CA asks
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return checkWarn, fmt.Sprintf("not an address of this host's interfaces; listening on %s to try whether it leads here failed (%v: is pingedchat running, or is the port privileged?)", c.cfg.RedirectAddr, err)
+		return checkWarn, fmt.Sprintf("not an address of this host's interfaces; listening on %s to try whether it leads here failed (%v: is pingedchat running, or is the port privileged?)", addr, err)
 	}
 	token := randomToken()
 	path := "/.well-known/acme-challenge/pingedchat-check-" + token
