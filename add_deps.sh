@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything pingedchat needs on a Debian/Ubuntu host:
 # PostgreSQL (installed, running, with a role and database for the current OS user),
-# Chromium for the browser tests, and the Go modules. Prints what it did.
+# Chromium for the browser tests, podman for the container image's test, and the Go modules.
+# Prints what it did. PINGED_SKIP_BROWSER=1 and PINGED_SKIP_PODMAN=1 leave those out.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,6 +23,18 @@ need_pkg() { # need_pkg <command-to-check> <package...>
 need_pkg pg_ctlcluster postgresql
 if [ "${PINGED_SKIP_BROWSER:-}" != 1 ]; then
   need_pkg /usr/bin/chromium chromium
+fi
+# Podman builds and runs the container image in TestContainerImage (it skips without it);
+# runc too, since crun refuses hosts with cgroups v1 and v2 mounted together.
+# Without recommends: 17 small packages rather than a desktop's worth.
+if [ "${PINGED_SKIP_PODMAN:-}" != 1 ]; then
+  if command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1; then
+    say "podman runc already installed"
+  else
+    if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+    say "installing podman runc"
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends podman runc >/dev/null
+  fi
 fi
 
 # Start the newest installed cluster if it is not running (Debian's pg_ctlcluster layout).

@@ -129,9 +129,15 @@ func readSchemaVersion(ctx context.Context, connString string) (int, error) {
 	return v, err
 }
 
-// runSubcommand runs `pingedchat backup|restore [flags] DIR`; ok is false when args name no
-// subcommand.
+// runSubcommand runs `pingedchat backup|restore [flags] DIR`, `pingedchat check` (check.go)
+// and `pingedchat healthcheck` (healthcheck.go); ok is false when args name no subcommand.
 func runSubcommand(ctx context.Context, args []string) (ok bool, err error) {
+	if len(args) > 0 && args[0] == "check" {
+		return true, runCheck(ctx, args[1:], os.Stdout)
+	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return true, runHealthcheck(ctx, args[1:])
+	}
 	if len(args) == 0 || (args[0] != "backup" && args[0] != "restore") {
 		return false, nil
 	}

@@ -53,6 +53,8 @@ type Database struct {
 	files *Files
 	// inbound admits inbound mail (mail_guard.go).
 	inbound *inboundGuard
+	// dkim signs outbound mail (dkim.go); nil without -dkim-key.
+	dkim *dkimSigner
 }
 
 // Connect opens PostgreSQL (creating the database if it is missing), the quick store and NATS.
@@ -60,6 +62,11 @@ func Connect(ctx context.Context, cfg Config) (*Database, error) {
 	db := &Database{cfg: cfg, limits: newLimits(cfg), metrics: newMetrics(), hubs: newHubs(),
 		outboxWake: make(chan struct{}, 1)}
 	db.inbound = newInboundGuard(cfg)
+	dk, err := loadDKIM(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db.dkim = dk
 	pool, err := openPostgres(ctx, cfg.Postgres, db.metrics.pgTracer())
 	if err != nil {
 		return nil, err

@@ -62,10 +62,32 @@ func (s *Server) readiness(ctx context.Context) []string {
 	return problems
 }
 
-// versionString is what -version prints: the module version, the commit it was built from and
-// the Go version, from the binary's build information.
+// Release builds (scripts/release.sh, the Containerfile) stamp these with -ldflags -X: they build
+// with -trimpath and, in a container, without .git, so the build information lacks them.
+var (
+	buildVersion string // e.g. v1.4.0, or what git describe says
+	buildCommit  string // the full commit hash
+	buildDate    string // RFC 3339, UTC
+)
+
+// versionString is what -version prints: the version, the commit it was built from, when, and
+// the Go version — stamped by a release build, else from the binary's build information.
 func versionString() string {
-	version, commit, when, dirty := "(devel)", "unknown", "", ""
+	version, commit, when, dirty := versionFromBuildInfo()
+	if buildVersion != "" {
+		version = buildVersion
+	}
+	if buildCommit != "" {
+		commit, dirty = buildCommit, ""
+	}
+	if buildDate != "" {
+		when = " " + buildDate
+	}
+	return fmt.Sprintf("pingedchat %s, commit %s%s%s, %s %s/%s", version, commit, dirty, when, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+func versionFromBuildInfo() (version, commit, when, dirty string) {
+	version, commit = "(devel)", "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
 			version = bi.Main.Version
@@ -83,5 +105,5 @@ func versionString() string {
 			}
 		}
 	}
-	return fmt.Sprintf("pingedchat %s, commit %s%s%s, %s %s/%s", version, commit, dirty, when, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return version, commit, when, dirty
 }

@@ -217,13 +217,34 @@ func newRelayClient(conn net.Conn, rc relayConfig, tlsConf *tls.Config, domain s
 	return c, nil
 }
 
-// relay hands one message to the SMTP relay, within ctx.
+// relay hands one message to the SMTP relay, within ctx, DKIM-signed with -dkim-key.
 func (db *Database) relay(ctx context.Context, from string, to []string, msg []byte) error {
-	rc, err := parseSMTPURL(db.cfg.SMTPURL)
+	if db.dkim != nil {
+		var err error
+		if msg, err = db.dkim.sign(msg, time.Now()); err != nil {
+			return err
+		}
+	}
+	c, _, err := dialRelay(ctx, db.cfg)
 	if err != nil {
 		return err
 	}
-	tlsConf := &tls.Config{ServerName: rc.host, RootCAs: db.cfg.smtpRoots}
+	defer c.Close()
+	if err := c.SendMail(from, to, bytes.NewReader(msg)); err != nil {
+		return err
+	}
+	return c.Quit()
+}
+
+// dialRelay connects to -smtp-url's relay within ctx, secures the session (STARTTLS unless the
+// URL says otherwise) and authenticates when the URL has credentials. `pingedchat check` uses
+// it too, so the check goes exactly the way mail does.
+func dialRelay(ctx context.Context, cfg Config) (*smtp.Client, relayConfig, error) {
+	rc, err := parseSMTPURL(cfg.SMTPURL)
+	if err != nil {
+		return nil, rc, err
+	}
+	tlsConf := &tls.Config{ServerName: rc.host, RootCAs: cfg.smtpRoots}
 	var d net.Dialer
 	var conn net.Conn
 	if rc.implicitTLS {
@@ -232,24 +253,21 @@ func (db *Database) relay(ctx context.Context, from string, to []string, msg []b
 		conn, err = d.DialContext(ctx, "tcp", rc.addr)
 	}
 	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", rc.addr, err)
+		return nil, rc, fmt.Errorf("connecting to %s: %w", rc.addr, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	c, err := newRelayClient(conn, rc, tlsConf, db.cfg.MailDomain)
+	c, err := newRelayClient(conn, rc, tlsConf, cfg.MailDomain)
 	if err != nil {
 		conn.Close()
-		return err
+		return nil, rc, err
 	}
-	defer c.Close()
 	if rc.user != "" {
 		if err := c.Auth(sasl.NewPlainClient("", rc.user, rc.password)); err != nil {
-			return fmt.Errorf("authenticating: %w", err)
+			c.Close()
+			return nil, rc, fmt.Errorf("authenticating: %w", err)
 		}
 	}
-	if err := c.SendMail(from, to, bytes.NewReader(msg)); err != nil {
-		return err
-	}
-	return c.Quit()
+	return c, rc, nil
 }

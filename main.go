@@ -82,6 +82,9 @@ type Config struct {
 	MailsPerDay  int
 	// MailRcptsPerDay bounds recipients of a user's outbound mail and invitations per day.
 	MailRcptsPerDay int
+	// DKIM signing of outbound mail (dkim.go): a PEM key file and its DNS selector.
+	DKIMKey      string
+	DKIMSelector string
 
 	// Inbound mail's bounds (mail_guard.go, mail_quota.go; SECURITY.md).
 	InboundParses  int
@@ -154,6 +157,7 @@ func defaultConfig() Config {
 		FilesDir:            "./data/files",
 		MailsPerDay:         200,
 		MailRcptsPerDay:     500,
+		DKIMSelector:        "pingedchat",
 		InboundParses:       4,
 		InboundPerHour:      300,
 		SMTPMaxConns:        256,
@@ -217,6 +221,8 @@ func parseFlags(args []string) (Config, error) {
 	fset.Int64Var(&cfg.MailQuota, "mail-quota", cfg.MailQuota, "bytes of mail (bodies and attachments) one mailbox may hold; inbound mail past it is refused; 0 for no limit")
 	fset.StringVar(&cfg.MailFrom, "mail-from", cfg.MailFrom, "From address of the server's mail (default pingedchat@<mail-domain>)")
 	fset.StringVar(&cfg.MailDomain, "mail-domain", cfg.MailDomain, "the domain of the server's mail addresses")
+	fset.StringVar(&cfg.DKIMKey, "dkim-key", cfg.DKIMKey, "PEM private key (RSA 2048: openssl genrsa -out dkim.pem 2048) to DKIM-sign outbound mail for -mail-domain; pingedchat check prints its DNS record; empty or FILL_ME: unsigned")
+	fset.StringVar(&cfg.DKIMSelector, "dkim-selector", cfg.DKIMSelector, "the DKIM selector: the key is published at <selector>._domainkey.<mail-domain>")
 	fset.StringVar(&cfg.FilesDir, "files-dir", cfg.FilesDir, "where uploaded files and mail attachments are stored")
 	fset.Int64Var(&cfg.DefaultQuota, "default-quota", cfg.DefaultQuota, "bytes of uploads a new user may store")
 	fset.Int64Var(&cfg.MaxFileSize, "max-file-size", cfg.MaxFileSize, "bytes of one uploaded file; 0 for no limit but the quota")
